@@ -1,0 +1,1 @@
+"""The model, losses, data and training loop (no Qt, no napari)."""

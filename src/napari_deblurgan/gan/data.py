@@ -1,0 +1,279 @@
+"""Training data: blurred/sharp pairs from A/B folders, GOPRO_Large and aligned-AB images, or pairs
+synthesised on the fly from sharp images.
+
+Every batch is a pure function of ``(seed, step, rank)``, so a resumed or distributed run sees exactly
+the data a straight run would. Batches are float32 (N, 3, crop, crop) tensors in [-1, 1].
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Protocol
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+
+from .blur import defocus_kernel, linear_kernel, motion_kernels
+from .images import as_rgb, is_image_file, read_image, to_float01
+
+#: scikit-image's bundled images (no download needed), split once and for all. ``clock`` is real
+#: motion blur (the demo image); ``test`` images are never trained or validated on.
+SKIMAGE_SPLITS: dict[str, tuple[str, ...]] = {
+    "train": (
+        "astronaut", "brick", "cell", "colorwheel", "grass", "hubble_deep_field", "immunohistochemistry",
+        "logo", "microaneurysms", "moon", "page", "retina", "text", "stereo_motorcycle",
+    ),
+    "val": ("coins", "gravel"),
+    "test": ("camera", "coffee", "rocket", "chelsea"),
+}
+
+
+def skimage_images(split: Literal["train", "val", "test"]) -> list[NDArray[np.float32]]:
+    """The scikit-image images of ``split`` as float32 RGB arrays in [0, 1]."""
+    import skimage.data
+
+    images = []
+    for name in SKIMAGE_SPLITS[split]:
+        data = getattr(skimage.data, name)()
+        for img in data[:2] if name == "stereo_motorcycle" else (data,):
+            images.append(as_rgb(to_float01(np.asarray(img))))
+    return images
+
+
+class BatchSource(Protocol):
+    """Anything that yields the training batch for a given step."""
+
+    def batch(self, step: int, rank: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return (blurred, sharp) for ``step``: float32 (N, 3, crop, crop) in [-1, 1]."""
+        ...
+
+
+def _rng(seed: int, step: int, rank: int) -> np.random.Generator:
+    return np.random.default_rng([seed, step, rank])
+
+
+def _augment(patches: list[NDArray], rng: np.random.Generator) -> list[NDArray]:
+    """The same random flip/transpose for every array of one sample (keeps pairs aligned)."""
+    k, flip = int(rng.integers(4)), bool(rng.integers(2))
+    out = [np.rot90(p, k, axes=(0, 1)) for p in patches]
+    return [np.ascontiguousarray(p[:, ::-1] if flip else p) for p in out]
+
+
+def _random_crop(images: Sequence[NDArray], size: int, rng: np.random.Generator) -> list[NDArray]:
+    """The same random ``size`` crop of aligned images; smaller images are reflect-padded first."""
+    h, w = images[0].shape[:2]
+    ph, pw = max(0, size - h), max(0, size - w)
+    if ph or pw:
+        pad = ((ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2), (0, 0))
+        images = [np.pad(im, pad, mode="symmetric") for im in images]
+        h, w = images[0].shape[:2]
+    y, x = int(rng.integers(h - size + 1)), int(rng.integers(w - size + 1))
+    return [im[y : y + size, x : x + size] for im in images]
+
+
+def _to_tensor(patches: Sequence[NDArray]) -> torch.Tensor:
+    return torch.from_numpy(np.stack(patches)).permute(0, 3, 1, 2).contiguous() * 2.0 - 1.0
+
+
+@dataclass
+class BlurCurriculum:
+    """Maximum motion length grows linearly from ``start`` to ``end`` px over ``ramp_steps`` steps."""
+
+    start: float = 8.0
+    end: float = 35.0
+    ramp_steps: int = 0
+
+    def max_length(self, step: int) -> float:
+        if self.ramp_steps <= 0:
+            return self.end
+        return self.start + (self.end - self.start) * min(1.0, step / self.ramp_steps)
+
+
+class SyntheticPairs:
+    """Pairs made on the fly: random crops of sharp images blurred by random kernels, plus noise.
+
+    Kernels: random-trajectory motion (most), straight-line motion, defocus. The blur is a valid
+    convolution of a larger crop, so there is no border effect, and the PSFs are centred, so blurred
+    and sharp are aligned. Noise is gaussian with sigma up to ``max_noise``; blurred values are then
+    quantised to 8 bits like a real photo.
+    """
+
+    def __init__(
+        self,
+        images: Sequence[NDArray[np.float32]],
+        crop: int = 128,
+        batch_size: int = 8,
+        seed: int = 0,
+        kernel_size: int = 41,
+        curriculum: BlurCurriculum | None = None,
+        max_noise: float = 0.02,
+        gray_prob: float = 0.2,
+    ) -> None:
+        if not images:
+            raise ValueError("SyntheticPairs needs at least one sharp image")
+        self.images = [as_rgb(np.asarray(im, dtype=np.float32)) for im in images]
+        self.crop, self.batch_size, self.seed = crop, batch_size, seed
+        self.kernel_size = kernel_size
+        self.curriculum = curriculum or BlurCurriculum()
+        self.max_noise, self.gray_prob = max_noise, gray_prob
+        areas = np.array([np.sqrt(im.shape[0] * im.shape[1]) for im in self.images])
+        self.weights = areas / areas.sum()
+
+    def kernels(self, rng: np.random.Generator, count: int, max_length: float) -> list[NDArray[np.float32]]:
+        size = self.kernel_size
+        kinds = rng.choice(3, size=count, p=[0.8, 0.1, 0.1])
+        motion = iter(motion_kernels(rng, int((kinds == 0).sum()), (1.0, max_length), size))
+        out = []
+        for kind in kinds:
+            if kind == 0:
+                out.append(next(motion))
+            elif kind == 1:
+                out.append(linear_kernel(rng.uniform(1.0, min(max_length, size - 3)), rng.uniform(0, 180), size))
+            else:
+                out.append(defocus_kernel(rng.uniform(0.5, min(max_length / 4, size // 2 - 1)), size))
+        return out
+
+    def batch(self, step: int, rank: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        rng = _rng(self.seed, step, rank)
+        r = self.kernel_size // 2
+        patches = []
+        for _ in range(self.batch_size):
+            img = self.images[rng.choice(len(self.images), p=self.weights)]
+            (patch,) = _augment(_random_crop([img], self.crop + 2 * r, rng), rng)
+            patch = patch[:, :, rng.permutation(3)]
+            if rng.random() < self.gray_prob:
+                patch = np.repeat(patch.mean(axis=2, keepdims=True), 3, axis=2)
+            patches.append(patch)
+        sharp_big = torch.from_numpy(np.stack(patches)).permute(0, 3, 1, 2)
+        kernels = torch.from_numpy(np.stack(self.kernels(rng, self.batch_size, self.curriculum.max_length(step))))
+        blurred = fft_blur_valid(sharp_big, kernels)
+        sigma = torch.from_numpy(rng.uniform(0, self.max_noise, (self.batch_size, 1, 1, 1)).astype(np.float32))
+        noise = torch.from_numpy(rng.standard_normal(blurred.shape).astype(np.float32))
+        blurred = torch.round(torch.clamp(blurred + sigma * noise, 0, 1) * 255) / 255
+        sharp = sharp_big[:, :, r : r + self.crop, r : r + self.crop]
+        return blurred * 2 - 1, sharp.contiguous() * 2 - 1
+
+
+def fft_blur_valid(images: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
+    """Valid convolution of each (C, P, P) image with its own (k, k) kernel: (N, C, P-k+1, P-k+1)."""
+    p, k = images.shape[-1], kernels.shape[-1]
+    fi = torch.fft.rfft2(images.double(), s=(p, p))
+    fk = torch.fft.rfft2(kernels.double(), s=(p, p))[:, None]
+    full = torch.fft.irfft2(fi * fk, s=(p, p))
+    return full[..., k - 1 :, k - 1 :].float()
+
+
+# ----------------------------------------------------------------------------------------------
+# Folder datasets
+
+
+class PairingError(ValueError):
+    """A/B folders whose files cannot be paired one to one."""
+
+
+def pair_ab_folder(root: str | Path) -> list[tuple[Path, Path]]:
+    """Pairs (A = blurred, B = sharp) matched by identical file name, sorted by name.
+
+    Raises :class:`PairingError` listing every unpaired name instead of silently mis-pairing.
+    """
+    root = Path(root)
+    a_dir, b_dir = root / "A", root / "B"
+    if not (a_dir.is_dir() and b_dir.is_dir()):
+        raise PairingError(f"{root} is not an A/B folder: it needs sub-folders A/ (blurred) and B/ (sharp)")
+    a = {p.name: p for p in a_dir.iterdir() if is_image_file(p)}
+    b = {p.name: p for p in b_dir.iterdir() if is_image_file(p)}
+    only_a, only_b = sorted(set(a) - set(b)), sorted(set(b) - set(a))
+    if only_a or only_b:
+        raise PairingError(
+            f"Unpaired files in {root}: only in A: {_names(only_a)}; only in B: {_names(only_b)}. "
+            "Every blurred image in A/ needs a sharp image of the same name in B/."
+        )
+    if not a:
+        raise PairingError(f"{root}/A and {root}/B hold no images ({', '.join(s for s in ('.png', '.jpg', '.tif'))})")
+    return [(a[name], b[name]) for name in sorted(a)]
+
+
+def _names(names: Sequence[str], limit: int = 10) -> str:
+    shown = ", ".join(names[:limit]) or "none"
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def gopro_pairs(root: str | Path, blur: Literal["blur", "blur_gamma"] = "blur") -> list[tuple[Path, Path]]:
+    """Pairs from a GOPRO_Large root, split folder or scene folder (``{blur|blur_gamma}/`` + ``sharp/``)."""
+    root = Path(root)
+    scenes = sorted({p.parent for p in root.glob(f"**/{blur}") if (p.parent / "sharp").is_dir()})
+    if not scenes:
+        raise PairingError(f"{root} holds no GOPRO scene (a folder with {blur}/ and sharp/ sub-folders)")
+    pairs: list[tuple[Path, Path]] = []
+    for scene in scenes:
+        blurred = {p.name: p for p in (scene / blur).iterdir() if is_image_file(p)}
+        sharp = {p.name: p for p in (scene / "sharp").iterdir() if is_image_file(p)}
+        missing = sorted(set(blurred) ^ set(sharp))
+        if missing:
+            raise PairingError(f"GOPRO scene {scene} has unpaired frames: {_names(missing)}")
+        pairs += [(blurred[n], sharp[n]) for n in sorted(blurred)]
+    return pairs
+
+
+def find_pairs(root: str | Path, blur: Literal["blur", "blur_gamma"] = "blur") -> list[tuple[Path, Path]]:
+    """Pairs from an A/B folder or any GOPRO_Large level, whichever ``root`` is."""
+    root = Path(root)
+    if (root / "A").is_dir() or (root / "B").is_dir():
+        return pair_ab_folder(root)
+    return gopro_pairs(root, blur)
+
+
+def load_pair(blurred_path: Path, sharp_path: Path) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
+    """Both images as float RGB in [0, 1]; a size mismatch is an error naming both files."""
+    a, b = read_image(blurred_path), read_image(sharp_path)
+    if a.shape[:2] != b.shape[:2]:
+        raise PairingError(f"Size mismatch: {blurred_path} is {a.shape[:2]} but {sharp_path} is {b.shape[:2]}")
+    return as_rgb(to_float01(a)), as_rgb(to_float01(b))
+
+
+def split_aligned(image: NDArray) -> tuple[NDArray, NDArray]:
+    """DeblurGAN's "aligned" image (A and B side by side) split into (A, B)."""
+    w = image.shape[1]
+    if w % 2:
+        raise ValueError(f"An aligned A|B image needs an even width, got {w}")
+    return image[:, : w // 2], image[:, w // 2 :]
+
+
+class PairedCrops:
+    """Random aligned crops of blurred/sharp pairs read from disk (cached in memory up to a budget)."""
+
+    def __init__(
+        self,
+        pairs: Sequence[tuple[Path, Path]],
+        crop: int = 256,
+        batch_size: int = 1,
+        seed: int = 0,
+        cache_bytes: int = 4 << 30,
+    ) -> None:
+        if not pairs:
+            raise ValueError("PairedCrops needs at least one pair")
+        self.pairs, self.crop, self.batch_size, self.seed = list(pairs), crop, batch_size, seed
+        self.cache: dict[int, tuple[NDArray, NDArray]] = {}
+        self.cache_bytes, self._cached = cache_bytes, 0
+
+    def _load(self, i: int) -> tuple[NDArray, NDArray]:
+        if i in self.cache:
+            return self.cache[i]
+        pair = load_pair(*self.pairs[i])
+        size = pair[0].nbytes * 2
+        if self._cached + size <= self.cache_bytes:
+            self.cache[i] = pair
+            self._cached += size
+        return pair
+
+    def batch(self, step: int, rank: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        rng = _rng(self.seed, step, rank)
+        blurred, sharp = [], []
+        for _ in range(self.batch_size):
+            a, b = _augment(_random_crop(self._load(int(rng.integers(len(self.pairs)))), self.crop, rng), rng)
+            blurred.append(a)
+            sharp.append(b)
+        return _to_tensor(blurred), _to_tensor(sharp)

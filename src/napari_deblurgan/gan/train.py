@@ -1,0 +1,400 @@
+"""The DeblurGAN trainer: content loss + WGAN-GP critic, resumable and GUI-friendly.
+
+``Trainer.steps()`` is a generator of :class:`TrainEvent`s (one per step), so a CLI, a napari thread
+worker or a notebook can drive it; ``request_stop()`` ends it at the next step with a checkpoint.
+Every batch and every random number is a function of ``(seed, step, rank)``, so on CPU N steps plus a
+resumed N steps give exactly the weights of 2N straight steps.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import math
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from .blur import motion_kernels
+from .checkpoint import load_checkpoint, save_checkpoint
+from .critic import CriticConfig, PatchCritic
+from .data import BatchSource, BlurCurriculum, PairedCrops, SyntheticPairs, find_pairs, load_pair, skimage_images
+from .device import bf16_supported, resolve_device
+from .generator import PRESETS, GeneratorConfig, ResnetGenerator, preset
+from .losses import content_loss, gradient_penalty
+from .metrics import psnr, ssim
+from .weights import save_generator
+
+CHECKPOINT_NAME = "checkpoint.pt"
+MODEL_NAME = "generator.safetensors"
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a run. Saved in every checkpoint; ``resume`` reuses it."""
+
+    data: str = "skimage"  # "skimage", a folder of sharp images, an A/B folder or a GOPRO_Large folder
+    data_mode: str = "auto"  # "auto", "pairs" (A/B or GOPRO) or "sharp" (synthesise blur on the fly)
+    gopro_blur: str = "blur"
+    preset: str = "paper"
+    generator: dict[str, Any] = field(default_factory=dict)  # overrides of the preset's fields
+    critic: dict[str, Any] = field(default_factory=dict)
+    content_loss: str = "perceptual"
+    vgg_weights: str | None = None
+    content_weight: float = 100.0
+    adv_weight: float = 1.0  # 0 trains content-only (no critic)
+    adv_start: int = 0  # adversarial term from this step on (content-only pretraining before it)
+    critic_steps: int = 5
+    gp_weight: float = 10.0
+    lr: float = 1e-4
+    critic_lr: float = 1e-4
+    betas: tuple[float, float] = (0.5, 0.999)
+    weight_decay: float = 0.0
+    schedule: str = "linear"  # "linear": constant then linear decay to 0 (paper); "cosine": warmup + cosine
+    decay_start: float = 0.5  # fraction of the run after which "linear" decays
+    warmup: int = 0
+    grad_clip: float = 0.0
+    steps: int = 1000
+    batch_size: int = 1
+    crop: int = 256
+    seed: int = 0
+    amp: str = "auto"  # "auto" (bf16 where fast, fp16 on older GPUs), "bf16", "fp16", "off"
+    channels_last: bool = True
+    blur_start: float = 35.0  # curriculum of synthetic blur length (px)
+    blur_end: float = 35.0
+    blur_ramp: int = 0
+    max_noise: float = 0.02
+    checkpoint_every: int = 500
+    validate_every: int = 500
+    log_every: int = 10
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"Unknown training options {sorted(unknown)}")
+        cfg = cls(**data)
+        cfg.betas = tuple(cfg.betas)  # type: ignore[assignment]
+        return cfg
+
+    def generator_config(self) -> GeneratorConfig:
+        if self.preset not in PRESETS:
+            raise ValueError(f"Unknown preset {self.preset!r}; choose one of {sorted(PRESETS)}")
+        return preset(self.preset, **self.generator)
+
+
+@dataclass
+class TrainEvent:
+    """What a GUI or CLI shows after each step."""
+
+    step: int
+    total_steps: int
+    losses: dict[str, float]
+    lr: float
+    steps_per_second: float
+    validation: dict[str, float] | None = None
+    preview: np.ndarray | None = None  # (H, W, 3) uint8 output on a validation image
+    checkpoint: Path | None = None
+
+
+def lr_factor(cfg: TrainConfig, step: int) -> float:
+    """Learning-rate multiplier at ``step``."""
+    if cfg.warmup and step < cfg.warmup:
+        return (step + 1) / cfg.warmup
+    if cfg.schedule == "cosine":
+        progress = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    start = int(cfg.steps * cfg.decay_start)
+    if step < start:
+        return 1.0
+    return max(0.0, 1.0 - (step - start) / max(1, cfg.steps - start))
+
+
+def build_source(cfg: TrainConfig) -> BatchSource:
+    """The training batches ``cfg.data`` describes."""
+    curriculum = BlurCurriculum(cfg.blur_start, cfg.blur_end, cfg.blur_ramp)
+    if cfg.data == "skimage":
+        images = skimage_images("train")
+    else:
+        root = Path(cfg.data)
+        if not root.is_dir():
+            raise FileNotFoundError(f"Training data folder {root} does not exist")
+        mode = cfg.data_mode
+        if mode == "auto":
+            mode = "pairs" if (root / "A").is_dir() or any(root.glob(f"**/{cfg.gopro_blur}")) else "sharp"
+        if mode == "pairs":
+            pairs = find_pairs(root, cfg.gopro_blur)  # type: ignore[arg-type]
+            return PairedCrops(pairs, cfg.crop, cfg.batch_size, cfg.seed)
+        from .images import as_rgb, is_image_file, read_image, to_float01
+
+        files = sorted(p for p in root.rglob("*") if is_image_file(p))
+        if not files:
+            raise FileNotFoundError(f"No images (.png, .jpg, .tif) found in {root}")
+        images = [as_rgb(to_float01(read_image(p))) for p in files]
+    return SyntheticPairs(images, cfg.crop, cfg.batch_size, cfg.seed, curriculum=curriculum, max_noise=cfg.max_noise)
+
+
+def validation_pairs(cfg: TrainConfig, size: int = 256) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Fixed held-out (blurred, sharp) float RGB pairs: synthetic for sharp-image data, else a few pairs."""
+    if cfg.data == "skimage" or cfg.data_mode == "sharp":
+        from .blur import blur_image
+
+        rng = np.random.default_rng(12345)
+        out = []
+        images = skimage_images("val")
+        for img, kernel in zip(images * 2, motion_kernels(rng, 2 * len(images), (10.0, 30.0))):
+            y, x = (img.shape[0] - size) // 2, (img.shape[1] - size) // 2
+            sharp = img[max(0, y) : max(0, y) + size, max(0, x) : max(0, x) + size]
+            blurred = np.round(blur_image(sharp, kernel, 0.01, rng) * 255) / 255
+            out.append((blurred.astype(np.float32), sharp))
+        return out
+    pairs = find_pairs(cfg.data, cfg.gopro_blur)  # type: ignore[arg-type]
+    picked = [pairs[i] for i in np.linspace(0, len(pairs) - 1, min(4, len(pairs))).astype(int)]
+    return [tuple(im[:size, :size] for im in load_pair(*p)) for p in picked]  # type: ignore[misc]
+
+
+def _autocast_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
+    if cfg.amp == "off" or device.type == "mps":
+        return None
+    if cfg.amp == "bf16" or (cfg.amp == "auto" and bf16_supported(device)):
+        return torch.bfloat16
+    if cfg.amp == "fp16" or (cfg.amp == "auto" and device.type == "cuda"):
+        return torch.float16
+    return None
+
+
+class Trainer:
+    """Trains a generator (and critic) from a :class:`TrainConfig` into ``run_dir``."""
+
+    def __init__(self, config: TrainConfig, run_dir: str | Path, device: str = "auto", resume: bool = False) -> None:
+        self.run_dir = Path(run_dir)
+        self.checkpoint_path = self.run_dir / CHECKPOINT_NAME
+        state = None
+        if resume and self.checkpoint_path.is_file():
+            state = load_checkpoint(self.checkpoint_path)
+            config = TrainConfig.from_dict({**json.loads(state["config"]), "steps": config.steps})
+        elif not resume and self.checkpoint_path.is_file():
+            raise FileExistsError(
+                f"{self.run_dir} already holds a training run; resume it (--resume) or choose another output folder"
+            )
+        self.cfg = config
+        self.distributed = dist.is_available() and dist.is_initialized()
+        self.rank = dist.get_rank() if self.distributed else 0
+        self.device = resolve_device(device)
+        if self.distributed and self.device.type == "cuda":
+            self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        torch.manual_seed(config.seed)
+        self.generator = ResnetGenerator(config.generator_config()).to(self.device)
+        self.critic = PatchCritic(CriticConfig(**config.critic)).to(self.device) if config.adv_weight > 0 else None
+        self.memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
+        for net in (self.generator, self.critic):
+            if net is not None:
+                net.to(memory_format=self.memory_format)
+        self.opt_g = torch.optim.AdamW(self.generator.parameters(), config.lr, betas=config.betas, weight_decay=config.weight_decay)
+        self.opt_d = (
+            torch.optim.Adam(self.critic.parameters(), config.critic_lr, betas=config.betas) if self.critic else None
+        )
+        self.amp_dtype = _autocast_dtype(config, self.device)
+        self.scaler = torch.amp.GradScaler("cuda") if self.amp_dtype == torch.float16 else None
+        self.content = content_loss(config.content_loss, config.vgg_weights)
+        if isinstance(self.content, nn.Module):
+            self.content.to(self.device)
+        self.step = 0
+        if state is not None:
+            self._restore(state)
+        self.g_train: nn.Module = self.generator
+        self.d_train: nn.Module | None = self.critic
+        if self.distributed:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.g_train = DDP(self.generator, device_ids=ids)
+            self.d_train = DDP(self.critic, device_ids=ids) if self.critic else None
+        self.source = build_source(config)
+        self._stop = False
+        self._val: list[tuple[np.ndarray, np.ndarray]] | None = None
+
+    # -- state ---------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "config": json.dumps(self.cfg.to_dict()),
+            "step": self.step,
+            "generator": self.generator.state_dict(),
+            "critic": self.critic.state_dict() if self.critic else {},
+            "opt_g": self.opt_g.state_dict(),
+            "opt_d": self.opt_d.state_dict() if self.opt_d else {},
+            "scaler": self.scaler.state_dict() if self.scaler else {},
+            "torch_rng": torch.get_rng_state(),
+        }
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        self.generator.load_state_dict(state["generator"])
+        self.opt_g.load_state_dict(state["opt_g"])
+        if self.critic is not None and state["critic"]:
+            self.critic.load_state_dict(state["critic"])
+            self.opt_d.load_state_dict(state["opt_d"])  # type: ignore[union-attr]
+        if self.scaler is not None and state["scaler"]:
+            self.scaler.load_state_dict(state["scaler"])
+        torch.set_rng_state(state["torch_rng"])
+        self.step = int(state["step"])
+
+    def save(self) -> Path | None:
+        """Write the checkpoint (rank 0 only) and export the generator next to it."""
+        if self.rank != 0:
+            return None
+        save_checkpoint(self.state_dict(), self.checkpoint_path)
+        self.export(self.run_dir / MODEL_NAME)
+        return self.checkpoint_path
+
+    def export(self, path: str | Path) -> Path:
+        """Write the current generator as a safetensors model file that ``load_model`` reads."""
+        meta = {"step": str(self.step), "recipe": json.dumps(self.cfg.to_dict())}
+        return save_generator(self.generator, path, meta)
+
+    def request_stop(self) -> None:
+        """Ask the running :meth:`steps` loop to save a checkpoint and end after the current step."""
+        self._stop = True
+
+    # -- training ------------------------------------------------------------------------------
+    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    def _backward(self, loss: torch.Tensor, opt: torch.optim.Optimizer, params: Any) -> None:
+        opt.zero_grad(set_to_none=True)
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            self.scaler.unscale_(opt)
+        else:
+            loss.backward()
+        if self.cfg.grad_clip > 0:
+            nn.utils.clip_grad_norm_(params, self.cfg.grad_clip)
+        if self.scaler is not None:
+            self.scaler.step(opt)
+            self.scaler.update()
+        else:
+            opt.step()
+
+    def train_step(self) -> dict[str, float]:
+        """One generator step (preceded by ``critic_steps`` critic steps in the adversarial phase)."""
+        cfg = self.cfg
+        factor = lr_factor(cfg, self.step)
+        for group in self.opt_g.param_groups:
+            group["lr"] = cfg.lr * factor
+        blurred, sharp = (
+            t.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
+            for t in self.source.batch(self.step, self.rank)
+        )
+        self.g_train.train()
+        losses: dict[str, float] = {}
+        adversarial = self.d_train is not None and self.step >= cfg.adv_start
+        with self._autocast():
+            fake = self.g_train(blurred)
+        if adversarial:
+            assert self.d_train is not None and self.opt_d is not None
+            for group in self.opt_d.param_groups:
+                group["lr"] = cfg.critic_lr * factor
+            alphas = np.random.default_rng([cfg.seed, self.step, self.rank, 1]).random((cfg.critic_steps, len(sharp)))
+            for alpha in alphas:
+                with self._autocast():
+                    d_loss = self.d_train(fake.detach()).float().mean() - self.d_train(sharp).float().mean()
+                gp = gradient_penalty(self.d_train, sharp, fake.float(), cfg.gp_weight, torch.from_numpy(alpha))
+                self._backward(d_loss + gp, self.opt_d, self.critic.parameters())  # type: ignore[union-attr]
+            losses.update(critic=d_loss.item(), gp=gp.item())
+        with self._autocast():
+            c_loss = self.content(fake.float(), sharp)
+            g_loss = cfg.content_weight * c_loss
+            if adversarial:
+                self.d_train.requires_grad_(False)  # type: ignore[union-attr]
+                adv = -self.d_train(fake).float().mean()  # type: ignore[misc]
+                self.d_train.requires_grad_(True)  # type: ignore[union-attr]
+                g_loss = g_loss + cfg.adv_weight * adv
+                losses["adversarial"] = adv.item()
+        self._backward(g_loss, self.opt_g, self.generator.parameters())
+        losses["content"] = c_loss.item()
+        self.step += 1
+        return losses
+
+    @torch.no_grad()
+    def validate(self) -> tuple[dict[str, float], np.ndarray]:
+        """Mean PSNR/SSIM of the generator (and of the blurred input) on the fixed validation pairs."""
+        if self._val is None:
+            self._val = validation_pairs(self.cfg)
+        self.generator.eval()
+        scores: dict[str, list[float]] = {"psnr": [], "ssim": [], "psnr_blurred": []}
+        preview = None
+        for blurred, sharp in self._val:
+            x = torch.from_numpy(blurred).permute(2, 0, 1)[None].to(self.device) * 2 - 1
+            out = ((self.generator(x)[0].permute(1, 2, 0).float().cpu().numpy() + 1) / 2).clip(0, 1)
+            out = np.round(out * 255) / 255
+            scores["psnr"].append(psnr(sharp, out))
+            scores["ssim"].append(ssim(sharp, out))
+            scores["psnr_blurred"].append(psnr(sharp, blurred))
+            if preview is None:
+                preview = (out * 255).astype(np.uint8)
+        self.generator.train()
+        return {k: float(np.mean(v)) for k, v in scores.items()}, preview  # type: ignore[return-value]
+
+    def steps(self) -> Iterator[TrainEvent]:
+        """Train until ``cfg.steps`` or a stop request, yielding an event per step; checkpoints as it goes."""
+        cfg = self.cfg
+        log = _MetricsLog(self.run_dir / "metrics.csv") if self.rank == 0 else None
+        t0, s0 = time.perf_counter(), self.step
+        while self.step < cfg.steps and not self._stop:
+            losses = self.train_step()
+            rate = (self.step - s0) / max(1e-9, time.perf_counter() - t0)
+            event = TrainEvent(self.step, cfg.steps, losses, self.opt_g.param_groups[0]["lr"], rate)
+            if self.rank == 0 and (self.step % cfg.validate_every == 0 or self.step == cfg.steps):
+                event.validation, event.preview = self.validate()
+            if self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps:
+                event.checkpoint = self.save()
+            if log is not None and (self.step % cfg.log_every == 0 or event.validation):
+                log.write(event)
+            yield event
+        if self._stop and self.step % cfg.checkpoint_every:
+            path = self.save()
+            yield TrainEvent(self.step, cfg.steps, {}, self.opt_g.param_groups[0]["lr"], 0.0, checkpoint=path)
+
+    def fit(self) -> None:
+        """Run :meth:`steps` to the end."""
+        for _ in self.steps():
+            pass
+
+
+class _MetricsLog:
+    """Append-only CSV of losses, learning rate, speed and validation scores."""
+
+    COLUMNS = ("step", "time", "lr", "steps_per_s", "content", "adversarial", "critic", "gp", "val_psnr", "val_ssim", "val_psnr_blurred")
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.exists():
+            with open(path, "w", newline="") as fh:
+                csv.writer(fh).writerow(self.COLUMNS)
+
+    def write(self, e: TrainEvent) -> None:
+        v = e.validation or {}
+        row = [e.step, f"{time.time():.1f}", f"{e.lr:.3g}", f"{e.steps_per_second:.3f}"]
+        row += [_fmt(e.losses.get(k)) for k in ("content", "adversarial", "critic", "gp")]
+        row += [_fmt(v.get(k)) for k in ("psnr", "ssim", "psnr_blurred")]
+        with open(self.path, "a", newline="") as fh:
+            csv.writer(fh).writerow(row)
+
+
+def _fmt(value: float | None) -> str:
+    return "" if value is None else f"{value:.5g}"
