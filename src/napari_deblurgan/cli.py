@@ -12,6 +12,84 @@ from collections.abc import Sequence
 from pathlib import Path
 
 
+def _collect_inputs(inputs: Sequence[str]) -> list[Path]:
+    from .gan.images import is_image_file
+
+    files: list[Path] = []
+    for name in inputs:
+        path = Path(name)
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if is_image_file(p))
+            if not found:
+                raise FileNotFoundError(f"Folder {path} holds no .png, .jpg or .tif images")
+            files += found
+        elif path.is_file():
+            if not is_image_file(path):
+                raise ValueError(f"{path} is not a .png, .jpg or .tif image")
+            files.append(path)
+        else:
+            raise FileNotFoundError(f"Input {path} does not exist")
+    return files
+
+
+def _plan_outputs(files: Sequence[Path], outdir: Path, suffix: str | None, overwrite: bool) -> list[Path]:
+    """Output paths, checked before any work: never an input, never two the same, existing ones only with
+    --overwrite."""
+    outputs = [outdir / (f.stem + (suffix or f.suffix)) for f in files]
+    resolved_inputs = {f.resolve() for f in files}
+    seen: dict[Path, Path] = {}
+    for src, dst in zip(files, outputs):
+        key = dst.resolve()
+        if key in resolved_inputs:
+            raise FileExistsError(f"Output {dst} would overwrite an input; choose another output folder (-o)")
+        if key in seen:
+            raise FileExistsError(f"{seen[key]} and {src} would both be written to {dst}; deblur them into different folders")
+        seen[key] = src
+        if dst.exists() and not overwrite:
+            raise FileExistsError(f"Output {dst} already exists; pass --overwrite to replace it")
+    return outputs
+
+
+def _deblur(args: argparse.Namespace) -> None:
+    from tqdm import tqdm
+
+    from .gan.images import read_image, write_image
+    from .gan.inference import deblur, load_model
+
+    files = _collect_inputs(args.inputs)
+    outdir = Path(args.output)
+    outputs = _plan_outputs(files, outdir, args.format and "." + args.format.lstrip("."), args.overwrite)
+    model = load_model(args.model, args.device)
+    outdir.mkdir(parents=True, exist_ok=True)
+    with tqdm(total=len(files), unit="image", dynamic_ncols=True, disable=args.quiet) as bar:
+        for src, dst in zip(files, outputs):
+            image = read_image(src)
+            bar.set_description(src.name)
+
+            def tiles(done: int, total: int) -> None:
+                bar.set_postfix_str(f"tile {done}/{total}")
+
+            result = deblur(image, model, tile_size=args.tile_size or None, half=args.half, progress=tiles)
+            write_image(dst, result)
+            bar.update()
+    if not args.quiet:
+        print(f"Wrote {len(outputs)} image(s) to {outdir}")
+
+
+def _add_deblur(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("deblur", help="deblur image files (PNG, JPEG, TIFF; 16-bit stays 16-bit)")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders of images")
+    p.add_argument("-o", "--output", required=True, help="output folder (same file names as the inputs)")
+    p.add_argument("--model", help="safetensors model file (default: the model shipped with the package)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    p.add_argument("--tile-size", type=int, default=1024, help="tile size in pixels; 0 for whole frames")
+    p.add_argument("--half", action="store_true", help="half precision (fp16 on GPUs, bf16 on capable CPUs)")
+    p.add_argument("--format", choices=["png", "jpg", "tif"], help="output format (default: the input's)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files (never inputs)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_deblur)
+
+
 def _train(args: argparse.Namespace) -> None:
     from tqdm import tqdm
 
@@ -69,6 +147,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="napari-deblurgan", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
+    _add_deblur(sub)
     _add_train(sub)
     return parser
 
@@ -78,7 +157,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         args.func(args)
-    except (ValueError, FileNotFoundError, FileExistsError, OSError) as exc:
+    except (ValueError, TypeError, OSError) as exc:
         print(f"napari-deblurgan {args.command}: error: {exc}", file=sys.stderr)
         return 2
     return 0

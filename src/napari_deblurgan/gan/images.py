@@ -29,6 +29,44 @@ def read_image(path: str | Path) -> NDArray:
         raise ValueError(f"Cannot read image {path}: {exc}. Check that the file is a complete image.") from exc
 
 
+def write_image(path: str | Path, image: NDArray) -> Path:
+    """Write an image atomically (temp file + rename) in the format its suffix names; 16-bit stays 16-bit."""
+    from .checkpoint import atomic_write
+
+    path = Path(path)
+    suffix = path.suffix.lower()
+    check_writable(path, image)
+
+    def write(tmp: Path) -> None:
+        if suffix in (".tif", ".tiff"):
+            import tifffile
+
+            tifffile.imwrite(tmp, image, photometric="rgb" if image.ndim == 3 and image.shape[-1] in (3, 4) else None)
+        else:
+            import imageio.v3 as iio
+
+            extra = {"quality": 95} if suffix in (".jpg", ".jpeg") else {}
+            iio.imwrite(tmp, image, extension=suffix, **extra)
+
+    return atomic_write(path, write)
+
+
+def check_writable(path: Path, image_or_dtype: NDArray | np.dtype, channels: int | None = None) -> None:
+    """Raise ValueError if ``path``'s format cannot hold such an image (say which format can)."""
+    suffix = path.suffix.lower()
+    if suffix not in IMAGE_SUFFIXES:
+        raise ValueError(f"Cannot write {path}: unknown image format {suffix!r}; use .png, .jpg or .tif")
+    dtype = np.dtype(getattr(image_or_dtype, "dtype", image_or_dtype))
+    if channels is None and isinstance(image_or_dtype, np.ndarray):
+        channels = image_or_dtype.shape[-1] if image_or_dtype.ndim == 3 else 1
+    if suffix in (".jpg", ".jpeg") and dtype != np.uint8:
+        raise ValueError(f"JPEG holds only 8-bit images; write {dtype} data as .tif instead ({path})")
+    if suffix in (".png", ".bmp") and dtype not in (np.uint8, np.uint16):
+        raise ValueError(f"{suffix} holds only 8/16-bit integers; write {dtype} data as .tif instead ({path})")
+    if suffix == ".png" and dtype == np.uint16 and channels not in (None, 1):
+        raise ValueError(f"16-bit colour PNG cannot be written here; use .tif to keep 16 bits ({path})")
+
+
 def dtype_range(dtype: np.dtype) -> tuple[float, float]:
     """The value range an integer dtype maps to [0, 1] by; floats are taken as [0, 1]."""
     if np.issubdtype(dtype, np.integer):

@@ -1,0 +1,255 @@
+"""``deblur``: any array a napari user holds -> generator -> the same shape, dtype and value range.
+
+array -> planes of (H, W, 3) float32 in [0, 1] -> symmetric border padding -> overlapping tiles
+(batched) -> generator -> blended stitch -> crop -> back to the input's dtype, range and axis order.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from numpy.typing import ArrayLike, NDArray
+
+from .device import bf16_supported, resolve_device
+from .generator import ResnetGenerator
+from .tiling import Tile, plan_tiles, tile_weights
+from .weights import default_model_path, load_generator
+
+ProgressCallback = Callable[[int, int], None]
+
+_CACHE: dict[tuple[str, float, str], ResnetGenerator] = {}
+_CACHE_LOCK = threading.Lock()
+
+
+def load_model(path: str | Path | None = None, device: str | torch.device = "auto") -> ResnetGenerator:
+    """Load (and cache) a generator from a safetensors model file; ``None`` means the shipped default."""
+    dev = resolve_device(device)
+    resolved = Path(path).expanduser().resolve() if path is not None else default_model_path()
+    mtime = resolved.stat().st_mtime if resolved.is_file() else 0.0
+    key = (str(resolved), mtime, str(dev))
+    with _CACHE_LOCK:
+        if key not in _CACHE:
+            model = load_generator(resolved, dev)
+            if dev.type == "cpu":
+                model = model.to(memory_format=torch.channels_last)
+            _CACHE[key] = model
+        return _CACHE[key]
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How an input array maps to planes: the channel axis (moved last) and its meaning."""
+
+    channel_axis: int | None  # axis of the input holding channels, None for grayscale planes
+    colour: bool  # channels are RGB(A) (processed together); else each channel is its own gray plane
+
+
+def infer_layout(shape: tuple[int, ...], channel_axis: int | None, rgb: bool | None) -> Layout:
+    """Decide which axis holds channels. Without hints, a last axis of 3 or 4 on a >= 3D array is RGB(A)."""
+    ndim = len(shape)
+    if channel_axis is not None:
+        if not -ndim <= channel_axis < ndim:
+            raise ValueError(f"channel_axis={channel_axis} is out of range for an array with {ndim} dimensions")
+        axis = channel_axis % ndim
+        if ndim < 3:
+            raise ValueError(f"channel_axis needs an array of at least 3 dimensions (channels, Y, X), got {shape}")
+        colour = shape[axis] in (3, 4) if rgb is None else rgb
+        if colour and shape[axis] not in (3, 4):
+            raise ValueError(f"rgb=True needs 3 or 4 channels, got {shape[axis]} on axis {axis}")
+        return Layout(axis, colour)
+    if rgb:
+        if ndim < 3 or shape[-1] not in (3, 4):
+            raise ValueError(f"rgb=True needs a last axis of 3 (RGB) or 4 (RGBA), got shape {shape}")
+        return Layout(ndim - 1, True)
+    if rgb is None and ndim >= 3 and shape[-1] in (3, 4):
+        return Layout(ndim - 1, True)
+    return Layout(None, False)
+
+
+def _check_array(arr: np.ndarray) -> None:
+    if arr.dtype == bool or arr.dtype.kind not in "uif":
+        raise TypeError(
+            f"deblur needs a numeric image (uint8, uint16, int, float), got dtype {arr.dtype}; "
+            "convert it first, e.g. image.astype(np.float32)"
+        )
+    if arr.ndim < 2:
+        raise ValueError(f"deblur needs at least a 2D (Y, X) image, got shape {arr.shape}")
+    if arr.size == 0:
+        raise ValueError(f"deblur got an empty array of shape {arr.shape}")
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        raise ValueError("The image contains NaN or infinite values; replace them first, e.g. np.nan_to_num(image)")
+
+
+def value_range_of(arr: np.ndarray, value_range: tuple[float, float] | None) -> tuple[float, float]:
+    """The input range mapped to [0, 1]: integer dtype range; floats: [0, 1] if inside it, else min..max."""
+    if value_range is not None:
+        lo, hi = (float(v) for v in value_range)
+        if not hi > lo:
+            raise ValueError(f"value_range must be (low, high) with high > low, got {value_range}")
+        return lo, hi
+    if arr.dtype.kind in "ui":
+        info = np.iinfo(arr.dtype)
+        return float(info.min), float(info.max)
+    lo, hi = float(arr.min()), float(arr.max())
+    if lo >= 0.0 and hi <= 1.0:
+        return 0.0, 1.0
+    return lo, hi
+
+
+def _restore_dtype(plane01: NDArray[np.float32], dtype: np.dtype, lo: float, hi: float) -> np.ndarray:
+    values = plane01.astype(np.float64) * (hi - lo) + lo
+    if dtype.kind in "ui":
+        return np.clip(np.rint(values), lo, hi).astype(dtype)
+    return np.clip(values, lo, hi).astype(dtype)
+
+
+def _precision_context(device: torch.device, half: bool) -> contextlib.AbstractContextManager[Any]:
+    if not half:
+        return contextlib.nullcontext()
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.float16)
+    if device.type == "cpu" and bf16_supported(device):
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+    if device.type == "mps":
+        return torch.autocast("mps", dtype=torch.float16)
+    return contextlib.nullcontext()
+
+
+class PlaneDeblurrer:
+    """Runs a generator over (H, W, 3) float planes in [0, 1] with padding, tiling and batching."""
+
+    def __init__(
+        self,
+        model: ResnetGenerator,
+        device: torch.device,
+        tile_size: int | None = 1024,
+        tile_overlap: int = 64,
+        border: int = 16,
+        batch_size: int = 2,
+        half: bool = False,
+    ) -> None:
+        if tile_size is not None and tile_size < 32:
+            raise ValueError(f"tile_size must be at least 32 pixels (or None for whole frames), got {tile_size}")
+        if tile_size is not None and not 0 <= tile_overlap < tile_size // 2:
+            raise ValueError(f"tile_overlap must be between 0 and half the tile size, got {tile_overlap}")
+        self.model, self.device, self.half = model, device, half
+        self.tile_size = None if tile_size is None else tile_size - tile_size % ResnetGenerator.multiple
+        self.tile_overlap, self.border, self.batch_size = tile_overlap, border, max(1, batch_size)
+
+    def tiles_for(self, height: int, width: int) -> list[Tile]:
+        h, w = height + 2 * self.border, width + 2 * self.border
+        if self.tile_size is None:
+            return [Tile(0, 0, h, w)]
+        return plan_tiles(h, w, self.tile_size, self.tile_overlap)
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        x = torch.from_numpy(batch).permute(0, 3, 1, 2).to(self.device) * 2 - 1
+        if self.device.type == "cpu":
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode(), _precision_context(self.device, self.half):
+            y = self.model(x)
+        return ((y.float().permute(0, 2, 3, 1).cpu().numpy() + 1) / 2).clip(0, 1)
+
+    def __call__(self, plane: NDArray[np.float32], on_tile: Callable[[], None] | None = None) -> NDArray[np.float32]:
+        h, w = plane.shape[:2]
+        b = self.border
+        padded = np.pad(plane, ((b, b), (b, b), (0, 0)), mode="symmetric") if b else plane
+        tiles = self.tiles_for(h, w)
+        if len(tiles) == 1:
+            out = self._run(padded[None])[0]
+            if on_tile:
+                on_tile()
+            return out[b : b + h, b : b + w]
+        ph, pw = padded.shape[:2]
+        acc = np.zeros((ph, pw, 3), dtype=np.float32)
+        weight = np.zeros((ph, pw, 1), dtype=np.float32)
+        for group in _chunks(tiles, self.batch_size):
+            batch = np.stack([padded[t.y : t.y + t.h, t.x : t.x + t.w] for t in group])
+            for t, out in zip(group, self._run(batch)):
+                wt = tile_weights(t, tiles, ph, pw)[:, :, None]
+                acc[t.y : t.y + t.h, t.x : t.x + t.w] += out * wt
+                weight[t.y : t.y + t.h, t.x : t.x + t.w] += wt
+                if on_tile:
+                    on_tile()
+        return (acc / weight)[b : b + h, b : b + w]
+
+
+def _chunks(items: list[Tile], size: int) -> Iterator[list[Tile]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def deblur(
+    image: ArrayLike,
+    model: str | Path | ResnetGenerator | None = None,
+    *,
+    device: str = "auto",
+    channel_axis: int | None = None,
+    rgb: bool | None = None,
+    value_range: tuple[float, float] | None = None,
+    tile_size: int | None = 1024,
+    tile_overlap: int = 64,
+    batch_size: int = 2,
+    half: bool = False,
+    progress: ProgressCallback | None = None,
+) -> np.ndarray:
+    """Deblur an image or a stack of images; returns a new array of the input's shape and dtype.
+
+    Args:
+        image: (Y, X) grayscale, (Y, X, 3|4) RGB(A) or stacks with leading axes (T, Z, ...). RGBA alpha
+            passes through untouched. Integers map by their dtype range; floats keep their value range.
+        model: a safetensors model file, a loaded generator, or None for the shipped default model.
+        device: "auto" (CUDA, then MPS, then CPU), "cpu", "cuda", "cuda:N" or "mps".
+        channel_axis: the axis holding channels, for channel-first data; 3 or 4 channels are RGB(A),
+            other counts are deblurred channel by channel.
+        rgb: force (True) or forbid (False) reading a last axis of 3/4 as colour; None guesses.
+        value_range: (low, high) of a float image's values, if not its min..max.
+        tile_size: largest tile (pixels) processed at once, bounding memory; None for whole frames.
+        tile_overlap: overlap of neighbouring tiles, blended so no seam shows.
+        batch_size: tiles per forward pass.
+        half: float16 on CUDA/MPS, bfloat16 on CPUs that support it (faster, slightly less exact).
+        progress: called as ``progress(done, total)`` after every tile.
+    """
+    arr = np.asarray(image)
+    _check_array(arr)
+    layout = infer_layout(arr.shape, channel_axis, rgb)
+    net = model if isinstance(model, ResnetGenerator) else load_model(model, device)
+    dev = next(net.parameters()).device
+    lo, hi = value_range_of(arr, value_range)
+    work = np.moveaxis(arr, layout.channel_axis, -1) if layout.channel_axis is not None else arr
+    if layout.channel_axis is not None and not layout.colour:
+        work = np.moveaxis(work, -1, 0)  # independent channels become leading "stack" axes
+    plane_shape = work.shape[-3:] if layout.colour else work.shape[-2:]
+    planes = work.reshape((-1, *plane_shape))
+    runner = PlaneDeblurrer(net, dev, tile_size, tile_overlap, batch_size=batch_size, half=half)
+    total = len(planes) * len(runner.tiles_for(*plane_shape[:2]))
+    done = 0
+
+    def tick() -> None:
+        nonlocal done
+        done += 1
+        if progress:
+            progress(done, total)
+
+    out = np.empty(planes.shape, dtype=arr.dtype)
+    for i, plane in enumerate(planes):
+        unit = (plane.astype(np.float32) - lo) / (hi - lo)
+        rgb_in = unit[..., :3] if layout.colour else np.repeat(unit[..., None], 3, axis=2)
+        result = runner(np.ascontiguousarray(rgb_in), tick)
+        if layout.colour:
+            out[i, ..., :3] = _restore_dtype(result, arr.dtype, lo, hi)
+            if plane.shape[-1] == 4:
+                out[i, ..., 3] = plane[..., 3]
+        else:
+            out[i] = _restore_dtype(result.mean(axis=2), arr.dtype, lo, hi)
+    out = out.reshape(work.shape)
+    if layout.channel_axis is not None and not layout.colour:
+        out = np.moveaxis(out, 0, -1)
+    return np.moveaxis(out, -1, layout.channel_axis) if layout.channel_axis is not None else out

@@ -1,0 +1,59 @@
+"""Overlapping tiles with partition-of-unity blending, so tiled output matches whole-frame output."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+
+@dataclass(frozen=True)
+class Tile:
+    y: int
+    x: int
+    h: int
+    w: int
+
+
+def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
+    """Start offsets of tiles of size ``tile`` covering ``length`` with at least ``overlap`` overlap."""
+    if tile >= length:
+        return [0]
+    step = tile - overlap
+    if step <= 0:
+        raise ValueError(f"tile size {tile} must be larger than the overlap {overlap}")
+    n = int(np.ceil((length - tile) / step)) + 1
+    return [int(round(i * (length - tile) / (n - 1))) for i in range(n)]
+
+
+def plan_tiles(height: int, width: int, tile: int, overlap: int) -> list[Tile]:
+    th, tw = min(tile, height), min(tile, width)
+    return [Tile(y, x, th, tw) for y in tile_starts(height, th, overlap) for x in tile_starts(width, tw, overlap)]
+
+
+def _ramp(length: int, overlap_before: int, overlap_after: int) -> NDArray[np.float32]:
+    """1D weights: 0 over the first quarter of an overlap, a linear ramp over its middle half, then 1.
+
+    Where two tiles overlap by ``v`` pixels their ramps sum to exactly 1, and the quarter nearest each
+    tile's cut edge (the pixels that lack context) gets no weight at all.
+    """
+    w = np.ones(length, dtype=np.float32)
+    d = np.arange(length, dtype=np.float32) + 0.5
+    if overlap_before > 0:
+        w = np.minimum(w, np.clip((d - overlap_before / 4) / (overlap_before / 2), 0, 1))
+    if overlap_after > 0:
+        w = np.minimum(w, np.clip((length - d - overlap_after / 4) / (overlap_after / 2), 0, 1))
+    return w
+
+
+def tile_weights(tile: Tile, tiles: list[Tile], height: int, width: int) -> NDArray[np.float32]:
+    """(h, w) blending weights of ``tile``: ramps only on sides that overlap a neighbour."""
+    ys = sorted({t.y for t in tiles})
+    xs = sorted({t.x for t in tiles})
+    iy, ix = ys.index(tile.y), xs.index(tile.x)
+    before_y = ys[iy - 1] + tile.h - tile.y if iy > 0 else 0
+    after_y = tile.y + tile.h - ys[iy + 1] if iy + 1 < len(ys) else 0
+    before_x = xs[ix - 1] + tile.w - tile.x if ix > 0 else 0
+    after_x = tile.x + tile.w - xs[ix + 1] if ix + 1 < len(xs) else 0
+    return np.outer(_ramp(tile.h, before_y, after_y), _ramp(tile.w, before_x, after_x))

@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from napari_deblurgan.gan.generator import GeneratorConfig, ResnetGenerator, count_parameters, preset
+
+
+def test_paper_preset_has_the_papers_parameter_count() -> None:
+    # 9 ResBlocks of two 3x3 convs at 256 channels, instance norm without affine: 11.38 M.
+    assert count_parameters(ResnetGenerator(preset("paper"))) == 11_378_179
+
+
+@pytest.mark.parametrize("size", [(1, 1), (3, 5), (7, 9), (30, 17), (37, 41)])
+@pytest.mark.parametrize("name", ["paper", "fast"])
+def test_any_size_keeps_its_shape(name: str, size: tuple[int, int]) -> None:
+    model = ResnetGenerator(preset(name, ngf=8, n_blocks=1)).eval()
+    x = torch.rand(1, 3, *size) * 2 - 1
+    with torch.no_grad():
+        y = model(x)
+    assert y.shape == x.shape
+    assert y.min() >= -1 and y.max() <= 1
+
+
+def test_eval_mode_is_deterministic_even_with_dropout() -> None:
+    model = ResnetGenerator(preset("paper", ngf=8, n_blocks=2)).eval()
+    x = torch.rand(1, 3, 32, 32) * 2 - 1
+    with torch.no_grad():
+        assert torch.equal(model(x), model(x))
+    model.train()
+    with torch.no_grad():
+        assert not torch.equal(model(x), model(x))  # dropout is real in training
+
+
+def test_residual_blocks_have_two_convolutions() -> None:
+    # The original code's operator-precedence bug collapsed each block to one conv.
+    model = ResnetGenerator(preset("paper"))
+    blocks = [m for m in model.modules() if m.__class__.__name__ == "ResBlock"]
+    assert len(blocks) == 9
+    assert all(sum(isinstance(m, torch.nn.Conv2d) for m in b.modules()) == 2 for b in blocks)
+
+
+def test_transposed_and_resize_upsampling_both_work() -> None:
+    for up in ("transpose", "resize"):
+        model = ResnetGenerator(GeneratorConfig(ngf=8, n_blocks=1, upsample=up)).eval()
+        assert model(torch.zeros(1, 3, 12, 12)).shape == (1, 3, 12, 12)
+
+
+def test_bad_config_is_rejected_with_the_choices() -> None:
+    with pytest.raises(ValueError, match="norm must be"):
+        GeneratorConfig(norm="group").validate()  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="Unknown generator config keys"):
+        GeneratorConfig.from_dict({"ngf": 8, "colour": 1})
+    with pytest.raises(ValueError, match="choose one of"):
+        preset("huge")

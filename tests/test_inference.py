@@ -1,0 +1,164 @@
+"""deblur(): the shape/dtype/size matrix, value ranges, tiling seams, determinism, safety of the input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from skimage.metrics import peak_signal_noise_ratio
+
+from napari_deblurgan import deblur
+from napari_deblurgan.gan.inference import infer_layout
+
+
+@pytest.mark.parametrize(
+    ("shape", "dtype"),
+    [
+        ((40, 52), np.uint8),
+        ((40, 52, 3), np.uint8),
+        ((40, 52, 4), np.uint8),
+        ((2, 40, 52), np.uint16),
+        ((2, 3, 24, 20, 3), np.uint16),
+        ((40, 52), np.float32),
+        ((40, 52, 3), np.float64),
+        ((40, 52), np.int16),
+    ],
+)
+def test_identity_model_returns_the_input_exactly(identity_model_path, shape, dtype) -> None:
+    # A zero residual must round-trip every dtype and layout bit for bit: no shift, no ring, no cast.
+    rng = np.random.default_rng(0)
+    if np.issubdtype(dtype, np.integer):
+        info = np.iinfo(dtype)
+        image = rng.integers(info.min, info.max, size=shape, endpoint=True).astype(dtype)
+    else:
+        image = rng.random(shape).astype(dtype)
+    out = deblur(image, identity_model_path)
+    assert out.shape == image.shape and out.dtype == image.dtype
+    if np.issubdtype(dtype, np.integer):
+        np.testing.assert_array_equal(out, image)
+    else:
+        np.testing.assert_allclose(out, image, atol=1e-6)
+
+
+@pytest.mark.parametrize("size", [(1, 1), (2, 3), (3, 3), (5, 7), (17, 33), (33, 17), (1, 300), (101, 99)])
+def test_odd_and_tiny_sizes(tiny_model_path, size) -> None:
+    image = np.random.default_rng(1).integers(0, 256, (*size, 3), dtype=np.uint8)
+    out = deblur(image, tiny_model_path)
+    assert out.shape == image.shape and out.dtype == np.uint8
+
+
+def test_the_model_really_changes_the_image(tiny_model_path, natural_rgb) -> None:
+    out = deblur(natural_rgb, tiny_model_path)
+    assert np.abs(out.astype(int) - natural_rgb).mean() > 1.0
+
+
+def test_floats_keep_their_value_range(tiny_model_path, natural_rgb) -> None:
+    gray = natural_rgb[..., 1].astype(np.float32) * 10 - 300  # range -300 .. 2250
+    out = deblur(gray, tiny_model_path)
+    assert out.dtype == np.float32
+    assert out.min() >= gray.min() and out.max() <= gray.max()
+    # the same image as uint8 gives the same result up to the scale change (and rounding)
+    ref = deblur(natural_rgb[..., 1], tiny_model_path).astype(np.float32) * 10 - 300
+    assert np.abs(out - ref).mean() < 10 * 1.0
+
+
+def test_16bit_matches_8bit_by_dtype_range(tiny_model_path, natural_rgb) -> None:
+    out8 = deblur(natural_rgb, tiny_model_path)
+    out16 = deblur(natural_rgb.astype(np.uint16) * 257, tiny_model_path)
+    assert out16.dtype == np.uint16
+    assert np.abs(out16 / 257.0 - out8).max() <= 1.0
+
+
+def test_grayscale_has_no_colour_and_rgba_keeps_alpha(tiny_model_path, natural_rgb) -> None:
+    gray = natural_rgb.mean(axis=2).astype(np.uint8)
+    assert deblur(gray, tiny_model_path).shape == gray.shape
+    rgba = np.dstack([natural_rgb, np.arange(natural_rgb.shape[1], dtype=np.uint8)[None].repeat(512, 0)])
+    out = deblur(rgba, tiny_model_path)
+    np.testing.assert_array_equal(out[..., 3], rgba[..., 3])
+    np.testing.assert_array_equal(out[..., :3], deblur(natural_rgb, tiny_model_path))
+
+
+def test_stacks_are_deblurred_plane_by_plane(tiny_model_path, natural_rgb) -> None:
+    a, b = natural_rgb[:64, :80], natural_rgb[100:164, 200:280]
+    stack = np.stack([a, b])
+    out = deblur(stack, tiny_model_path)
+    np.testing.assert_array_equal(out[0], deblur(a, tiny_model_path))
+    np.testing.assert_array_equal(out[1], deblur(b, tiny_model_path))
+
+
+def test_channel_first_data(tiny_model_path, natural_rgb) -> None:
+    small = natural_rgb[:48, :64]
+    chw = np.moveaxis(small, -1, 0)
+    out = deblur(chw, tiny_model_path, channel_axis=0)
+    np.testing.assert_array_equal(np.moveaxis(out, 0, -1), deblur(small, tiny_model_path))
+    two = chw[:2]  # two independent channels: each is deblurred as a grayscale plane
+    out2 = deblur(two, tiny_model_path, channel_axis=0)
+    np.testing.assert_array_equal(out2[1], deblur(two[1], tiny_model_path))
+
+
+def test_input_is_never_modified_and_read_only_input_works(tiny_model_path, natural_rgb) -> None:
+    image = natural_rgb[::2, ::-3].copy()[:, ::-1]  # a non-contiguous, negative-stride view
+    image.flags.writeable = False
+    before = image.copy()
+    deblur(image, tiny_model_path)
+    np.testing.assert_array_equal(image, before)
+
+
+def test_same_input_gives_the_same_output(tiny_model_path, natural_rgb) -> None:
+    np.testing.assert_array_equal(deblur(natural_rgb, tiny_model_path), deblur(natural_rgb, tiny_model_path))
+
+
+def test_tiles_match_the_whole_frame(tiny_model_path) -> None:
+    import skimage.data
+    from skimage.transform import resize
+
+    image = (resize(skimage.data.astronaut(), (1024, 1024), order=3) * 255).round().astype(np.uint8)
+    whole = deblur(image, tiny_model_path, tile_size=None)
+    tiled = deblur(image, tiny_model_path, tile_size=256, tile_overlap=64, batch_size=4)
+    assert peak_signal_noise_ratio(whole, tiled) >= 45.0
+    # no seam: the error along tile boundaries is no larger than elsewhere
+    err = np.abs(whole.astype(int) - tiled).mean(axis=(0, 2))
+    assert err.max() <= 2.0
+
+
+def test_progress_reports_every_tile(tiny_model_path, natural_rgb) -> None:
+    calls: list[tuple[int, int]] = []
+    deblur(natural_rgb, tiny_model_path, tile_size=256, progress=lambda d, t: calls.append((d, t)))
+    assert calls[-1][0] == calls[-1][1] == len(calls) > 1
+
+
+@pytest.mark.parametrize(
+    ("image", "message"),
+    [
+        (np.zeros((0, 5)), "empty"),
+        (np.zeros(5), "at least a 2D"),
+        (np.zeros((4, 4), dtype=bool), "numeric image"),
+        (np.zeros((4, 4), dtype=complex), "numeric image"),
+        (np.full((4, 4), np.nan), "NaN"),
+    ],
+)
+def test_bad_input_gets_a_clear_error(tiny_model_path, image, message) -> None:
+    with pytest.raises((ValueError, TypeError), match=message):
+        deblur(image, tiny_model_path)
+
+
+def test_layout_guessing() -> None:
+    assert infer_layout((10, 10, 3), None, None).colour
+    assert infer_layout((10, 10, 3), None, False).channel_axis is None
+    assert infer_layout((3, 10, 10), 0, None).channel_axis == 0
+    assert not infer_layout((2, 10, 10), 0, None).colour
+    with pytest.raises(ValueError, match="out of range"):
+        infer_layout((10, 10), 5, None)
+
+
+def test_devices() -> None:
+    import torch
+
+    from napari_deblurgan.gan.device import resolve_device
+
+    assert resolve_device("auto").type in ("cuda", "mps", "cpu")
+    assert resolve_device("cpu") == torch.device("cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            resolve_device("cuda")
+    with pytest.raises(ValueError, match="Unknown device"):
+        resolve_device("tpu-9000")
