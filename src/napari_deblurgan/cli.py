@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -34,8 +35,13 @@ def _collect_inputs(inputs: Sequence[str]) -> list[Path]:
 
 def _plan_outputs(files: Sequence[Path], outdir: Path, suffix: str | None, overwrite: bool) -> list[Path]:
     """Output paths, checked before any work: never an input, never two the same, existing ones only with
-    --overwrite."""
+    --overwrite, and in a format that can hold the image."""
+    from .gan.images import check_writable, image_info
+
     outputs = [outdir / (f.stem + (suffix or f.suffix)) for f in files]
+    for src, dst in zip(files, outputs):
+        shape, dtype = image_info(src)
+        check_writable(dst, dtype, shape[-1] if len(shape) == 3 else 1)
     resolved_inputs = {f.resolve() for f in files}
     seen: dict[Path, Path] = {}
     for src, dst in zip(files, outputs):
@@ -43,7 +49,9 @@ def _plan_outputs(files: Sequence[Path], outdir: Path, suffix: str | None, overw
         if key in resolved_inputs:
             raise FileExistsError(f"Output {dst} would overwrite an input; choose another output folder (-o)")
         if key in seen:
-            raise FileExistsError(f"{seen[key]} and {src} would both be written to {dst}; deblur them into different folders")
+            raise FileExistsError(
+                f"{seen[key]} and {src} would both be written to {dst}; deblur them into different folders"
+            )
         seen[key] = src
         if dst.exists() and not overwrite:
             raise FileExistsError(f"Output {dst} already exists; pass --overwrite to replace it")
@@ -90,11 +98,24 @@ def _add_deblur(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_deblur)
 
 
+def _init_distributed() -> None:
+    """Join the process group torchrun set up (NCCL on GPUs, gloo on CPU); no-op for one process."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return
+    import torch
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+
+
 def _train(args: argparse.Namespace) -> None:
     from tqdm import tqdm
 
     from .gan.train import TrainConfig, Trainer
 
+    _init_distributed()
+    rank = int(os.environ.get("RANK", "0"))
     options: dict = json.loads(Path(args.config).read_text()) if args.config else {}
     options["data"] = args.data if args.data is not None else options.get("data", "skimage")
     for name in ("preset", "steps", "batch_size", "crop", "lr", "content_loss", "seed", "vgg_weights"):
@@ -105,23 +126,31 @@ def _train(args: argparse.Namespace) -> None:
         options["adv_weight"] = args.adv_weight
     config = TrainConfig.from_dict(options)
     trainer = Trainer(config, args.out, device=args.device, resume=args.resume)
-    bar = tqdm(total=trainer.cfg.steps, initial=trainer.step, unit="step", dynamic_ncols=True, disable=args.quiet)
+    bar = tqdm(
+        total=trainer.cfg.steps, initial=trainer.step, unit="step", dynamic_ncols=True, disable=args.quiet or rank > 0
+    )
     try:
         for event in trainer.steps():
             bar.update(event.step - bar.n)
             post = {k: f"{v:.4g}" for k, v in event.losses.items()}
-            if event.validation:
+            if event.validation and rank == 0:
                 post["val_psnr"] = f"{event.validation['psnr']:.2f}"
-                tqdm.write(f"step {event.step}: validation {json.dumps({k: round(v, 4) for k, v in event.validation.items()})}")
+                tqdm.write(
+                    f"step {event.step}: validation {json.dumps({k: round(v, 4) for k, v in event.validation.items()})}"
+                )
             bar.set_postfix(post, refresh=False)
     except KeyboardInterrupt:
         trainer.request_stop()
         trainer.save()
-        print(f"Interrupted at step {trainer.step}; checkpoint saved in {args.out} (resume with --resume)", file=sys.stderr)
+        print(
+            f"Interrupted at step {trainer.step}; checkpoint saved in {args.out} (resume with --resume)",
+            file=sys.stderr,
+        )
         raise SystemExit(130) from None
     finally:
         bar.close()
-    print(f"Trained to step {trainer.step}; model: {Path(args.out) / 'generator.safetensors'}")
+    if rank == 0:
+        print(f"Trained to step {trainer.step}; model: {Path(args.out) / 'generator.safetensors'}")
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
@@ -144,11 +173,113 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_train)
 
 
+def _evaluate(args: argparse.Namespace) -> None:
+    from tqdm import tqdm
+
+    from .gan.data import find_pairs
+    from .gan.evaluate import evaluate_pairs, write_scores
+    from .gan.inference import load_model
+    from .gan.metrics import SSIM_DESCRIPTION
+
+    pairs = find_pairs(args.data, args.gopro_blur)
+    model = load_model(args.model, args.device)
+    with tqdm(total=len(pairs), unit="image", dynamic_ncols=True, disable=args.quiet) as bar:
+        scores = evaluate_pairs(pairs, model, args.tile_size or None, on_pair=lambda _: bar.update())
+    csv_path = write_scores(scores, args.csv or Path(args.data) / "evaluation.csv")
+    mean = {
+        k: sum(getattr(s, k) for s in scores) / len(scores) for k in ("psnr_blurred", "ssim_blurred", "psnr", "ssim")
+    }
+    print(f"{len(scores)} pairs at full resolution, RGB; SSIM is {SSIM_DESCRIPTION}.")
+    print(f"blurred input: PSNR {mean['psnr_blurred']:.2f} dB, SSIM {mean['ssim_blurred']:.4f}")
+    print(f"deblurred:     PSNR {mean['psnr']:.2f} dB, SSIM {mean['ssim']:.4f}")
+    print(f"per-image scores: {csv_path}")
+
+
+def _export(args: argparse.Namespace) -> None:
+    import torch
+
+    from .gan.checkpoint import load_checkpoint
+    from .gan.generator import ResnetGenerator
+    from .gan.train import CHECKPOINT_NAME, TrainConfig
+    from .gan.weights import save_generator
+
+    source = Path(args.checkpoint)
+    state = load_checkpoint(source / CHECKPOINT_NAME if source.is_dir() else source)
+    config = TrainConfig.from_dict(json.loads(state["config"]))
+    model = ResnetGenerator(config.generator_config())
+    model.load_state_dict(state["generator"])
+    out = Path(args.output)
+    if out.exists() and not args.overwrite:
+        raise FileExistsError(f"{out} already exists; pass --overwrite to replace it")
+    with torch.no_grad():
+        save_generator(model, out, {"step": str(state["step"]), "recipe": state["config"]})
+    print(f"Exported the generator at step {state['step']} to {out}")
+
+
+def _synthesize(args: argparse.Namespace) -> None:
+    from tqdm import tqdm
+
+    from .gan.prepare import synthesize_pairs
+
+    with tqdm(unit="image", dynamic_ncols=True, disable=args.quiet) as bar:
+        n = synthesize_pairs(
+            args.sharp_dir, args.out_dir, args.seed, (args.min_length, args.max_length), args.noise, bar.update
+        )
+    print(f"Wrote {n} blurred/sharp pairs to {args.out_dir}/A and {args.out_dir}/B")
+
+
+def _organize(args: argparse.Namespace) -> None:
+    from tqdm import tqdm
+
+    from .gan.prepare import organize_gopro
+
+    with tqdm(unit="pair", dynamic_ncols=True, disable=args.quiet) as bar:
+        n = organize_gopro(args.gopro_root, args.out, args.blur, args.copy, bar.update)
+    print(f"Wrote {n} pairs to {args.out}/A (blurred) and {args.out}/B (sharp)")
+
+
+def _add_others(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("evaluate", help="mean PSNR/SSIM of a model on an A/B or GOPRO folder, per-image CSV")
+    p.add_argument("data", help="A/B folder or GOPRO_Large root/split/scene")
+    p.add_argument("--model", help="safetensors model file (default: the shipped model)")
+    p.add_argument("--gopro-blur", default="blur", choices=["blur", "blur_gamma"])
+    p.add_argument("--csv", help="per-image CSV (default: DATA/evaluation.csv)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--tile-size", type=int, default=1024)
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_evaluate)
+
+    p = sub.add_parser("export", help="export a training checkpoint's generator as a safetensors model")
+    p.add_argument("checkpoint", help="run folder or checkpoint.pt")
+    p.add_argument("output", help="model file to write (.safetensors)")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=_export)
+
+    p = sub.add_parser("synthesize", help="write blurred/sharp A/B pairs from a folder of sharp images")
+    p.add_argument("sharp_dir")
+    p.add_argument("out_dir")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--min-length", type=float, default=5.0, help="shortest motion path (px)")
+    p.add_argument("--max-length", type=float, default=30.0, help="longest motion path (px)")
+    p.add_argument("--noise", type=float, default=0.01, help="gaussian noise sigma (fraction of full range)")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_synthesize)
+
+    p = sub.add_parser("organize-gopro", help="turn GOPRO_Large into A/B folders (links or copies)")
+    p.add_argument("gopro_root")
+    p.add_argument("out")
+    p.add_argument("--blur", default="blur", choices=["blur", "blur_gamma"])
+    p.add_argument("--copy", action="store_true", help="copy files instead of linking them")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_organize)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="napari-deblurgan", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     _add_deblur(sub)
     _add_train(sub)
+    _add_others(sub)
     return parser
 
 

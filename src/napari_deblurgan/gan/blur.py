@@ -66,7 +66,8 @@ def motion_kernels(
     """``count`` random-trajectory PSFs whose paths have lengths drawn uniformly from ``length_range``.
 
     A random exposure fraction of each path is used, as in DeblurGAN. With ``size=None`` each kernel
-    is as small as its path allows; otherwise all have ``size`` (odd).
+    is as small as its path allows; otherwise all have ``size`` (odd), and a path that would not fit
+    is shrunk until it does.
     """
     lengths = rng.uniform(*length_range, size=count)
     exposures = rng.uniform(0.6, 1.0, size=count)
@@ -74,17 +75,18 @@ def motion_kernels(
     kernels = []
     for path, exposure in zip(paths, exposures):
         path = path[: max(2, int(len(path) * exposure))]
-        kernels.append(rasterize(path, _fit_size(path, size)))
+        kernels.append(rasterize(_fit(path, size), size))
     return kernels
 
 
-def _fit_size(path: NDArray[np.complex128], size: int | None) -> int | None:
-    """``size`` if the centred path fits in it, else ``None`` (smallest fitting size); clips long paths."""
-    if size is None:
-        return None
+def _fit(path: NDArray[np.complex128], size: int | None) -> NDArray[np.complex128]:
+    """The centred path, shrunk if needed so that it fits a ``size`` kernel."""
     centred = path - path.mean()
+    if size is None:
+        return centred
     extent = float(np.max(np.abs(np.concatenate([centred.real, centred.imag]))))
-    return size if size >= 2 * np.ceil(extent) + 3 else None
+    limit = (size - 3) // 2 * (1 - 1e-9)  # rasterize needs size >= 2 * ceil(extent) + 3
+    return centred * (limit / extent) if extent > limit else centred
 
 
 def linear_kernel(length: float, angle_deg: float, size: int | None = None) -> FloatArray:

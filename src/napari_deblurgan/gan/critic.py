@@ -37,7 +37,11 @@ class PatchCritic(nn.Module):
         for n in range(1, cfg.n_layers + 1):
             prev, mult = mult, min(2**n, 8)
             stride = 2 if n < cfg.n_layers else 1
-            layers += [nn.Conv2d(cfg.ndf * prev, cfg.ndf * mult, 4, stride, 1), norm(cfg.ndf * mult), nn.LeakyReLU(0.2, True)]
+            layers += [
+                nn.Conv2d(cfg.ndf * prev, cfg.ndf * mult, 4, stride, 1),
+                norm(cfg.ndf * mult),
+                nn.LeakyReLU(0.2, True),
+            ]
         layers.append(nn.Conv2d(cfg.ndf * mult, 1, 4, 1, 1))
         self.model = nn.Sequential(*layers)
 

@@ -23,8 +23,20 @@ from .images import as_rgb, is_image_file, read_image, to_float01
 #: motion blur (the demo image); ``test`` images are never trained or validated on.
 SKIMAGE_SPLITS: dict[str, tuple[str, ...]] = {
     "train": (
-        "astronaut", "brick", "cell", "colorwheel", "grass", "hubble_deep_field", "immunohistochemistry",
-        "logo", "microaneurysms", "moon", "page", "retina", "text", "stereo_motorcycle",
+        "astronaut",
+        "brick",
+        "cell",
+        "colorwheel",
+        "grass",
+        "hubble_deep_field",
+        "immunohistochemistry",
+        "logo",
+        "microaneurysms",
+        "moon",
+        "page",
+        "retina",
+        "text",
+        "stereo_motorcycle",
     ),
     "val": ("coins", "gravel"),
     "test": ("camera", "coffee", "rocket", "chelsea"),

@@ -97,7 +97,9 @@ def _conv3x3(channels: int, padding: PaddingName, bias: bool) -> list[nn.Module]
 class ResBlock(nn.Module):
     """Pad-Conv3x3-Norm-ReLU-[Dropout]-Pad-Conv3x3-Norm, plus identity."""
 
-    def __init__(self, channels: int, norm: NormName, dropout: float, bias: bool, padding: PaddingName = "reflect") -> None:
+    def __init__(
+        self, channels: int, norm: NormName, dropout: float, bias: bool, padding: PaddingName = "reflect"
+    ) -> None:
         super().__init__()
         layers: list[nn.Module] = [*_conv3x3(channels, padding, bias), _norm(norm, channels), nn.ReLU(inplace=True)]
         if dropout > 0:
@@ -152,15 +154,20 @@ class ResnetGenerator(nn.Module):
             self._init_residual_friendly()
 
     def _init_residual_friendly(self) -> None:
-        """Without normalisation, start each ResBlock and the global residual near identity."""
+        """Without normalisation layers: He initialisation keeps activations at unit scale (PyTorch's
+        default shrinks them layer by layer, so bias updates soon kill every ReLU), each ResBlock
+        starts near identity (last conv x 0.1) and so does the global residual (output conv x 0.01)."""
+        for m in self.modules():
+            if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+                nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
         for block in self.model:
             if isinstance(block, ResBlock):
                 last = [m for m in block.body if isinstance(m, nn.Conv2d)][-1]
                 last.weight.data.mul_(0.1)
         out_conv = [m for m in self.model if isinstance(m, nn.Conv2d)][-1]
         out_conv.weight.data.mul_(0.01)
-        if out_conv.bias is not None:
-            out_conv.bias.data.zero_()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]

@@ -29,6 +29,24 @@ def read_image(path: str | Path) -> NDArray:
         raise ValueError(f"Cannot read image {path}: {exc}. Check that the file is a complete image.") from exc
 
 
+def image_info(path: str | Path) -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and dtype of an image file, read from its header where the format allows."""
+    path = Path(path)
+    try:
+        if path.suffix.lower() in (".tif", ".tiff"):
+            import tifffile
+
+            with tifffile.TiffFile(path) as tif:
+                series = tif.series[0]
+                return tuple(series.shape), np.dtype(series.dtype)
+        import imageio.v3 as iio
+
+        props = iio.improps(path)
+        return tuple(props.shape), np.dtype(props.dtype)
+    except Exception as exc:
+        raise ValueError(f"Cannot read image {path}: {exc}. Check that the file is a complete image.") from exc
+
+
 def write_image(path: str | Path, image: NDArray) -> Path:
     """Write an image atomically (temp file + rename) in the format its suffix names; 16-bit stays 16-bit."""
     from .checkpoint import atomic_write

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -44,10 +45,8 @@ def find_vgg19_weights(path: str | Path | None = None, download: bool = True) ->
             raise FileNotFoundError(f"VGG19 weights file {candidate} does not exist")
         return candidate
     if not hub_file.is_file() and download:
-        try:
+        with contextlib.suppress(Exception):  # offline: fall through to the explanatory error
             torch.hub.load_state_dict_from_url(VGG19_URL, progress=False, weights_only=True)
-        except Exception:  # offline: fall through to the explanatory error
-            pass
     if hub_file.is_file():
         return hub_file
     raise FileNotFoundError(
@@ -87,7 +86,9 @@ def charbonnier(output: torch.Tensor, target: torch.Tensor, eps: float = 1e-3) -
     return torch.sqrt((output - target) ** 2 + eps**2).mean()
 
 
-def content_loss(name: str, vgg_weights: str | Path | None = None) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+def content_loss(
+    name: str, vgg_weights: str | Path | None = None
+) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     """The content loss called ``name`` (one of :data:`CONTENT_LOSSES`), as ``loss(output, target)``."""
     if name not in CONTENT_LOSSES:
         raise ValueError(f"Unknown content loss {name!r}; choose one of {', '.join(CONTENT_LOSSES)}")

@@ -24,7 +24,7 @@ def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
     if step <= 0:
         raise ValueError(f"tile size {tile} must be larger than the overlap {overlap}")
     n = int(np.ceil((length - tile) / step)) + 1
-    return [int(round(i * (length - tile) / (n - 1))) for i in range(n)]
+    return [round(i * (length - tile) / (n - 1)) for i in range(n)]
 
 
 def plan_tiles(height: int, width: int, tile: int, overlap: int) -> list[Tile]:

@@ -123,18 +123,26 @@ def lr_factor(cfg: TrainConfig, step: int) -> float:
     return max(0.0, 1.0 - (step - start) / max(1, cfg.steps - start))
 
 
+def data_mode(cfg: TrainConfig) -> str:
+    """ "skimage", "pairs" (A/B or GOPRO folders) or "sharp" (blur synthesised from sharp images)."""
+    if cfg.data == "skimage":
+        return "skimage"
+    root = Path(cfg.data)
+    if not root.is_dir():
+        raise FileNotFoundError(f"Training data folder {root} does not exist")
+    if cfg.data_mode != "auto":
+        return cfg.data_mode
+    return "pairs" if (root / "A").is_dir() or any(root.glob(f"**/{cfg.gopro_blur}")) else "sharp"
+
+
 def build_source(cfg: TrainConfig) -> BatchSource:
     """The training batches ``cfg.data`` describes."""
     curriculum = BlurCurriculum(cfg.blur_start, cfg.blur_end, cfg.blur_ramp)
-    if cfg.data == "skimage":
+    mode = data_mode(cfg)
+    if mode == "skimage":
         images = skimage_images("train")
     else:
         root = Path(cfg.data)
-        if not root.is_dir():
-            raise FileNotFoundError(f"Training data folder {root} does not exist")
-        mode = cfg.data_mode
-        if mode == "auto":
-            mode = "pairs" if (root / "A").is_dir() or any(root.glob(f"**/{cfg.gopro_blur}")) else "sharp"
         if mode == "pairs":
             pairs = find_pairs(root, cfg.gopro_blur)  # type: ignore[arg-type]
             return PairedCrops(pairs, cfg.crop, cfg.batch_size, cfg.seed)
@@ -149,7 +157,7 @@ def build_source(cfg: TrainConfig) -> BatchSource:
 
 def validation_pairs(cfg: TrainConfig, size: int = 256) -> list[tuple[np.ndarray, np.ndarray]]:
     """Fixed held-out (blurred, sharp) float RGB pairs: synthetic for sharp-image data, else a few pairs."""
-    if cfg.data == "skimage" or cfg.data_mode == "sharp":
+    if data_mode(cfg) != "pairs":
         from .blur import blur_image
 
         rng = np.random.default_rng(12345)
@@ -179,7 +187,17 @@ def _autocast_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | Non
 class Trainer:
     """Trains a generator (and critic) from a :class:`TrainConfig` into ``run_dir``."""
 
-    def __init__(self, config: TrainConfig, run_dir: str | Path, device: str = "auto", resume: bool = False) -> None:
+    def __init__(
+        self,
+        config: TrainConfig,
+        run_dir: str | Path,
+        device: str = "auto",
+        resume: bool = False,
+        source: BatchSource | None = None,
+        val_pairs: list[tuple[np.ndarray, np.ndarray]] | None = None,
+    ) -> None:
+        """``source`` replaces the data ``config.data`` names (e.g. arrays from napari layers), and
+        ``val_pairs`` the validation pairs, as float (H, W, 3) arrays in [0, 1]."""
         self.run_dir = Path(run_dir)
         self.checkpoint_path = self.run_dir / CHECKPOINT_NAME
         state = None
@@ -203,7 +221,9 @@ class Trainer:
         for net in (self.generator, self.critic):
             if net is not None:
                 net.to(memory_format=self.memory_format)
-        self.opt_g = torch.optim.AdamW(self.generator.parameters(), config.lr, betas=config.betas, weight_decay=config.weight_decay)
+        self.opt_g = torch.optim.AdamW(
+            self.generator.parameters(), config.lr, betas=config.betas, weight_decay=config.weight_decay
+        )
         self.opt_d = (
             torch.optim.Adam(self.critic.parameters(), config.critic_lr, betas=config.betas) if self.critic else None
         )
@@ -215,17 +235,18 @@ class Trainer:
         self.step = 0
         if state is not None:
             self._restore(state)
+        # The generator trains under DistributedDataParallel. The critic's gradient penalty needs
+        # autograd.grad, which DDP does not support, so its gradients are all-reduced by hand.
         self.g_train: nn.Module = self.generator
-        self.d_train: nn.Module | None = self.critic
         if self.distributed:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.g_train = DDP(self.generator, device_ids=ids)
-            self.d_train = DDP(self.critic, device_ids=ids) if self.critic else None
-        self.source = build_source(config)
+        self.source = source if source is not None else build_source(config)
+        self._own_source = source is None
         self._stop = False
-        self._val: list[tuple[np.ndarray, np.ndarray]] | None = None
+        self._val = val_pairs
 
     # -- state ---------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -274,13 +295,21 @@ class Trainer:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self.amp_dtype)
 
-    def _backward(self, loss: torch.Tensor, opt: torch.optim.Optimizer, params: Any) -> None:
+    def _backward(
+        self, loss: torch.Tensor, opt: torch.optim.Optimizer, net: nn.Module, all_reduce: bool = False
+    ) -> None:
         opt.zero_grad(set_to_none=True)
         if self.scaler is not None:
             self.scaler.scale(loss).backward()
             self.scaler.unscale_(opt)
         else:
             loss.backward()
+        params = [p for p in net.parameters() if p.grad is not None]
+        if all_reduce and self.distributed:
+            world = dist.get_world_size()
+            for p in params:
+                dist.all_reduce(p.grad)
+                p.grad /= world
         if self.cfg.grad_clip > 0:
             nn.utils.clip_grad_norm_(params, self.cfg.grad_clip)
         if self.scaler is not None:
@@ -301,30 +330,31 @@ class Trainer:
         )
         self.g_train.train()
         losses: dict[str, float] = {}
-        adversarial = self.d_train is not None and self.step >= cfg.adv_start
+        critic = self.critic
+        adversarial = critic is not None and self.step >= cfg.adv_start
         with self._autocast():
             fake = self.g_train(blurred)
         if adversarial:
-            assert self.d_train is not None and self.opt_d is not None
+            assert critic is not None and self.opt_d is not None
             for group in self.opt_d.param_groups:
                 group["lr"] = cfg.critic_lr * factor
             alphas = np.random.default_rng([cfg.seed, self.step, self.rank, 1]).random((cfg.critic_steps, len(sharp)))
             for alpha in alphas:
                 with self._autocast():
-                    d_loss = self.d_train(fake.detach()).float().mean() - self.d_train(sharp).float().mean()
-                gp = gradient_penalty(self.d_train, sharp, fake.float(), cfg.gp_weight, torch.from_numpy(alpha))
-                self._backward(d_loss + gp, self.opt_d, self.critic.parameters())  # type: ignore[union-attr]
+                    d_loss = critic(fake.detach()).float().mean() - critic(sharp).float().mean()
+                gp = gradient_penalty(critic, sharp, fake.float(), cfg.gp_weight, torch.from_numpy(alpha))
+                self._backward(d_loss + gp, self.opt_d, critic, all_reduce=True)
             losses.update(critic=d_loss.item(), gp=gp.item())
         with self._autocast():
             c_loss = self.content(fake.float(), sharp)
             g_loss = cfg.content_weight * c_loss
             if adversarial:
-                self.d_train.requires_grad_(False)  # type: ignore[union-attr]
-                adv = -self.d_train(fake).float().mean()  # type: ignore[misc]
-                self.d_train.requires_grad_(True)  # type: ignore[union-attr]
+                critic.requires_grad_(False)
+                adv = -critic(fake).float().mean()
+                critic.requires_grad_(True)
                 g_loss = g_loss + cfg.adv_weight * adv
                 losses["adversarial"] = adv.item()
-        self._backward(g_loss, self.opt_g, self.generator.parameters())
+        self._backward(g_loss, self.opt_g, self.generator)
         losses["content"] = c_loss.item()
         self.step += 1
         return losses
@@ -333,7 +363,7 @@ class Trainer:
     def validate(self) -> tuple[dict[str, float], np.ndarray]:
         """Mean PSNR/SSIM of the generator (and of the blurred input) on the fixed validation pairs."""
         if self._val is None:
-            self._val = validation_pairs(self.cfg)
+            self._val = validation_pairs(self.cfg) if self._own_source else _pairs_from(self.source)
         self.generator.eval()
         scores: dict[str, list[float]] = {"psnr": [], "ssim": [], "psnr_blurred": []}
         preview = None
@@ -375,10 +405,29 @@ class Trainer:
             pass
 
 
+def _pairs_from(source: BatchSource, count: int = 2) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Validation pairs drawn from a batch no training step uses."""
+    blurred, sharp = source.batch(2**31 - 1)
+    as_image = lambda t: ((t.permute(1, 2, 0).numpy() + 1) / 2).clip(0, 1).astype(np.float32)  # noqa: E731
+    return [(as_image(b), as_image(s)) for b, s in zip(blurred[:count], sharp[:count])]
+
+
 class _MetricsLog:
     """Append-only CSV of losses, learning rate, speed and validation scores."""
 
-    COLUMNS = ("step", "time", "lr", "steps_per_s", "content", "adversarial", "critic", "gp", "val_psnr", "val_ssim", "val_psnr_blurred")
+    COLUMNS = (
+        "step",
+        "time",
+        "lr",
+        "steps_per_s",
+        "content",
+        "adversarial",
+        "critic",
+        "gp",
+        "val_psnr",
+        "val_ssim",
+        "val_psnr_blurred",
+    )
 
     def __init__(self, path: Path) -> None:
         self.path = path

@@ -59,13 +59,17 @@ def load_generator(path: str | Path | None = None, device: str | torch.device = 
             "safetensors models (it never unpickles); export one with `napari-deblurgan export`."
         ) from exc
     if meta.get("format") != FORMAT or "config" not in meta:
-        raise ValueError(f"{path} is a safetensors file but not a napari-deblurgan generator (format {meta.get('format')!r})")
+        raise ValueError(
+            f"{path} is a safetensors file but not a napari-deblurgan generator (format {meta.get('format')!r})"
+        )
     config = GeneratorConfig.from_dict(json.loads(meta["config"]))
     model = ResnetGenerator(config)
     expected = model.state_dict()
     problems = [k for k in expected if k not in state or state[k].shape != expected[k].shape]
     extra = [k for k in state if k not in expected]
     if problems or extra:
-        raise ValueError(f"{path} does not match its stored architecture: bad or missing {problems[:5]}, unexpected {extra[:5]}")
+        raise ValueError(
+            f"{path} does not match its stored architecture: bad or missing {problems[:5]}, unexpected {extra[:5]}"
+        )
     model.load_state_dict(state)
     return model.to(device).eval()

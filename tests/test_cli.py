@@ -1,0 +1,167 @@
+"""The command line: round trips, refusals that protect files, one-line errors, and the dataset tools."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import skimage.data
+
+from napari_deblurgan.cli import main
+from napari_deblurgan.gan.images import read_image, write_image
+
+
+@pytest.fixture
+def images(tmp_path: Path) -> Path:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    write_image(folder / "rgb8.png", skimage.data.astronaut()[:96, :120])
+    write_image(folder / "gray16.tif", skimage.data.camera()[:80, :70].astype(np.uint16) * 257)
+    write_image(folder / "rgb16.tif", skimage.data.coffee()[:64, :64].astype(np.uint16) * 250)
+    return folder
+
+
+def test_round_trip_keeps_format_shape_and_bit_depth(images: Path, tmp_path: Path, identity_model_path: Path) -> None:
+    out = tmp_path / "out"
+    assert main(["deblur", str(images), "-o", str(out), "--model", str(identity_model_path), "--quiet"]) == 0
+    for name in ("rgb8.png", "gray16.tif", "rgb16.tif"):
+        src, dst = read_image(images / name), read_image(out / name)
+        assert dst.dtype == src.dtype and dst.shape == src.shape
+        np.testing.assert_array_equal(dst, src)  # the identity model gives the input back, bit for bit
+
+
+def test_a_real_model_changes_the_image(images: Path, tmp_path: Path, tiny_model_path: Path) -> None:
+    out = tmp_path / "out"
+    assert main(["deblur", str(images / "rgb8.png"), "-o", str(out), "--model", str(tiny_model_path), "--quiet"]) == 0
+    assert not np.array_equal(read_image(out / "rgb8.png"), read_image(images / "rgb8.png"))
+
+
+def test_existing_outputs_and_inputs_are_never_overwritten(images, tmp_path, identity_model_path, capsys) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "rgb8.png").write_bytes(b"precious")
+    args = ["deblur", str(images / "rgb8.png"), "-o", str(out), "--model", str(identity_model_path), "--quiet"]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--overwrite" in err
+    assert (out / "rgb8.png").read_bytes() == b"precious"
+    assert main([*args, "--overwrite"]) == 0
+    assert read_image(out / "rgb8.png").shape == (96, 120, 3)
+    before = (images / "rgb8.png").read_bytes()
+    assert main(["deblur", str(images / "rgb8.png"), "-o", str(images), "--overwrite", "--quiet"]) == 2
+    assert "overwrite an input" in capsys.readouterr().err
+    assert (images / "rgb8.png").read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda d: d / "missing.png", "does not exist"),
+        (lambda d: (d / "notes.txt").write_text("hi") and d / "notes.txt", "is not a .png"),
+        (
+            lambda d: (d / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage") and d / "broken.png",
+            "Cannot read image",
+        ),
+    ],
+)
+def test_bad_input_exits_nonzero_with_one_line(tmp_path, identity_model_path, capsys, make, message) -> None:
+    path = make(tmp_path)
+    code = main(["deblur", str(path), "-o", str(tmp_path / "o"), "--model", str(identity_model_path), "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and message in err and len(err.splitlines()) == 1
+
+
+def test_16bit_colour_png_is_refused_before_any_work(images, tmp_path, identity_model_path, capsys) -> None:
+    out = tmp_path / "o"
+    code = main(
+        [
+            "deblur",
+            str(images / "rgb16.tif"),
+            "-o",
+            str(out),
+            "--format",
+            "png",
+            "--model",
+            str(identity_model_path),
+            "--quiet",
+        ]
+    )
+    assert code == 2 and ".tif" in capsys.readouterr().err and not out.exists()
+
+
+def test_entry_point_runs(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "napari_deblurgan", "deblur", "--help"], capture_output=True, text=True
+    )
+    assert done.returncode == 0 and "--tile-size" in done.stdout
+
+
+def test_synthesize_then_evaluate(tmp_path: Path, identity_model_path: Path, capsys) -> None:
+    sharp = tmp_path / "sharp"
+    sharp.mkdir()
+    write_image(sharp / "a.png", skimage.data.astronaut()[:64, :80])
+    write_image(sharp / "b.png", skimage.data.camera()[:72, :64])
+    pairs = tmp_path / "pairs"
+    assert main(["synthesize", str(sharp), str(pairs), "--seed", "3", "--quiet"]) == 0
+    assert sorted(p.name for p in (pairs / "A").iterdir()) == ["a.png", "b.png"]
+    np.testing.assert_array_equal(read_image(pairs / "B" / "b.png"), read_image(sharp / "b.png"))
+    assert not np.array_equal(read_image(pairs / "A" / "b.png"), read_image(sharp / "b.png"))
+    assert main(["synthesize", str(sharp), str(pairs), "--quiet"]) == 2  # never overwrites
+    capsys.readouterr()
+    table = tmp_path / "scores.csv"
+    assert main(["evaluate", str(pairs), "--model", str(identity_model_path), "--csv", str(table), "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "standard SSIM" in printed and "full resolution" in printed
+    rows = list(csv.DictReader(table.open()))
+    assert [r["image"] for r in rows] == ["a.png", "b.png"]
+    for r in rows:  # the identity model restores nothing: its scores are the blurred input's
+        assert float(r["psnr"]) == pytest.approx(float(r["psnr_blurred"]), abs=0.01)
+        assert float(r["psnr"]) < 40
+
+
+def test_organize_gopro_links_pairs_with_scene_prefixes(tmp_path: Path) -> None:
+    root = tmp_path / "GOPRO_Large"
+    for scene in ("GOPR0372_07_00", "GOPR0384_11_01"):
+        for sub in ("blur", "sharp"):
+            (root / "train" / scene / sub).mkdir(parents=True)
+            write_image(root / "train" / scene / sub / "000047.png", np.zeros((8, 8, 3), np.uint8))
+    out = tmp_path / "ab"
+    assert main(["organize-gopro", str(root), str(out), "--quiet"]) == 0
+    assert sorted(p.name for p in (out / "A").iterdir()) == ["GOPR0372_07_00_000047.png", "GOPR0384_11_01_000047.png"]
+    assert (out / "B" / "GOPR0372_07_00_000047.png").is_file()
+
+
+def test_train_resume_and_export(tmp_path: Path, capsys) -> None:
+    sharp = tmp_path / "sharp"
+    sharp.mkdir()
+    write_image(sharp / "a.png", skimage.data.astronaut()[:100, :100])
+    recipe = tmp_path / "recipe.json"
+    recipe.write_text(
+        json.dumps(
+            {
+                "preset": "fast",
+                "generator": {"ngf": 8, "n_blocks": 1},
+                "content_loss": "l1",
+                "adv_weight": 0,
+                "crop": 32,
+                "batch_size": 2,
+                "checkpoint_every": 2,
+                "validate_every": 2,
+            }
+        )
+    )
+    run = tmp_path / "run"
+    base = ["train", str(sharp), "--out", str(run), "--config", str(recipe), "--quiet"]
+    assert main([*base, "--steps", "2"]) == 0
+    assert main([*base, "--steps", "2"]) == 2  # the folder holds a run: refuse to clobber it
+    assert main([*base, "--steps", "4", "--resume"]) == 0
+    assert "step 4" in capsys.readouterr().out
+    assert main(["export", str(run), str(tmp_path / "m.safetensors")]) == 0
+    from napari_deblurgan.gan.weights import read_metadata
+
+    assert read_metadata(tmp_path / "m.safetensors")["step"] == "4"

@@ -1,0 +1,107 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from napari_deblurgan.gan.data import (
+    SKIMAGE_SPLITS,
+    BlurCurriculum,
+    PairedCrops,
+    PairingError,
+    SyntheticPairs,
+    fft_blur_valid,
+    find_pairs,
+    load_pair,
+    pair_ab_folder,
+    split_aligned,
+)
+from napari_deblurgan.gan.images import write_image
+
+
+def _write(path: Path, image: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_image(path, image)
+
+
+def test_ab_pairs_match_by_name_and_sort(tmp_path: Path) -> None:
+    for name in ("b.png", "a.png", "c.png"):
+        _write(tmp_path / "A" / name, np.zeros((8, 8), np.uint8))
+        _write(tmp_path / "B" / name, np.zeros((8, 8), np.uint8))
+    pairs = pair_ab_folder(tmp_path)
+    assert [a.name for a, _ in pairs] == ["a.png", "b.png", "c.png"]
+    assert all(a.name == b.name for a, b in pairs)
+
+
+def test_unpaired_files_are_listed_by_name(tmp_path: Path) -> None:
+    _write(tmp_path / "A" / "x.png", np.zeros((8, 8), np.uint8))
+    _write(tmp_path / "A" / "only_blurred.png", np.zeros((8, 8), np.uint8))
+    _write(tmp_path / "B" / "x.png", np.zeros((8, 8), np.uint8))
+    _write(tmp_path / "B" / "only_sharp.png", np.zeros((8, 8), np.uint8))
+    with pytest.raises(PairingError, match=r"only in A: only_blurred.png; only in B: only_sharp.png"):
+        pair_ab_folder(tmp_path)
+
+
+def test_size_mismatch_names_both_files(tmp_path: Path) -> None:
+    _write(tmp_path / "A" / "x.png", np.zeros((8, 8), np.uint8))
+    _write(tmp_path / "B" / "x.png", np.zeros((8, 9), np.uint8))
+    ((a, b),) = pair_ab_folder(tmp_path)
+    with pytest.raises(PairingError, match="Size mismatch.*A/x.png.*B/x.png"):
+        load_pair(a, b)
+
+
+def test_gopro_layout_and_not_a_dataset(tmp_path: Path) -> None:
+    for scene in ("GOPR0001_11_00", "GOPR0002_11_01"):
+        for sub in ("blur", "blur_gamma", "sharp"):
+            _write(tmp_path / "train" / scene / sub / "000001.png", np.zeros((8, 8, 3), np.uint8))
+    pairs = find_pairs(tmp_path)
+    assert len(pairs) == 2 and all(a.parent.name == "blur" and b.parent.name == "sharp" for a, b in pairs)
+    assert all(a.parent.name == "blur_gamma" for a, _ in find_pairs(tmp_path / "train", "blur_gamma"))
+    with pytest.raises(PairingError, match="no GOPRO scene"):
+        find_pairs(tmp_path / "train" / "GOPR0001_11_00" / "sharp")
+
+
+def test_aligned_ab_split() -> None:
+    a, b = split_aligned(np.arange(2 * 6).reshape(2, 6))
+    assert a.shape == b.shape == (2, 3) and a[0, 0] == 0 and b[0, 0] == 3
+    with pytest.raises(ValueError, match="even width"):
+        split_aligned(np.zeros((2, 5)))
+
+
+def test_paired_crops_keep_alignment_and_handle_small_16bit_gray(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    sharp = rng.integers(0, 65535, (20, 24), dtype=np.uint16)  # smaller than the crop
+    _write(tmp_path / "A" / "x.tif", sharp)
+    _write(tmp_path / "B" / "x.tif", sharp)
+    blurred, target = PairedCrops(pair_ab_folder(tmp_path), crop=32, batch_size=3).batch(5)
+    assert blurred.shape == (3, 3, 32, 32)
+    assert torch.equal(blurred, target)  # identical images stay identical through crop and flips
+
+
+def test_synthetic_batches_are_a_function_of_seed_and_step() -> None:
+    img = np.random.default_rng(0).random((60, 70, 3)).astype(np.float32)
+    src = SyntheticPairs([img], crop=24, batch_size=2, seed=1, kernel_size=15)
+    b1, s1 = src.batch(3)
+    b2, s2 = src.batch(3)
+    assert torch.equal(b1, b2) and torch.equal(s1, s2)
+    assert not torch.equal(src.batch(4)[0], b1)
+    assert not torch.equal(src.batch(3, rank=1)[0], b1)
+    assert b1.shape == s1.shape == (2, 3, 24, 24) and b1.min() >= -1 and b1.max() <= 1
+
+
+def test_fft_blur_is_a_valid_convolution() -> None:
+    from scipy.signal import convolve2d
+
+    rng = np.random.default_rng(0)
+    img, k = rng.random((1, 1, 20, 20)), rng.random((1, 5, 5))
+    ours = fft_blur_valid(torch.from_numpy(img), torch.from_numpy(k)).numpy()[0, 0]
+    np.testing.assert_allclose(ours, convolve2d(img[0, 0], k[0], mode="valid"), rtol=1e-5)
+
+
+def test_curriculum_and_splits() -> None:
+    c = BlurCurriculum(5, 35, 100)
+    assert c.max_length(0) == 5 and c.max_length(50) == 20 and c.max_length(1000) == 35
+    train, val, test = (set(SKIMAGE_SPLITS[k]) for k in ("train", "val", "test"))
+    assert not (train & val or train & test or val & test)

@@ -1,0 +1,62 @@
+"""Two CPU processes (gloo) train in lockstep: both ranks end with identical weights."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import torch
+
+SCRIPT = textwrap.dedent(
+    """
+    import sys, torch, torch.distributed as dist
+    from napari_deblurgan.cli import _init_distributed
+    from napari_deblurgan.gan.train import TrainConfig, Trainer
+
+    _init_distributed()
+    torch.set_num_threads(1)
+    out = sys.argv[1]
+    cfg = TrainConfig(preset="fast", generator={"ngf": 8, "n_blocks": 1}, critic={"ndf": 8, "n_layers": 2},
+                      content_loss="l1", crop=32, batch_size=2, steps=4, adv_start=2, critic_steps=1,
+                      checkpoint_every=4, validate_every=4, data="skimage")
+    trainer = Trainer(cfg, out, device="cpu")
+    trainer.fit()
+    rank = dist.get_rank()
+    torch.save({"generator": trainer.generator.state_dict(), "critic": trainer.critic.state_dict(),
+                "world": dist.get_world_size()}, f"{out}/rank{rank}.pt")
+    dist.destroy_process_group()
+    """
+)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_two_gloo_processes_end_with_identical_weights(tmp_path: Path) -> None:
+    script = tmp_path / "ddp_train.py"
+    script.write_text(SCRIPT)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        "--master_addr=127.0.0.1",
+        f"--master_port={_free_port()}",
+        str(script),
+        str(tmp_path),
+    ]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
+    assert r0["world"] == r1["world"] == 2
+    for net in ("generator", "critic"):
+        assert all(torch.equal(r0[net][k], r1[net][k]) for k in r0[net]), net
+    assert (tmp_path / "checkpoint.pt").is_file()  # written by rank 0 only

@@ -1,0 +1,107 @@
+"""The trainer: learning, exact resume, stop requests, checkpoints and exports."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from napari_deblurgan.gan.checkpoint import load_checkpoint
+from napari_deblurgan.gan.train import TrainConfig, Trainer, lr_factor
+from napari_deblurgan.gan.weights import load_generator
+
+TINY = dict(
+    preset="fast",
+    generator={"ngf": 8, "n_blocks": 1},
+    critic={"ndf": 8, "n_layers": 2},
+    content_loss="l1",
+    crop=32,
+    batch_size=2,
+    lr=1e-3,
+    schedule="cosine",
+    validate_every=3,
+    checkpoint_every=3,
+    log_every=1,
+)
+
+
+class FixedBatch:
+    """The same blurred/sharp batch at every step."""
+
+    def __init__(self) -> None:
+        import skimage.data
+
+        from napari_deblurgan.gan.blur import blur_image, linear_kernel
+
+        sharp = skimage.data.astronaut()[200:264, 200:264].astype(np.float32) / 255
+        blurred = blur_image(sharp, linear_kernel(7, 30))
+        to_t = lambda a: torch.from_numpy(a).permute(2, 0, 1)[None] * 2 - 1  # noqa: E731
+        self.pair = (to_t(blurred).repeat(2, 1, 1, 1), to_t(sharp).repeat(2, 1, 1, 1))
+
+    def batch(self, step: int, rank: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.pair[0].clone(), self.pair[1].clone()
+
+
+def test_overfitting_a_fixed_batch_lowers_the_content_loss(tmp_path: Path) -> None:
+    cfg = TrainConfig(**{**TINY, "steps": 40, "adv_weight": 0.0, "lr": 1e-3, "generator": {"ngf": 16, "n_blocks": 2}})
+    trainer = Trainer(cfg, tmp_path, device="cpu", source=FixedBatch())
+    losses = [e.losses["content"] for e in trainer.steps()]
+    assert np.mean(losses[-5:]) < 0.9 * losses[0]  # the identity (blurred input) scores losses[0]
+
+
+def _run(tmp_path: Path, name: str, stop_at: int | None = None, resume: bool = False) -> Trainer:
+    cfg = TrainConfig(**{**TINY, "steps": 6, "adv_weight": 1.0, "adv_start": 2, "critic_steps": 2, "data": "skimage"})
+    trainer = Trainer(cfg, tmp_path / name, device="cpu", resume=resume)
+    for event in trainer.steps():
+        if event.step == stop_at:
+            trainer.request_stop()
+    return trainer
+
+
+def test_stop_and_resume_gives_exactly_the_straight_run(tmp_path: Path) -> None:
+    straight = _run(tmp_path, "straight")
+    stopped = _run(tmp_path, "split", stop_at=4)
+    assert stopped.step == 4 and load_checkpoint(tmp_path / "split" / "checkpoint.pt")["step"] == 4
+    resumed = _run(tmp_path, "split", resume=True)
+    assert resumed.step == 6
+    for net in ("generator", "critic"):
+        a, b = getattr(straight, net).state_dict(), getattr(resumed, net).state_dict()
+        assert all(torch.equal(a[k], b[k]) for k in a), net
+
+
+def test_run_folder_holds_checkpoint_model_and_metrics(tmp_path: Path) -> None:
+    trainer = _run(tmp_path, "run")
+    run = tmp_path / "run"
+    model = load_generator(run / "generator.safetensors")
+    assert all(torch.equal(v, trainer.generator.state_dict()[k]) for k, v in model.state_dict().items())
+    rows = (run / "metrics.csv").read_text().splitlines()
+    assert rows[0].startswith("step,") and len(rows) == 7
+    assert json.loads(load_checkpoint(run / "checkpoint.pt")["config"])["critic_steps"] == 2
+    header = rows[0].split(",")
+    last = dict(zip(header, rows[-1].split(",")))
+    assert float(last["val_psnr"]) > 10 and last["critic"] != ""
+
+
+def test_a_second_run_into_the_same_folder_is_refused(tmp_path: Path) -> None:
+    _run(tmp_path, "run", stop_at=1)
+    with pytest.raises(FileExistsError, match="--resume"):
+        _run(tmp_path, "run")
+
+
+def test_events_carry_validation_and_preview(tmp_path: Path) -> None:
+    cfg = TrainConfig(**{**TINY, "steps": 3, "adv_weight": 0.0})
+    events = list(Trainer(cfg, tmp_path, device="cpu", source=FixedBatch()).steps())
+    last = events[-1]
+    assert last.validation is not None and {"psnr", "ssim"} <= set(last.validation)
+    assert last.preview is not None and last.preview.dtype == np.uint8 and last.preview.shape[-1] == 3
+    assert last.checkpoint is not None and last.checkpoint.is_file()
+
+
+def test_schedules() -> None:
+    linear = TrainConfig(steps=100, decay_start=0.5)
+    assert lr_factor(linear, 0) == 1 and lr_factor(linear, 49) == 1 and lr_factor(linear, 75) == pytest.approx(0.5)
+    cosine = TrainConfig(steps=100, schedule="cosine", warmup=10)
+    assert lr_factor(cosine, 0) == pytest.approx(0.1) and lr_factor(cosine, 55) == pytest.approx(0.5)
