@@ -143,8 +143,15 @@ class PlaneDeblurrer:
         self.tile_size = None if tile_size is None else tile_size - tile_size % ResnetGenerator.multiple
         self.tile_overlap, self.border, self.batch_size = tile_overlap, border, max(1, batch_size)
 
+    def padding(self, height: int, width: int) -> tuple[tuple[int, int], tuple[int, int]]:
+        """Symmetric padding of a plane: ``border`` on each side, plus up to 3 px at the bottom/right so
+        that every tile starts on the network's stride-4 grid (else tiles would not match the frame)."""
+        m, b = ResnetGenerator.multiple, self.border
+        return (b, b + (-(height + 2 * b)) % m), (b, b + (-(width + 2 * b)) % m)
+
     def tiles_for(self, height: int, width: int) -> list[Tile]:
-        h, w = height + 2 * self.border, width + 2 * self.border
+        (top, bottom), (left, right) = self.padding(height, width)
+        h, w = height + top + bottom, width + left + right
         if self.tile_size is None:
             return [Tile(0, 0, h, w)]
         return plan_tiles(h, w, self.tile_size, self.tile_overlap)
@@ -159,14 +166,15 @@ class PlaneDeblurrer:
 
     def __call__(self, plane: NDArray[np.float32], on_tile: Callable[[], None] | None = None) -> NDArray[np.float32]:
         h, w = plane.shape[:2]
-        b = self.border
-        padded = np.pad(plane, ((b, b), (b, b), (0, 0)), mode="symmetric") if b else plane
+        pad_y, pad_x = self.padding(h, w)
+        padded = np.pad(plane, (pad_y, pad_x, (0, 0)), mode="symmetric")
+        top, left = pad_y[0], pad_x[0]
         tiles = self.tiles_for(h, w)
         if len(tiles) == 1:
             out = self._run(padded[None])[0]
             if on_tile:
                 on_tile()
-            return out[b : b + h, b : b + w]
+            return out[top : top + h, left : left + w]
         ph, pw = padded.shape[:2]
         acc = np.zeros((ph, pw, 3), dtype=np.float32)
         weight = np.zeros((ph, pw, 1), dtype=np.float32)
@@ -178,7 +186,7 @@ class PlaneDeblurrer:
                 weight[t.y : t.y + t.h, t.x : t.x + t.w] += wt
                 if on_tile:
                     on_tile()
-        return (acc / weight)[b : b + h, b : b + w]
+        return (acc / weight)[top : top + h, left : left + w]
 
 
 def _chunks(items: list[Tile], size: int) -> Iterator[list[Tile]]:

@@ -16,19 +16,36 @@ class Tile:
     w: int
 
 
-def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
-    """Start offsets of tiles of size ``tile`` covering ``length`` with at least ``overlap`` overlap."""
+def tile_starts(length: int, tile: int, overlap: int, multiple: int = 4) -> list[int]:
+    """Start offsets of tiles of size ``tile`` covering ``length`` with at least ``overlap`` overlap.
+
+    Starts are multiples of ``multiple`` (the network's stride; ``length - tile`` must be one too), so
+    every tile sees the same sampling grid as the whole frame.
+    """
     if tile >= length:
         return [0]
-    step = tile - overlap
+    if (length - tile) % multiple:
+        raise ValueError(f"length - tile must be a multiple of {multiple}, got {length} - {tile}")
+    step = tile - overlap - multiple  # rounding a start may move it by up to multiple/2 each way
     if step <= 0:
-        raise ValueError(f"tile size {tile} must be larger than the overlap {overlap}")
+        raise ValueError(f"tile size {tile} must be larger than the overlap {overlap} plus {multiple}")
     n = int(np.ceil((length - tile) / step)) + 1
-    return [round(i * (length - tile) / (n - 1)) for i in range(n)]
+    return [round(i * (length - tile) / (n - 1) / multiple) * multiple for i in range(n)]
+
+
+def balanced_size(length: int, tile: int, overlap: int, multiple: int = 4) -> int:
+    """The smallest tile size (a multiple of ``multiple``, at most ``tile``) that covers ``length`` with
+    as few tiles as ``tile`` needs: 1056 px in tiles of at most 1024 become two tiles of 560, not 1024."""
+    if tile >= length:
+        return length
+    n = int(np.ceil((length - overlap) / (tile - overlap)))
+    size = int(np.ceil((length + (n - 1) * overlap) / n))
+    return min(tile, -(-size // multiple) * multiple)
 
 
 def plan_tiles(height: int, width: int, tile: int, overlap: int) -> list[Tile]:
-    th, tw = min(tile, height), min(tile, width)
+    """Equal-size tiles covering a (height, width) frame, each at most ``tile`` on a side."""
+    th, tw = balanced_size(height, tile, overlap), balanced_size(width, tile, overlap)
     return [Tile(y, x, th, tw) for y in tile_starts(height, th, overlap) for x in tile_starts(width, tw, overlap)]
 
 
