@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -23,7 +25,7 @@ def test_neighbours_overlap_by_at_least_the_request() -> None:
         size = balanced_size(length, 512, 96)
         starts = tile_starts(length, size, 96)
         assert starts[0] == 0 and starts[-1] + size == length
-        assert all(a + size - b >= 96 for a, b in zip(starts, starts[1:]))
+        assert all(a + size - b >= 96 for a, b in itertools.pairwise(starts))
 
 
 def test_cut_edges_get_no_weight() -> None:

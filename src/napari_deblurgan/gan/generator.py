@@ -60,11 +60,11 @@ class GeneratorConfig:
             raise ValueError("learn_residual needs in_channels == out_channels")
 
 
-#: Named architectures. ``paper`` is the network of the DeblurGAN paper (11.38 M parameters);
-#: ``fast`` is the laptop-sized network the shipped default model uses (32 base channels, 6 ResBlocks,
+#: Named architectures. ``paper`` is the network of the DeblurGAN paper (11.38 M parameters).
+#: ``fast`` is the laptop-sized network of the shipped default model: 32 base channels and 6 ResBlocks,
 #: about a fifth of the paper's multiply-adds per pixel; no normalisation layers, so tiled inference
-#: matches whole-frame inference; resize+conv upsampling, so no checkerboards; zero padding inside the quarter-resolution ResBlocks, 15 % faster, while the full-resolution convs keep
-#: reflection padding against border artifacts).
+#: matches whole-frame inference; resize+conv upsampling, so no checkerboards; zero padding inside the
+#: quarter-resolution ResBlocks (15 % faster to train), reflection padding at full resolution.
 PRESETS: dict[str, GeneratorConfig] = {
     "paper": GeneratorConfig(),
     "fast": GeneratorConfig(ngf=32, n_blocks=6, norm="none", dropout=0.0, upsample="resize", block_padding="zero"),
