@@ -1,0 +1,84 @@
+"""napari reader for paired deblurring folders: A/B (A blurred, B sharp) and every GOPRO_Large level.
+
+npe2 offers every folder to a directory reader, so :func:`get_reader` only looks at folder names (no
+recursive search) and returns None for anything else. Frames load lazily through dask.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .gan.data import PairingError, find_pairs
+from .gan.images import read_image
+
+LayerData = tuple[Any, dict[str, Any], str]
+ReaderFunction = Callable[[Any], list[LayerData]]
+
+
+def _looks_paired(root: Path) -> bool:
+    """Cheap shape test: A/ + B/, a GOPRO scene (blur/ + sharp/), a split of scenes, or a GOPRO root."""
+
+    def is_scene(folder: Path) -> bool:
+        return (folder / "sharp").is_dir() and ((folder / "blur").is_dir() or (folder / "blur_gamma").is_dir())
+
+    if ((root / "A").is_dir() and (root / "B").is_dir()) or is_scene(root):
+        return True
+    try:
+        children = [p for p in root.iterdir() if p.is_dir()]
+    except OSError:
+        return False
+    if any(is_scene(child) for child in children):
+        return True
+    splits = [child for child in children if child.name.lower() in ("train", "test")]
+    return any(is_scene(scene) for split in splits for scene in split.iterdir() if scene.is_dir())
+
+
+def get_reader(path: str | Sequence[str]) -> ReaderFunction | None:
+    """Return a reader for a paired folder, or None (quietly) for anything else."""
+    if not isinstance(path, str | Path):
+        return None
+    root = Path(path)
+    try:
+        if not root.is_dir() or not _looks_paired(root):
+            return None
+        blur = "blur" if (root / "A").is_dir() or any(root.glob("**/blur")) else "blur_gamma"
+        pairs = find_pairs(root, blur)
+    except PairingError as exc:
+        from napari.utils.notifications import show_warning
+
+        show_warning(f"napari-deblurgan cannot open {root}: {exc}")
+        return None
+    except OSError:
+        return None
+    return lambda _path: read_pairs(pairs, root.name or str(root))
+
+
+def _read_frame(path: Path, shape: tuple[int, ...]) -> np.ndarray:
+    image = read_image(path)
+    if image.shape != shape:
+        raise ValueError(f"{path} has shape {image.shape}, but the first frame of its stack has {shape}")
+    return image
+
+
+def lazy_stack(paths: Sequence[Path]) -> Any:
+    """A dask array (N, H, W[, C]) over image files of one shape and dtype; only the first is read now."""
+    import dask
+    import dask.array as da
+
+    first = read_image(paths[0])
+    frames = [da.from_delayed(dask.delayed(_read_frame)(p, first.shape), first.shape, first.dtype) for p in paths]
+    return da.stack(frames)
+
+
+def read_pairs(pairs: Sequence[tuple[Path, Path]], name: str) -> list[LayerData]:
+    """Layer data for "<name> sharp" and "<name> blurred" (on top) stacks over ``pairs``."""
+    layers: list[LayerData] = []
+    for kind, files in (("sharp", [s for _, s in pairs]), ("blurred", [b for b, _ in pairs])):
+        stack = lazy_stack(files)
+        rgb = stack.ndim == 4 and stack.shape[-1] in (3, 4)
+        layers.append((stack, {"name": f"{name} {kind}", "rgb": rgb}, "image"))
+    return layers

@@ -1,0 +1,178 @@
+"""The deblur widget: pick an image layer and a model, deblur in a thread with progress and Cancel."""
+
+from __future__ import annotations
+
+import threading
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+from magicgui.widgets import (
+    CheckBox,
+    ComboBox,
+    Container,
+    FileEdit,
+    Label,
+    ProgressBar,
+    PushButton,
+    RadioButtons,
+    SpinBox,
+)
+from napari.qt.threading import GeneratorWorker, create_worker
+from napari.utils.notifications import show_error, show_info
+
+from ._jobs import deblur_job
+from ._layers import current_frame, image_choices, place_results, show_result, stack_ndim
+from ._state import trained_models
+
+if TYPE_CHECKING:
+    import napari
+    from napari.layers import Image
+
+DEFAULT, FILE = "default", "file"
+CURRENT, WHOLE = "current frame", "whole stack"
+
+
+class DeblurWidget(Container):
+    """Deblur an image layer into "<name> deblurred" (added, or updated in place on re-run)."""
+
+    def __init__(self, viewer: napari.viewer.Viewer) -> None:
+        from ..gan.device import available_devices
+
+        self._viewer = viewer
+        self._worker: GeneratorWorker | None = None
+        self._cancel = threading.Event()
+        self._image = ComboBox(label="image", choices=lambda _: image_choices(viewer))
+        self._model = ComboBox(label="model", choices=self._model_choices)
+        self._model_file = FileEdit(label="model file", mode="r", filter="*.safetensors", visible=False)
+        self._device = ComboBox(label="device", choices=["auto", *available_devices()])
+        self._tile = SpinBox(
+            label="tile size", min=64, max=4096, step=64, value=512, tooltip="pixels per tile (bounds memory)"
+        )
+        self._frames = RadioButtons(
+            label="frames", choices=[CURRENT, WHOLE], value=CURRENT, orientation="horizontal", visible=False
+        )
+        self._beside = CheckBox(text="place the result beside the input", value=True)
+        self._run = PushButton(text="Deblur")
+        self._stop = PushButton(text="Cancel", enabled=False)
+        self._bar = ProgressBar(label="progress", min=0, max=1, value=0)
+        self._status = Label(label="")
+        buttons = Container(widgets=[self._run, self._stop], layout="horizontal", labels=False)
+        super().__init__(
+            widgets=[
+                self._image,
+                self._model,
+                self._model_file,
+                self._device,
+                self._tile,
+                self._frames,
+                self._beside,
+                buttons,
+                self._bar,
+                self._status,
+            ]
+        )
+        self._image.changed.connect(self._on_image)
+        self._model.changed.connect(lambda value: setattr(self._model_file, "visible", value == FILE))
+        self._beside.changed.connect(lambda beside: place_results(viewer, beside))
+        self._run.changed.connect(self.start)
+        self._stop.changed.connect(self.cancel)
+        for event in (viewer.layers.events.inserted, viewer.layers.events.removed, viewer.layers.events.moved):
+            event.connect(self._image.reset_choices)
+        refresh_models = self._model.reset_choices
+        trained_models.changed.connect(refresh_models)
+        self.native.destroyed.connect(lambda *_: trained_models.changed.disconnect(refresh_models))
+        self._on_image(self._image.value)
+
+    @property
+    def worker(self) -> GeneratorWorker | None:
+        """The running (or last) deblur job."""
+        return self._worker
+
+    @staticmethod
+    def _model_choices(_: ComboBox) -> list[tuple[str, str]]:
+        from ..gan.weights import default_model_path
+
+        default = "shipped default" + ("" if default_model_path().is_file() else " (not installed)")
+        trained = [(f"trained: {name}", str(path)) for name, path in trained_models.items()]
+        return [(default, DEFAULT), *trained, ("model file…", FILE)]
+
+    def _on_image(self, layer: Image | None) -> None:
+        self._frames.visible = layer is not None and stack_ndim(layer) > 0
+
+    def _model_path(self) -> Path | None:
+        if self._model.value == DEFAULT:
+            return None
+        if self._model.value == FILE:
+            path = Path(self._model_file.value)
+            if not path.is_file():
+                raise ValueError("Choose a model file (.safetensors) first")
+            return path
+        return Path(self._model.value)
+
+    def start(self) -> None:
+        """Deblur the chosen layer (or its current frame) in a thread worker."""
+        layer: Image | None = self._image.value
+        if layer is None:
+            show_info("Open an image layer to deblur first")
+            return
+        if layer.multiscale:
+            show_error(f"{layer.name} is multiscale (a pyramid); deblurring supports single-scale images only")
+            return
+        try:
+            model = self._model_path()
+        except ValueError as exc:
+            show_error(str(exc))
+            return
+        frame = current_frame(self._viewer, layer) if stack_ndim(layer) and self._frames.value == CURRENT else None
+        data = layer.data if frame is None else layer.data[frame]
+        self._cancel = threading.Event()
+        self._set_running(True, f"deblurring {layer.name}…")
+        self._worker = create_worker(
+            deblur_job,
+            data,
+            model,
+            self._cancel,
+            device=self._device.value,
+            rgb=layer.rgb,
+            tile_size=self._tile.value,
+            tile_overlap=self._tile.value // 8,
+            _connect={
+                "yielded": self._on_progress,
+                "returned": partial(self._on_result, layer, frame),
+                "errored": partial(self._on_error, layer.name),
+                "aborted": self._on_cancelled,
+                "finished": lambda: self._set_running(False),
+            },
+        )
+
+    def cancel(self) -> None:
+        """Stop the running deblur at its next tile."""
+        if self._worker is not None and self._worker.is_running:
+            self._worker.quit()
+            self._cancel.set()
+            self._status.value = "cancelling…"
+
+    def _set_running(self, running: bool, message: str | None = None) -> None:
+        self._run.enabled, self._stop.enabled = not running, running
+        if running:
+            self._bar.value = 0
+        if message is not None:
+            self._status.value = message
+
+    def _on_progress(self, progress: tuple[int, int]) -> None:
+        done, total = progress
+        self._bar.max, self._bar.value = total, done
+        self._status.value = f"tile {done} of {total}"
+
+    def _on_cancelled(self) -> None:
+        self._status.value = "cancelled"
+
+    def _on_result(self, source: Image, frame: tuple[int, ...] | None, result: np.ndarray) -> None:
+        layer = show_result(self._viewer, source, result, frame, self._beside.value)
+        self._status.value = f"done: {layer.name}"
+
+    def _on_error(self, name: str, exc: Exception) -> None:
+        self._status.value = "failed"
+        show_error(f"Deblurring {name} failed: {exc}")

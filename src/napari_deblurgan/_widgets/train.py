@@ -1,0 +1,250 @@
+"""The training widget: data from a folder or two open layers, live losses and preview, Start/Stop."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from magicgui.widgets import (
+    CheckBox,
+    ComboBox,
+    Container,
+    FileEdit,
+    FloatSpinBox,
+    Label,
+    ProgressBar,
+    PushButton,
+    RadioButtons,
+    SpinBox,
+)
+from napari.qt.threading import GeneratorWorker, create_worker
+from napari.utils.notifications import show_error, show_info
+
+from ..gan.generator import PRESETS, preset
+from ..gan.losses import CONTENT_LOSSES
+from ..gan.train import MODEL_NAME, TrainConfig, Trainer, TrainEvent
+from ._jobs import train_job
+from ._layers import image_choices, show_preview
+from ._plot import LossPlot
+from ._state import trained_models
+
+if TYPE_CHECKING:
+    import napari
+    from napari.layers import Image
+
+FOLDER, LAYERS, SKIMAGE = "folder", "open layers", "scikit-image"
+FOLDER_KINDS = [("auto-detect", "auto"), ("pairs: A/B or GOPRO", "pairs"), ("sharp images (blur synthesised)", "sharp")]
+
+
+def default_run_dir() -> Path:
+    return Path.home() / "napari-deblurgan" / "runs" / time.strftime("run-%Y%m%d-%H%M%S")
+
+
+class TrainWidget(Container):
+    """Train (or fine-tune by resuming) a generator; the result becomes a model of the deblur widget."""
+
+    def __init__(self, viewer: napari.viewer.Viewer) -> None:
+        from napari.utils.theme import get_theme
+
+        from ..gan.device import available_devices
+
+        self._viewer = viewer
+        self._worker: GeneratorWorker | None = None
+        self._stop_requested = threading.Event()
+        self._run_dir = default_run_dir()
+
+        def layers(_: ComboBox) -> list[tuple[str, Image]]:
+            return image_choices(viewer)
+
+        self._source = RadioButtons(
+            label="data", choices=[FOLDER, LAYERS, SKIMAGE], value=FOLDER, orientation="horizontal"
+        )
+        self._folder = FileEdit(label="data folder", mode="d", tooltip="an A/B folder, GOPRO_Large, or sharp images")
+        self._folder_kind = ComboBox(label="folder holds", choices=FOLDER_KINDS)
+        self._blurred = ComboBox(label="blurred layer", choices=layers, visible=False)
+        self._sharp = ComboBox(label="sharp layer", choices=layers, visible=False)
+        self._preset = ComboBox(label="preset", choices=list(PRESETS), value="fast")
+        self._width = SpinBox(label="width (ngf)", min=4, max=256, tooltip="generator channels; smaller trains faster")
+        self._blocks = SpinBox(label="res blocks", min=0, max=32)
+        self._steps = SpinBox(label="steps", min=1, max=10_000_000, value=2000)
+        self._batch = SpinBox(label="batch size", min=1, max=256, value=4)
+        self._crop = SpinBox(label="crop size", min=32, max=2048, step=32, value=128)
+        self._lr = FloatSpinBox(label="learning rate", min=1e-5, max=1e-1, step=1e-5, value=1e-4)
+        self._content = ComboBox(
+            label="content loss",
+            choices=list(CONTENT_LOSSES),
+            value="l1",
+            tooltip="'perceptual' needs VGG19 ImageNet weights",
+        )
+        self._adv = FloatSpinBox(
+            label="adversarial weight",
+            min=0.0,
+            max=100.0,
+            step=0.01,
+            value=0.0,
+            tooltip="0 = content loss only (fastest); DeblurGAN uses a WGAN-GP critic",
+        )
+        self._preview_every = SpinBox(label="preview every", min=1, max=100_000, value=50, tooltip="steps")
+        self._out = FileEdit(label="output folder", mode="d", value=self._run_dir)
+        self._resume = CheckBox(text="resume from the checkpoint in the output folder")
+        self._device = ComboBox(label="device", choices=["auto", *available_devices()])
+        self._start = PushButton(text="Start")
+        self._stop = PushButton(text="Stop", enabled=False)
+        self._bar = ProgressBar(label="progress", min=0, max=1, value=0)
+        self._status = Label(label="")
+        buttons = Container(widgets=[self._start, self._stop], layout="horizontal", labels=False)
+        super().__init__(
+            widgets=[
+                self._source,
+                self._folder,
+                self._folder_kind,
+                self._blurred,
+                self._sharp,
+                self._preset,
+                self._width,
+                self._blocks,
+                self._steps,
+                self._batch,
+                self._crop,
+                self._lr,
+                self._content,
+                self._adv,
+                self._preview_every,
+                self._out,
+                self._resume,
+                self._device,
+                buttons,
+                self._bar,
+                self._status,
+            ]
+        )
+        theme = get_theme(viewer.theme)
+        self.plot = LossPlot(theme.background.as_hex(), theme.text.as_hex())
+        self.native.layout().addWidget(self.plot)
+        self._source.changed.connect(self._on_source)
+        self._preset.changed.connect(self._on_preset)
+        self._start.changed.connect(self.start)
+        self._stop.changed.connect(self.stop)
+        for event in (viewer.layers.events.inserted, viewer.layers.events.removed):
+            event.connect(self._blurred.reset_choices)
+            event.connect(self._sharp.reset_choices)
+        self._on_preset(self._preset.value)
+
+    @property
+    def worker(self) -> GeneratorWorker | None:
+        """The running (or last) training job."""
+        return self._worker
+
+    def _on_source(self, source: str) -> None:
+        self._folder.visible = self._folder_kind.visible = source == FOLDER
+        self._blurred.visible = self._sharp.visible = source == LAYERS
+
+    def _on_preset(self, name: str) -> None:
+        cfg = preset(name)
+        self._width.value, self._blocks.value = cfg.ngf, cfg.n_blocks
+
+    def config(self) -> TrainConfig:
+        """The training options the widget shows."""
+        base = preset(self._preset.value)
+        overrides = {"ngf": self._width.value, "n_blocks": self._blocks.value}
+        data, mode = "skimage", "auto"
+        if self._source.value == FOLDER:
+            data, mode = str(self._folder.value), self._folder_kind.value
+        return TrainConfig(
+            data=data,
+            data_mode=mode,
+            preset=self._preset.value,
+            generator={k: v for k, v in overrides.items() if getattr(base, k) != v},
+            content_loss=self._content.value,
+            adv_weight=self._adv.value,
+            lr=self._lr.value,
+            steps=self._steps.value,
+            batch_size=self._batch.value,
+            crop=self._crop.value,
+            validate_every=self._preview_every.value,
+            log_every=self._preview_every.value,
+        )
+
+    def _trainer_factory(self, cfg: TrainConfig, run_dir: Path) -> Callable[[], Trainer]:
+        device, resume = self._device.value, self._resume.value
+        if self._source.value != LAYERS:
+            return partial(Trainer, cfg, run_dir, device, resume)
+        blurred, sharp = self._blurred.value, self._sharp.value
+        if blurred is None or sharp is None or blurred is sharp:
+            raise ValueError("Choose two different image layers: the blurred one and its sharp ground truth")
+        if blurred.rgb != sharp.rgb:
+            raise ValueError(f"{blurred.name} and {sharp.name} must both be RGB or both grayscale")
+        from dataclasses import replace
+
+        from ..gan.array_pairs import ArrayPairs
+
+        cfg = replace(cfg, data=f"napari layers {blurred.name!r} (blurred) and {sharp.name!r} (sharp)")
+        pairs = ArrayPairs(blurred.data, sharp.data, cfg.crop, cfg.batch_size, cfg.seed, blurred.rgb)
+        return lambda: Trainer(cfg, run_dir, device, resume, source=pairs, val_pairs=pairs.validation_pairs())
+
+    def start(self) -> None:
+        """Start training in a thread worker."""
+        run_dir = Path(self._out.value)
+        if self._source.value == FOLDER and not Path(self._folder.value).is_dir():
+            show_error("Choose the training data folder first")
+            return
+        try:
+            make_trainer = self._trainer_factory(self.config(), run_dir)
+        except ValueError as exc:
+            show_error(str(exc))
+            return
+        self._stop_requested = threading.Event()
+        self._run_dir = run_dir
+        self.plot.reset(adversarial=self._adv.value > 0)
+        self._start.enabled, self._stop.enabled = False, True
+        self._bar.value, self._status.value = 0, "preparing data and networks…"
+        self._worker = create_worker(
+            train_job,
+            make_trainer,
+            self._stop_requested,
+            _connect={
+                "yielded": self._on_step,
+                "returned": self._on_done,
+                "errored": self._on_error,
+                "finished": self._on_finished,
+            },
+        )
+
+    def stop(self) -> None:
+        """End training after the current step, saving a checkpoint and the model."""
+        self._stop_requested.set()
+        self._stop.enabled = False
+        self._status.value = "stopping after this step…"
+
+    def _on_step(self, event: TrainEvent) -> None:
+        self._bar.max, self._bar.value = event.total_steps, event.step
+        if event.losses:
+            self.plot.add(event.step, event.losses)
+            losses = ", ".join(f"{k} {v:.4g}" for k, v in event.losses.items())
+            self._status.value = (
+                f"step {event.step}/{event.total_steps}: {losses} ({event.steps_per_second:.2f} steps/s)"
+            )
+        if event.preview is not None:
+            show_preview(self._viewer, f"{self._run_dir.name} preview", event.preview)
+        if event.checkpoint is not None:
+            trained_models.add(self._run_dir.name, self._run_dir / MODEL_NAME)
+
+    def _on_done(self, model: Path | None) -> None:
+        if model is None:
+            self._status.value = "stopped before the first step: nothing saved"
+            return
+        trained_models.add(self._run_dir.name, model)
+        self._status.value = f"saved {model.parent.name}/{model.name}"
+        self._status.tooltip = str(model)
+        show_info(f"Model saved to {model}; choose 'trained: {self._run_dir.name}' in the deblur widget")
+
+    def _on_error(self, exc: Exception) -> None:
+        self._status.value = "failed"
+        show_error(f"Training failed: {exc}")
+
+    def _on_finished(self) -> None:
+        self._start.enabled, self._stop.enabled = True, False

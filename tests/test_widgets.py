@@ -1,0 +1,224 @@
+"""The deblur and training widgets driven in a real napari viewer (under Xvfb via pytest-xvfb)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+pytest.importorskip("napari")
+pytest.importorskip("pytestqt")
+
+from napari_deblurgan._widgets import deblur as deblur_module
+from napari_deblurgan._widgets import train as train_module
+from napari_deblurgan._widgets._state import trained_models
+from napari_deblurgan._widgets.deblur import DeblurWidget
+from napari_deblurgan._widgets.train import TrainWidget
+
+TIMEOUT = 60_000  # ms; the machine may be busy
+
+
+@pytest.fixture
+def errors(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Messages the widgets show with napari's show_error."""
+    shown: list[str] = []
+    monkeypatch.setattr(deblur_module, "show_error", shown.append)
+    monkeypatch.setattr(train_module, "show_error", shown.append)
+    return shown
+
+
+def _deblur_widget(viewer: Any, model: Path) -> DeblurWidget:
+    widget = DeblurWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    widget._model.value = "file"
+    widget._model_file.value = model
+    return widget
+
+
+def _run(qtbot: Any, widget: DeblurWidget) -> None:
+    widget._run.clicked.emit()
+    with qtbot.waitSignal(widget.worker.finished, timeout=TIMEOUT):
+        pass
+
+
+CASES = {
+    "gray": (np.random.default_rng(0).random((48, 64)).astype(np.float32), {"colormap": "magma"}),
+    "rgb": (np.random.default_rng(1).integers(0, 255, (40, 56, 3), dtype=np.uint8), {}),
+    "uint16": (np.random.default_rng(2).integers(0, 4000, (40, 44), dtype=np.uint16), {"contrast_limits": (0, 4000)}),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_deblur_adds_result_with_the_source_settings(make_napari_viewer, qtbot, identity_model_path, case) -> None:
+    data, style = CASES[case]
+    viewer = make_napari_viewer()
+    source = viewer.add_image(data, name="img", scale=(2, 3), translate=(5, 7), **style)
+    widget = _deblur_widget(viewer, identity_model_path)
+    widget._beside.value = False
+    _run(qtbot, widget)
+    result = viewer.layers["img deblurred"]
+    assert result.data.dtype == data.dtype and result.rgb == source.rgb
+    np.testing.assert_allclose(result.data, data, atol=1e-6 if data.dtype.kind == "f" else 1)  # identity model
+    np.testing.assert_array_equal(result.scale, source.scale)
+    np.testing.assert_array_equal(result.translate, source.translate)
+    assert tuple(result.contrast_limits) == tuple(source.contrast_limits)
+    if not source.rgb:
+        assert result.colormap.name == source.colormap.name
+    widget._beside.value = True  # side by side: shifted right by the source's width
+    assert result.translate[-1] == source.translate[-1] + data.shape[1] * source.scale[-1]
+
+
+def test_stack_current_frame_then_whole_stack_updates_in_place(make_napari_viewer, qtbot, tiny_model_path) -> None:
+    viewer = make_napari_viewer()
+    stack = np.random.default_rng(3).integers(0, 255, (4, 40, 48), dtype=np.uint8)
+    viewer.add_image(stack, name="movie")
+    viewer.dims.set_point(0, 2)
+    widget = _deblur_widget(viewer, tiny_model_path)
+    widget._beside.value = False
+    _run(qtbot, widget)
+    frame = viewer.layers["movie deblurred"]
+    assert frame.data.shape == (1, 40, 48) and frame.translate[0] == 2
+    first = frame.data[0].copy()
+    assert not np.array_equal(first, stack[2])  # the random model really changed it
+    widget._frames.value = "whole stack"
+    _run(qtbot, widget)
+    whole = viewer.layers["movie deblurred"]
+    assert whole.data.shape == stack.shape and whole.translate[0] == 0
+    np.testing.assert_array_equal(whole.data[2], first)
+    assert whole is frame  # re-run updated the layer in place
+    assert [layer.name for layer in viewer.layers].count("movie deblurred") == 1
+
+
+def test_cancel_stops_at_the_next_tile_and_ui_stays_responsive(make_napari_viewer, qtbot, tiny_model_path) -> None:
+    from qtpy.QtCore import QTimer
+
+    viewer = make_napari_viewer()
+    viewer.add_image(np.random.default_rng(4).random((12, 512, 512)).astype(np.float32), name="big")
+    widget = _deblur_widget(viewer, tiny_model_path)
+    widget._tile.value = 64
+    widget._frames.value = "whole stack"
+    ticks: list[float] = []
+    timer = QTimer()
+    timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
+    timer.start(10)
+    progress: list[tuple[int, int]] = []
+    widget._run.clicked.emit()
+    assert not widget._run.enabled and widget._stop.enabled
+    widget.worker.yielded.connect(progress.append)
+    qtbot.waitUntil(lambda: len(progress) >= 3, timeout=TIMEOUT)
+    start = time.perf_counter()
+    qtbot.wait(300)  # the deblur keeps running in its thread meanwhile
+    assert len([t for t in ticks if t >= start]) >= 10  # the event loop kept ticking (~30 expected)
+    with qtbot.waitSignal(widget.worker.aborted, timeout=TIMEOUT):
+        widget._stop.clicked.emit()
+    timer.stop()
+    qtbot.waitUntil(lambda: widget._run.enabled, timeout=TIMEOUT)
+    total = progress[-1][1]
+    assert progress[-1][0] < total
+    assert "big deblurred" not in viewer.layers
+    assert widget._status.value == "cancelled"
+
+
+def test_errors_become_notifications(make_napari_viewer, qtbot, tmp_path, errors) -> None:
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((32, 32), np.uint8), name="img")
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"not a model")
+    widget = _deblur_widget(viewer, bad)
+    _run(qtbot, widget)
+    assert len(errors) == 1 and "bad.safetensors" in errors[0] and "img" in errors[0]
+    assert widget._run.enabled and "img deblurred" not in viewer.layers
+    widget._model_file.value = tmp_path / "missing.safetensors"
+    widget._run.clicked.emit()
+    assert "model file" in errors[-1]
+
+
+def _train_widget(viewer: Any, out: Path, steps: int) -> TrainWidget:
+    widget = TrainWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    widget._source.value = "open layers"
+    widget._blurred.value = viewer.layers["blurred"]
+    widget._sharp.value = viewer.layers["sharp"]
+    widget._preset.value = "fast"
+    widget._width.value, widget._blocks.value = 8, 1
+    widget._steps.value, widget._batch.value, widget._crop.value = steps, 2, 32
+    widget._content.value, widget._adv.value = "l1", 0.0  # a critic step takes seconds on a busy CPU
+    widget._preview_every.value = 2
+    widget._device.value = "cpu"
+    widget._out.value = out
+    return widget
+
+
+def test_training_from_layers_stop_resume_and_use_in_deblur(make_napari_viewer, qtbot, tmp_path, errors) -> None:
+    from napari_deblurgan.gan.weights import read_metadata
+
+    viewer = make_napari_viewer()
+    rng = np.random.default_rng(5)
+    sharp = rng.integers(0, 255, (3, 48, 48, 3), dtype=np.uint8)
+    viewer.add_image(sharp, name="sharp", rgb=True)
+    viewer.add_image((sharp // 2).astype(np.uint8), name="blurred", rgb=True)
+    out = tmp_path / "run"
+    widget = _train_widget(viewer, out, steps=500)
+    steps: list[int] = []
+
+    def on_step(event: Any) -> None:
+        steps.append(event.step)
+        if event.step == 3:
+            widget._stop.clicked.emit()
+
+    widget._start.clicked.emit()
+    assert not widget._start.enabled and widget._stop.enabled
+    widget.worker.yielded.connect(on_step)
+    with qtbot.waitSignal(widget.worker.finished, timeout=TIMEOUT):
+        pass
+    assert not errors
+    assert widget._start.enabled and max(steps) < 500
+    model = out / "generator.safetensors"
+    assert (out / "checkpoint.pt").is_file() and model.is_file()
+    stopped_at = int(read_metadata(model)["step"])
+    assert stopped_at == max(steps) >= 3
+    assert "run preview" in viewer.layers and viewer.layers["run preview"].data.dtype == np.uint8
+    assert len(widget.plot.curves["content"].get_xdata()) == len(steps) - 1  # the stop event has no losses
+    widget.plot.add(99, {"content": 0.1, "adversarial": -1.0, "critic": 2.0, "gp": 0.5})
+    assert widget.plot.curves["critic"].get_ydata()[-1] == 2.0
+    assert ("run", model) in trained_models.items()
+
+    widget._resume.value = True
+    widget._steps.value = stopped_at + 2
+    widget._start.clicked.emit()
+    with qtbot.waitSignal(widget.worker.finished, timeout=TIMEOUT):
+        pass
+    assert not errors
+    assert int(read_metadata(model)["step"]) == stopped_at + 2
+
+    deblur_widget = DeblurWidget(viewer)
+    viewer.window.add_dock_widget(deblur_widget)
+    deblur_widget._model.value = str(model)  # offered as "trained: run"
+    deblur_widget._image.value = viewer.layers["blurred"]
+    deblur_widget._frames.value = "current frame"
+    _run(qtbot, deblur_widget)
+    assert viewer.layers["blurred deblurred"].data.shape == (1, 48, 48, 3)
+
+
+def test_training_from_a_folder_checks_its_inputs(make_napari_viewer, qtbot, tmp_path, errors) -> None:
+    import tifffile
+
+    viewer = make_napari_viewer()
+    widget = TrainWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    widget._folder.value = tmp_path / "nothing-here"
+    widget._start.clicked.emit()
+    assert errors == ["Choose the training data folder first"]
+    for sub in ("A", "B"):
+        (tmp_path / "ab" / sub).mkdir(parents=True)
+        tifffile.imwrite(tmp_path / "ab" / sub / "x.tif", np.zeros((40, 40, 3), np.uint8))
+    tifffile.imwrite(tmp_path / "ab" / "A" / "y.tif", np.zeros((40, 40, 3), np.uint8))
+    widget._folder.value = tmp_path / "ab"
+    widget._out.value = tmp_path / "out"
+    widget._start.clicked.emit()
+    with qtbot.waitSignal(widget.worker.finished, timeout=TIMEOUT):
+        pass
+    assert "y.tif" in errors[-1] and widget._start.enabled
