@@ -238,7 +238,31 @@ def _organize(args: argparse.Namespace) -> None:
     print(f"Wrote {n} pairs to {args.out}/A (blurred) and {args.out}/B (sharp)")
 
 
+def _sample(args: argparse.Namespace) -> None:
+    from ._sample_data import blurred_clock, blurred_coffee
+    from .gan.images import write_image
+
+    out = Path(args.out)
+    layers = blurred_coffee() + blurred_clock()
+    targets = {
+        "coffee blurred": out / "coffee_blurred.png",
+        "coffee sharp": out / "ground_truth" / "coffee_blurred.png",
+        "clock": out / "clock_motion.png",
+    }
+    for data, meta, _ in layers:
+        path = targets[meta["name"]]
+        if path.exists():
+            raise FileExistsError(f"{path} already exists; choose another folder")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_image(path, data)
+    print(f"Wrote blurred samples to {out} (ground truth in {out / 'ground_truth'})")
+
+
 def _add_others(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("sample", help="write sample blurred images (synthetic with ground truth, and real)")
+    p.add_argument("out", help="folder to write them to")
+    p.set_defaults(func=_sample)
+
     p = sub.add_parser("evaluate", help="mean PSNR/SSIM of a model on an A/B or GOPRO folder, per-image CSV")
     p.add_argument("data", help="A/B folder or GOPRO_Large root/split/scene")
     p.add_argument("--model", help="safetensors model file (default: the shipped model)")
