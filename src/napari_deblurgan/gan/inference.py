@@ -19,6 +19,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from .device import bf16_supported, resolve_device
 from .generator import ResnetGenerator
+from .lazy import deblur_dask, is_dask_array
 from .tiling import Tile, plan_tiles, tile_weights
 from .weights import default_model_path, load_generator
 
@@ -97,10 +98,14 @@ def value_range_of(arr: np.ndarray, value_range: tuple[float, float] | None) -> 
     if arr.dtype.kind in "ui":
         info = np.iinfo(arr.dtype)
         return float(info.min), float(info.max)
-    lo, hi = float(arr.min()), float(arr.max())
+    return _float_range(float(arr.min()), float(arr.max()))
+
+
+def _float_range(lo: float, hi: float) -> tuple[float, float]:
+    """[0, 1] for data inside it, else min..max (a constant image maps to mid-grey)."""
     if lo >= 0.0 and hi <= 1.0:
         return 0.0, 1.0
-    return lo, hi
+    return (lo, hi) if hi > lo else (lo - 0.5, lo + 0.5)
 
 
 def _restore_dtype(plane01: NDArray[np.float32], dtype: np.dtype, lo: float, hi: float) -> np.ndarray:
@@ -189,6 +194,41 @@ class PlaneDeblurrer:
         return (acc / weight)[top : top + h, left : left + w]
 
 
+def _deblur_lazy(
+    image: Any,
+    model: str | Path | ResnetGenerator | None,
+    channel_axis: int | None,
+    rgb: bool | None,
+    value_range: tuple[float, float] | None,
+    **options: Any,
+) -> Any:
+    """The dask path of :func:`deblur`: same layout and value-range rules, lazy result; blocks of twice
+    the tile size overlap by the tile overlap."""
+    import dask
+    import dask.array as da
+
+    if image.dtype == bool or image.dtype.kind not in "uif":
+        _check_array(np.empty((1, 1), dtype=image.dtype))
+    if image.ndim < 2 or 0 in image.shape:
+        _check_array(np.empty(image.shape, dtype=image.dtype))
+    layout = infer_layout(image.shape, channel_axis, rgb)
+    if value_range is None and image.dtype.kind == "f":  # the whole array's range: one pass over it
+        low, high = (float(v) for v in dask.compute(image.min(), image.max()))
+        if not (np.isfinite(low) and np.isfinite(high)):
+            raise ValueError("The image contains NaN or infinite values; replace them first, e.g. da.nan_to_num(image)")
+        value_range = _float_range(low, high)
+    lo, hi = value_range_of(np.empty((1, 1), dtype=image.dtype), value_range)
+    tile = options["tile_size"]
+    options = {**options, "block_size": 2 * tile if tile else 4096, "context": -(-options["tile_overlap"] // 4) * 4}
+    if layout.channel_axis is None:
+        return deblur_dask(image, model, False, (lo, hi), **options)
+    if layout.colour:
+        moved = da.moveaxis(image, layout.channel_axis, -1)
+        return da.moveaxis(deblur_dask(moved, model, True, (lo, hi), **options), -1, layout.channel_axis)
+    moved = da.moveaxis(image, layout.channel_axis, 0)
+    return da.moveaxis(deblur_dask(moved, model, False, (lo, hi), **options), 0, layout.channel_axis)
+
+
 def _chunks(items: list[Tile], size: int) -> Iterator[list[Tile]]:
     for i in range(0, len(items), size):
         yield items[i : i + size]
@@ -223,8 +263,24 @@ def deblur(
         tile_overlap: overlap of neighbouring tiles, blended so no seam shows.
         batch_size: tiles per forward pass.
         half: float16 on CUDA/MPS, bfloat16 on CPUs that support it (faster, slightly less exact).
-        progress: called as ``progress(done, total)`` after every tile.
+        progress: called as ``progress(done, total)`` after every tile (not for dask input).
+
+    A dask array gives a lazy dask array, computed block by block (see :mod:`.lazy`); pass a model
+    file path rather than a loaded model when computing on a distributed cluster.
     """
+    if is_dask_array(image):
+        return _deblur_lazy(
+            image,
+            model,
+            channel_axis,
+            rgb,
+            value_range,
+            tile_size=tile_size,
+            tile_overlap=tile_overlap,
+            batch_size=batch_size,
+            device=device,
+            half=half,
+        )
     arr = np.asarray(image)
     _check_array(arr)
     layout = infer_layout(arr.shape, channel_axis, rgb)

@@ -1,0 +1,60 @@
+"""``deblur`` for dask arrays: a lazy result computed block by block (locally or on a dask cluster).
+
+Leading (stack) axes are split into single planes; large planes are split into blocks that overlap by
+``context`` pixels, on the network's stride-4 grid and without padding at the frame edges, so each
+block sees what the whole frame would and the seams blend away when the overlap is trimmed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .generator import ResnetGenerator
+
+
+def is_dask_array(obj: Any) -> bool:
+    return type(obj).__module__.startswith("dask.") and hasattr(obj, "map_overlap")
+
+
+def _block_size(length: int, block: int, multiple: int = 4) -> int:
+    if length <= block * 1.5:
+        return length
+    return max(multiple, block - block % multiple)
+
+
+def deblur_dask(
+    arr: Any,
+    model: str | Path | ResnetGenerator | None,
+    colour: bool,
+    value_range: tuple[float, float],
+    block_size: int = 2048,
+    context: int = 64,
+    **options: Any,
+) -> Any:
+    """Lazy ``deblur`` of a dask array whose channels (if any) are on the last axis.
+
+    ``value_range`` must be given (the whole array's range; a block only knows its own). Blocks of at
+    most ``block_size`` pixels per side overlap their neighbours by ``context`` on each side.
+    """
+    from .inference import deblur
+
+    if context % 4:
+        raise ValueError(f"context must be a multiple of 4 (the network's stride), got {context}")
+    spatial = (arr.ndim - 3, arr.ndim - 2) if colour else (arr.ndim - 2, arr.ndim - 1)
+    chunks: dict[int, Any] = {ax: 1 for ax in range(spatial[0])}
+    chunks.update({ax: _block_size(arr.shape[ax], block_size) for ax in spatial})
+    if colour:
+        chunks[arr.ndim - 1] = -1
+    arr = arr.rechunk(chunks)
+    split = any(len(arr.chunks[ax]) > 1 for ax in spatial)
+
+    def run(block: np.ndarray) -> np.ndarray:
+        return deblur(block, model, rgb=colour, value_range=value_range, **options)
+
+    if not split:
+        return arr.map_blocks(run, dtype=arr.dtype)
+    depth = {ax: (context if ax in spatial else 0) for ax in range(arr.ndim)}
+    return arr.map_overlap(run, depth=depth, boundary="none", trim=True, dtype=arr.dtype)
