@@ -92,6 +92,27 @@ def test_stack_current_frame_then_whole_stack_updates_in_place(make_napari_viewe
     assert [layer.name for layer in viewer.layers].count("movie deblurred") == 1
 
 
+def test_a_lazy_dask_stack_is_deblurred_frame_by_frame(make_napari_viewer, qtbot, tiny_model_path) -> None:
+    import dask.array as da
+
+    from napari_deblurgan import deblur
+
+    stack = np.random.default_rng(4).integers(0, 255, (3, 2, 40, 48, 3), dtype=np.uint8)
+    viewer = make_napari_viewer()
+    viewer.add_image(da.from_array(stack, chunks=(1, 1, 40, 48, 3)), name="lazy", rgb=True)
+    widget = _deblur_widget(viewer, tiny_model_path)
+    widget._frames.value = "whole stack"
+    seen: list[tuple[int, int]] = []
+    widget._run.clicked.emit()
+    widget.worker.yielded.connect(seen.append)
+    with qtbot.waitSignal(widget.worker.finished, timeout=TIMEOUT):
+        pass
+    assert seen[-1] == (6, 6)  # progress counts the 3 x 2 frames
+    result = viewer.layers["lazy deblurred"].data
+    assert isinstance(result, np.ndarray)
+    np.testing.assert_array_equal(result, deblur(stack, tiny_model_path, tile_size=512, tile_overlap=64))
+
+
 def test_cancel_stops_at_the_next_tile_and_ui_stays_responsive(make_napari_viewer, qtbot, tiny_model_path) -> None:
     from qtpy.QtCore import QTimer
 

@@ -75,12 +75,29 @@ def with_progress(
 def deblur_job(
     data: Any, model: Path | None, cancel: threading.Event, **options: Any
 ) -> Generator[Progress, None, np.ndarray]:
-    """Deblur ``data`` (numpy or dask), yielding ``(tiles done, total)``; ``options`` go to ``deblur``."""
-    from ..gan.inference import deblur
+    """Deblur ``data`` (numpy or dask), yielding ``(tiles done, total)``; ``options`` go to ``deblur``.
 
+    A dask stack (a lazy layer, e.g. from our reader) is deblurred lazily and computed frame by frame, so
+    only one input frame is in memory at a time; progress then counts frames.
+    """
+    from ..gan.inference import deblur
+    from ..gan.lazy import is_dask_array
+
+    stack_axes = data.ndim - (3 if options.get("rgb") else 2)
+    if is_dask_array(data) and stack_axes > 0:
+        return (yield from user_errors(_frame_by_frame(deblur(data, model, **options), stack_axes)))
     return (
         yield from user_errors(with_progress(lambda p: deblur(np.asarray(data), model, progress=p, **options), cancel))
     )
+
+
+def _frame_by_frame(lazy: Any, stack_axes: int) -> Generator[Progress, None, np.ndarray]:
+    out = np.empty(lazy.shape, dtype=lazy.dtype)
+    frames = list(np.ndindex(lazy.shape[:stack_axes]))
+    for done, index in enumerate(frames, 1):
+        out[index] = np.asarray(lazy[index])
+        yield done, len(frames)
+    return out
 
 
 def train_job(make_trainer: Callable[[], Trainer], stop: threading.Event) -> Generator[TrainEvent, None, Path | None]:
