@@ -105,3 +105,24 @@ def test_curriculum_and_splits() -> None:
     assert c.max_length(0) == 5 and c.max_length(50) == 20 and c.max_length(1000) == 35
     train, val, test = (set(SKIMAGE_SPLITS[k]) for k in ("train", "val", "test"))
     assert not (train & val or train & test or val & test)
+
+
+def test_aligned_ab_images_load_as_pairs(tmp_path: Path) -> None:
+    from napari_deblurgan.gan.data import aligned_pairs
+
+    blurred, sharp = np.full((6, 5, 3), 10, np.uint8), np.full((6, 5, 3), 200, np.uint8)
+    _write(tmp_path / "0001.png", np.concatenate([blurred, sharp], axis=1))
+    ((a, b),) = aligned_pairs(tmp_path)
+    x, y = load_pair(a, b)
+    assert x.shape == y.shape == (6, 5, 3)
+    assert np.allclose(x, 10 / 255) and np.allclose(y, 200 / 255)
+
+
+def test_validation_pairs_are_held_out_of_training() -> None:
+    from napari_deblurgan.gan.data import split_holdout
+
+    pairs = [(Path(f"a{i}"), Path(f"b{i}")) for i in range(45)]
+    train, val = split_holdout(pairs)
+    assert len(val) == 2 and not set(train) & set(val) and len(train) + len(val) == 45
+    assert split_holdout(pairs[:1]) == (pairs[:1], pairs[:1])
+    assert len(split_holdout(pairs[:3])[1]) == 1

@@ -105,3 +105,23 @@ def test_schedules() -> None:
     assert lr_factor(linear, 0) == 1 and lr_factor(linear, 49) == 1 and lr_factor(linear, 75) == pytest.approx(0.5)
     cosine = TrainConfig(steps=100, schedule="cosine", warmup=10)
     assert lr_factor(cosine, 0) == pytest.approx(0.1) and lr_factor(cosine, 55) == pytest.approx(0.5)
+
+
+def test_training_on_aligned_images_validates_on_held_out_ones(tmp_path: Path) -> None:
+    import skimage.data
+
+    from napari_deblurgan.gan.blur import blur_image, linear_kernel
+    from napari_deblurgan.gan.images import write_image
+
+    folder = tmp_path / "aligned"
+    folder.mkdir()
+    base = skimage.data.astronaut()
+    for i in range(3):
+        sharp = base[i * 100 : i * 100 + 64, :64]
+        blurred = (blur_image(sharp / 255, linear_kernel(5, 45 * i)) * 255).round().astype(np.uint8)
+        write_image(folder / f"{i}.png", np.concatenate([blurred, sharp], axis=1))
+    cfg = TrainConfig(**{**TINY, "steps": 2, "adv_weight": 0.0, "data": str(folder), "data_mode": "aligned"})
+    trainer = Trainer(cfg, tmp_path / "run", device="cpu")
+    assert [p[0].name for p in trainer.source.pairs] == ["0.png", "2.png"]  # 1.png is held out
+    events = list(trainer.steps())
+    assert events[-1].validation is not None and events[-1].preview.shape == (64, 64, 3)

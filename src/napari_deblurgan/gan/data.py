@@ -238,9 +238,33 @@ def find_pairs(root: str | Path, blur: Literal["blur", "blur_gamma"] = "blur") -
     return gopro_pairs(root, blur)
 
 
+def aligned_pairs(root: str | Path) -> list[tuple[Path, Path]]:
+    """DeblurGAN's "aligned" layout: every image in ``root`` is A (blurred) | B (sharp) side by side.
+
+    Each pair is the same path twice; :func:`load_pair` splits it.
+    """
+    files = sorted(p for p in Path(root).iterdir() if is_image_file(p))
+    if not files:
+        raise PairingError(f"{root} holds no aligned A|B images (.png, .jpg, .tif)")
+    return [(p, p) for p in files]
+
+
+def split_holdout(pairs: Sequence[tuple[Path, Path]], every: int = 20) -> tuple[list, list]:
+    """(training, validation) pairs: every ``every``-th pair (at least one) is held out for validation;
+    a single pair is used for both."""
+    if len(pairs) < 2:
+        return list(pairs), list(pairs)
+    held = set(range(every // 2, len(pairs), every)) or {len(pairs) // 2}
+    return [p for i, p in enumerate(pairs) if i not in held], [pairs[i] for i in sorted(held)]
+
+
 def load_pair(blurred_path: Path, sharp_path: Path) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
-    """Both images as float RGB in [0, 1]; a size mismatch is an error naming both files."""
-    a, b = read_image(blurred_path), read_image(sharp_path)
+    """Both images as float RGB in [0, 1]; a size mismatch is an error naming both files. The same path
+    twice is an aligned A|B image, split in halves."""
+    if blurred_path == sharp_path:
+        a, b = split_aligned(read_image(blurred_path))
+    else:
+        a, b = read_image(blurred_path), read_image(sharp_path)
     if a.shape[:2] != b.shape[:2]:
         raise PairingError(f"Size mismatch: {blurred_path} is {a.shape[:2]} but {sharp_path} is {b.shape[:2]}")
     return as_rgb(to_float01(a)), as_rgb(to_float01(b))

@@ -27,7 +27,17 @@ from torch import nn
 from .blur import motion_kernels
 from .checkpoint import load_checkpoint, save_checkpoint
 from .critic import CriticConfig, PatchCritic
-from .data import BatchSource, BlurCurriculum, PairedCrops, SyntheticPairs, find_pairs, load_pair, skimage_images
+from .data import (
+    BatchSource,
+    BlurCurriculum,
+    PairedCrops,
+    SyntheticPairs,
+    aligned_pairs,
+    find_pairs,
+    load_pair,
+    skimage_images,
+    split_holdout,
+)
 from .device import bf16_supported, resolve_device
 from .generator import PRESETS, GeneratorConfig, ResnetGenerator, preset
 from .losses import content_loss, gradient_penalty
@@ -43,7 +53,7 @@ class TrainConfig:
     """Everything that defines a run. Saved in every checkpoint; ``resume`` reuses it."""
 
     data: str = "skimage"  # "skimage", a folder of sharp images, an A/B folder or a GOPRO_Large folder
-    data_mode: str = "auto"  # "auto", "pairs" (A/B or GOPRO) or "sharp" (synthesise blur on the fly)
+    data_mode: str = "auto"  # "auto", "pairs" (A/B or GOPRO), "aligned" (A|B images), "sharp" (synthesise blur)
     gopro_blur: str = "blur"
     preset: str = "paper"
     generator: dict[str, Any] = field(default_factory=dict)  # overrides of the preset's fields
@@ -124,13 +134,15 @@ def lr_factor(cfg: TrainConfig, step: int) -> float:
 
 
 def data_mode(cfg: TrainConfig) -> str:
-    """ "skimage", "pairs" (A/B or GOPRO folders) or "sharp" (blur synthesised from sharp images)."""
+    """ "skimage", "pairs" (A/B or GOPRO folders), "aligned" (A|B images) or "sharp" (blur synthesised)."""
     if cfg.data == "skimage":
         return "skimage"
     root = Path(cfg.data)
     if not root.is_dir():
         raise FileNotFoundError(f"Training data folder {root} does not exist")
     if cfg.data_mode != "auto":
+        if cfg.data_mode not in ("pairs", "aligned", "sharp"):
+            raise ValueError(f"data_mode must be auto, pairs, aligned or sharp, got {cfg.data_mode!r}")
         return cfg.data_mode
     return "pairs" if (root / "A").is_dir() or any(root.glob(f"**/{cfg.gopro_blur}")) else "sharp"
 
@@ -143,9 +155,9 @@ def build_source(cfg: TrainConfig) -> BatchSource:
         images = skimage_images("train")
     else:
         root = Path(cfg.data)
-        if mode == "pairs":
-            pairs = find_pairs(root, cfg.gopro_blur)  # type: ignore[arg-type]
-            return PairedCrops(pairs, cfg.crop, cfg.batch_size, cfg.seed)
+        if mode in ("pairs", "aligned"):
+            train_pairs, _ = split_holdout(folder_pairs(cfg))
+            return PairedCrops(train_pairs, cfg.crop, cfg.batch_size, cfg.seed)
         from .images import as_rgb, is_image_file, read_image, to_float01
 
         files = sorted(p for p in root.rglob("*") if is_image_file(p))
@@ -155,9 +167,17 @@ def build_source(cfg: TrainConfig) -> BatchSource:
     return SyntheticPairs(images, cfg.crop, cfg.batch_size, cfg.seed, curriculum=curriculum, max_noise=cfg.max_noise)
 
 
+def folder_pairs(cfg: TrainConfig) -> list[tuple[Path, Path]]:
+    """All (blurred, sharp) file pairs of a paired or aligned data folder."""
+    if data_mode(cfg) == "aligned":
+        return aligned_pairs(cfg.data)
+    return find_pairs(cfg.data, cfg.gopro_blur)  # type: ignore[arg-type]
+
+
 def validation_pairs(cfg: TrainConfig, size: int = 256) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Fixed held-out (blurred, sharp) float RGB pairs: synthetic for sharp-image data, else a few pairs."""
-    if data_mode(cfg) != "pairs":
+    """Fixed held-out (blurred, sharp) float RGB pairs: synthetic from the scikit-image validation images
+    for sharp-image data; else central crops of up to 4 pairs held out of training."""
+    if data_mode(cfg) not in ("pairs", "aligned"):
         from .blur import blur_image
 
         rng = np.random.default_rng(12345)
@@ -169,9 +189,14 @@ def validation_pairs(cfg: TrainConfig, size: int = 256) -> list[tuple[np.ndarray
             blurred = np.round(blur_image(sharp, kernel, 0.01, rng) * 255) / 255
             out.append((blurred.astype(np.float32), sharp))
         return out
-    pairs = find_pairs(cfg.data, cfg.gopro_blur)  # type: ignore[arg-type]
-    picked = [pairs[i] for i in np.linspace(0, len(pairs) - 1, min(4, len(pairs))).astype(int)]
-    return [tuple(im[:size, :size] for im in load_pair(*p)) for p in picked]  # type: ignore[misc]
+    _, held = split_holdout(folder_pairs(cfg))
+    picked = [held[i] for i in np.unique(np.linspace(0, len(held) - 1, min(4, len(held))).astype(int))]
+    return [tuple(_centre(im, size) for im in load_pair(*p)) for p in picked]  # type: ignore[misc]
+
+
+def _centre(image: np.ndarray, size: int) -> np.ndarray:
+    y, x = max(0, (image.shape[0] - size) // 2), max(0, (image.shape[1] - size) // 2)
+    return image[y : y + size, x : x + size]
 
 
 def _autocast_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
