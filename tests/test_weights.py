@@ -69,3 +69,12 @@ def test_missing_default_model_is_said_plainly(monkeypatch: pytest.MonkeyPatch, 
     monkeypatch.setattr(inference, "default_model_path", lambda: tmp_path / "default.safetensors")
     with pytest.raises(FileNotFoundError, match="No default model"):
         inference.deblur(torch.zeros(8, 8).numpy())
+
+
+def test_written_files_get_ordinary_permissions(tmp_path: Path) -> None:
+    import os
+
+    path = save_generator(ResnetGenerator(GeneratorConfig(ngf=8, n_blocks=1)), tmp_path / "g.safetensors")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~mask
