@@ -1,8 +1,9 @@
-"""Seconds per megapixel and peak memory of ``deblur`` on RGB images, whole-frame vs tiled.
+"""Speed and memory of ``deblur``: seconds per megapixel, achieved GFLOP/s against the machine's dense
+matmul ceiling, tiled vs whole-frame, peak memory on 1024^2 and 4096^2 RGB, stack throughput, bf16.
 
-Each case runs in a fresh process, whose peak resident memory (VmHWM) is reported.
+    python benchmarks/speed.py [--threads 2] [--quick] [--device cpu|cuda]
 
-    python benchmarks/speed.py [--model PATH] [--sizes 1024 4096] [--threads N]
+Peak memory is measured in a fresh process per case (VmHWM: the process's peak resident set).
 """
 
 from __future__ import annotations
@@ -11,20 +12,22 @@ import argparse
 import json
 import subprocess
 import sys
+import time
 
-CASE = """
-import json, sys, time, numpy as np, torch
+import numpy as np
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
 from napari_deblurgan import deblur, load_model
 from napari_deblurgan.gan.generator import ResnetGenerator, preset
+
+PEAK_CASE = """
+import json, sys, time, numpy as np, torch
+from napari_deblurgan import deblur, load_model
 args = json.loads(sys.argv[1])
 torch.set_num_threads(args["threads"])
-if args["model"] == "random-fast":
-    model = ResnetGenerator(preset("fast")).eval().to(memory_format=torch.channels_last)
-else:
-    model = load_model(args["model"] or None, "cpu")
-rng = np.random.default_rng(0)
-image = rng.integers(0, 256, (args["size"], args["size"], 3), dtype=np.uint8)
-deblur(image[:256, :256], model, tile_size=args["tile"], half=args["half"])  # warm-up
+model = load_model(None, "cpu")
+image = np.random.default_rng(0).integers(0, 256, (args["size"], args["size"], 3), dtype=np.uint8)
 t = time.perf_counter()
 deblur(image, model, tile_size=args["tile"], half=args["half"])
 seconds = time.perf_counter() - t
@@ -33,40 +36,124 @@ print(json.dumps({"seconds": seconds, "peak_gib": hwm_kib / 2**20}))
 """
 
 
-def run_case(size: int, tile: int | None, model: str, threads: int, half: bool) -> dict[str, float]:
-    args = json.dumps({"size": size, "tile": tile, "model": model, "threads": threads, "half": half})
-    done = subprocess.run([sys.executable, "-c", CASE, args], capture_output=True, text=True, check=True)
-    result = json.loads(done.stdout.strip().splitlines()[-1])
-    result["s_per_mp"] = result["seconds"] / (size * size / 1e6)
-    return result
+def timed(fn, repeat: int = 2) -> float:
+    fn()  # warm-up
+    best = float("inf")
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def matmul_gflops(dtype: torch.dtype, device: str, n: int = 4096) -> float:
+    a, b = torch.randn(n, n, dtype=dtype, device=device), torch.randn(n, n, dtype=dtype, device=device)
+
+    def mm() -> None:
+        a @ b
+        if device == "cuda":
+            torch.cuda.synchronize()
+
+    return 2 * n**3 / timed(mm, 3) / 1e9
+
+
+def forward_flops(model: ResnetGenerator, size: int) -> float:
+    with FlopCounterMode(display=False) as counter, torch.inference_mode():
+        model(torch.zeros(1, 3, size, size))
+    return float(counter.get_total_flops())
+
+
+def natural_image(size: int) -> np.ndarray:
+    import skimage.data
+    from skimage.transform import resize
+
+    return (resize(skimage.data.astronaut(), (size, size), order=3) * 255).round().astype(np.uint8)
+
+
+def peak(size: int, tile: int | None, threads: int, half: bool) -> dict[str, float]:
+    args = json.dumps({"size": size, "tile": tile, "threads": threads, "half": half})
+    done = subprocess.run([sys.executable, "-c", PEAK_CASE, args], capture_output=True, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--model", default="", help="model file (default: the shipped model; 'random-fast' for an untrained one)"
-    )
-    parser.add_argument("--sizes", type=int, nargs="+", default=[1024, 4096])
-    parser.add_argument("--tile", type=int, default=1024, help="tile size of the tiled runs")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--half", action="store_true", help="bf16 autocast on the CPU")
-    parser.add_argument("--skip-whole-above", type=int, default=4096, help="skip whole-frame runs above this size")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--quick", action="store_true", help="skip the 4096^2 whole-frame case (about 9 GiB)")
     args = parser.parse_args()
-    print(
-        f"deblur() on random RGB uint8 images, {args.threads} threads, model={args.model or 'shipped default'}, "
-        f"{'bf16' if args.half else 'fp32'}; peak = max resident memory of the process"
-    )
-    print(f"{'image':>11} {'mode':>14} {'seconds':>8} {'s/MP':>6} {'peak GiB':>9}")
-    cases = []
-    for size in args.sizes:
-        cases.append((size, args.tile, f"tiled {args.tile}"))
-        if size <= args.skip_whole_above:
-            cases.append((size, None, "whole frame"))
-    for size, tile, label in cases:
-        r = run_case(size, tile, args.model, args.threads, args.half)
+    torch.set_num_threads(args.threads)
+    dev = args.device
+    low = torch.bfloat16 if dev == "cpu" else torch.float16
+    print(f"torch {torch.__version__}, device {dev}, {torch.get_num_threads()} threads")
+    ceiling = {d: matmul_gflops(d, dev) for d in (torch.float32, low)}
+    print(f"dense matmul 4096^2: fp32 {ceiling[torch.float32]:.0f} GFLOP/s, {str(low)[6:]} {ceiling[low]:.0f} GFLOP/s")
+
+    image = natural_image(1024)
+    mp = image.shape[0] * image.shape[1] / 1e6
+    models = {"default (shipped)": load_model(None, dev), "paper preset (untrained)": None}
+    paper = ResnetGenerator(preset("paper")).eval().to(dev)
+    if dev == "cpu":
+        paper = paper.to(memory_format=torch.channels_last)
+    models["paper preset (untrained)"] = paper
+
+    print("\nwhole frame, 1024x1024 RGB (border padding included in the FLOPs)")
+    print(f"{'model':<26} {'precision':>9} {'s/MP':>6} {'GFLOP/s':>8} {'% of matmul':>11} {'PSNR vs fp32':>12}")
+    reference = {}
+    for name, model in models.items():
+        flops = forward_flops(model.cpu(), 1024 + 32).__float__()
+        model.to(dev)
+        for half in (False, True):
+            out: dict[str, np.ndarray] = {}
+
+            def run(m=model, h=half, o=out) -> None:
+                o["y"] = deblur(image, m, tile_size=None, half=h)
+
+            seconds = timed(run)
+            if not half:
+                reference[name] = out["y"]
+                agreement = "-"
+            else:
+                from skimage.metrics import peak_signal_noise_ratio
+
+                agreement = f"{peak_signal_noise_ratio(reference[name], out['y']):.1f} dB"
+            ceil = ceiling[low if half else torch.float32]
+            label = str(low)[6:] if half else "fp32"
+            print(
+                f"{name:<26} {label:>9} {seconds / mp:6.2f} {flops / seconds / 1e9:8.0f} "
+                f"{100 * flops / seconds / 1e9 / ceil:10.0f}% {agreement:>12}",
+                flush=True,
+            )
+
+    default = models["default (shipped)"]
+    print("\ntiling, default model, 1024x1024 RGB, fp32")
+    whole = timed(lambda: deblur(image, default, tile_size=None))
+    for tile, overlap in ((512, 64), (768, 64)):
+        t = timed(lambda tile=tile, overlap=overlap: deblur(image, default, tile_size=tile, tile_overlap=overlap))
         print(
-            f"{size:>5}x{size:<5} {label:>14} {r['seconds']:8.2f} {r['s_per_mp']:6.2f} {r['peak_gib']:9.2f}", flush=True
+            f"tiles of {tile} (overlap {overlap}): {t:.2f} s vs whole frame {whole:.2f} s: "
+            f"{100 * (t / whole - 1):+.0f} %"
         )
+
+    stack = np.stack([natural_image(512)] * 8)
+    for half in (False, True):
+        t = timed(lambda h=half: deblur(stack, default, half=h), 1)
+        print(
+            f"stack (8, 512, 512, 3), {'bf16' if half else 'fp32'}: {8 / t:.2f} frames/s, "
+            f"{stack[0].size / 3e6 * 8 / t:.2f} MP/s"
+        )
+
+    if dev == "cpu":
+        print("\npeak resident memory, default model, random RGB uint8 (fresh process each)")
+        cases = [(1024, None), (1024, 1024), (4096, 1024), (4096, 512)] + ([] if args.quick else [(4096, None)])
+        for size, tile in cases:
+            r = peak(size, tile, args.threads, False)
+            mode = f"tiles <= {tile}" if tile else "whole frame"
+            print(
+                f"{size}x{size} {mode:>13}: {r['seconds']:6.1f} s ({r['seconds'] / (size * size / 1e6):.2f} s/MP), "
+                f"peak {r['peak_gib']:.2f} GiB",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":
