@@ -48,13 +48,30 @@ def get_reader(path: str | Sequence[str]) -> ReaderFunction | None:
         blur = "blur" if (root / "A").is_dir() or any(root.glob("**/blur")) else "blur_gamma"
         pairs = find_pairs(root, blur)
     except PairingError as exc:
-        from napari.utils.notifications import show_warning
-
-        show_warning(f"napari-deblurgan cannot open {root}: {exc}")
+        _warn(f"napari-deblurgan cannot open {root}: {exc}")
         return None
     except OSError:
         return None
-    return lambda _path: read_pairs(pairs, root.name or str(root))
+    return lambda _path: _read_or_warn(pairs, root)
+
+
+#: What a reader function returns for "handled, no layers" (napari's null-layer sentinel).
+NO_LAYERS: list[tuple[None]] = [(None,)]
+
+
+def _warn(message: str) -> None:
+    from napari.utils.notifications import show_warning
+
+    show_warning(message)
+
+
+def _read_or_warn(pairs: Sequence[tuple[Path, Path]], root: Path) -> list[Any]:
+    """:func:`read_pairs`, but an unreadable first frame becomes a warning and no layers, not an exception."""
+    try:
+        return read_pairs(pairs, root.name or str(root))
+    except (ValueError, OSError) as exc:
+        _warn(f"napari-deblurgan cannot open {root}: {exc}")
+        return list(NO_LAYERS)
 
 
 def _read_frame(path: Path, shape: tuple[int, ...]) -> np.ndarray:
@@ -81,4 +98,11 @@ def read_pairs(pairs: Sequence[tuple[Path, Path]], name: str) -> list[LayerData]
         stack = lazy_stack(files)
         rgb = stack.ndim == 4 and stack.shape[-1] in (3, 4)
         layers.append((stack, {"name": f"{name} {kind}", "rgb": rgb}, "image"))
+    (sharp, *_), (blurred, *_) = layers
+    if sharp.shape[1:3] != blurred.shape[1:3]:
+        first_blurred, first_sharp = pairs[0]
+        raise PairingError(
+            f"Size mismatch: {first_blurred} is {blurred.shape[1:3]} but {first_sharp} is {sharp.shape[1:3]}; "
+            "a blurred frame and its sharp frame must have the same size"
+        )
     return layers

@@ -11,6 +11,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 
 def _collect_inputs(inputs: Sequence[str]) -> list[Path]:
@@ -28,6 +29,8 @@ def _collect_inputs(inputs: Sequence[str]) -> list[Path]:
             if not is_image_file(path):
                 raise ValueError(f"{path} is not a .png, .jpg or .tif image")
             files.append(path)
+        elif path.is_symlink():
+            raise FileNotFoundError(f"Input {path} is a broken or looping symbolic link; pass the file it should name")
         else:
             raise FileNotFoundError(f"Input {path} does not exist")
     return files
@@ -58,14 +61,27 @@ def _plan_outputs(files: Sequence[Path], outdir: Path, suffix: str | None, overw
     return outputs
 
 
+def _deblur_image(image: Any, axis: int | None, gray_alpha: bool, model: Any, **options: Any) -> Any:
+    """Deblur one image read from a file whose channel axis is ``axis``; gray + alpha keeps its alpha."""
+    from .gan.inference import deblur
+
+    if gray_alpha:
+        out = image.copy()
+        out[..., 0] = deblur(image[..., 0], model, **options)
+        return out
+    return deblur(image, model, channel_axis=axis, **options)
+
+
 def _deblur(args: argparse.Namespace) -> None:
     from tqdm import tqdm
 
-    from .gan.images import read_image, write_image
-    from .gan.inference import deblur, load_model
+    from .gan.images import channel_axis_of, read_image, write_image
+    from .gan.inference import load_model
 
     files = _collect_inputs(args.inputs)
     outdir = Path(args.output)
+    if outdir.exists() and not outdir.is_dir():
+        raise NotADirectoryError(f"Output {outdir} is a file, not a folder; pass a folder with -o")
     outputs = _plan_outputs(files, outdir, args.format and "." + args.format.lstrip("."), args.overwrite)
     model = load_model(args.model, args.device)
     outdir.mkdir(parents=True, exist_ok=True)
@@ -77,8 +93,12 @@ def _deblur(args: argparse.Namespace) -> None:
             def tiles(done: int, total: int) -> None:
                 bar.set_postfix_str(f"tile {done}/{total}")
 
-            result = deblur(image, model, tile_size=args.tile_size or None, half=args.half, progress=tiles)
-            write_image(dst, result)
+            axis = channel_axis_of(src, image)
+            gray_alpha = axis == -1 and image.shape[-1] == 2 and src.suffix.lower() in (".png", ".bmp")
+            result = _deblur_image(
+                image, axis, gray_alpha, model, tile_size=args.tile_size or None, half=args.half, progress=tiles
+            )
+            write_image(dst, result, channels_last=axis == -1)
             bar.update()
     if not args.quiet:
         print(f"Wrote {len(outputs)} image(s) to {outdir}")
@@ -90,12 +110,36 @@ def _add_deblur(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", required=True, help="output folder (same file names as the inputs)")
     p.add_argument("--model", help="safetensors model file (default: the model shipped with the package)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
-    p.add_argument("--tile-size", type=int, default=1024, help="tile size in pixels; 0 for whole frames")
+    p.add_argument("--tile-size", type=_tile_size, default=1024, help="tile size in pixels; 0 for whole frames")
     p.add_argument("--half", action="store_true", help="half precision (fp16 on GPUs, bf16 on capable CPUs)")
     p.add_argument("--format", choices=["png", "jpg", "tif"], help="output format (default: the input's)")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files (never inputs)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_deblur)
+
+
+def _tile_size(text: str) -> int:
+    value = int(text)
+    if value != 0 and value < 32:
+        raise argparse.ArgumentTypeError(f"{value} is too small: use 0 (whole frames) or at least 32 pixels")
+    return value
+
+
+def _read_recipe(path: str) -> dict:
+    try:
+        options = json.loads(Path(path).read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"The recipe {path} is not valid JSON ({exc}); fix it or pass the options as flags") from exc
+    if not isinstance(options, dict):
+        raise ValueError(f"The recipe {path} must hold a JSON object of training options, not {type(options).__name__}")
+    return options
+
+
+def _summary(exc: BaseException, lines: int = 2) -> str:
+    """An exception as ``Type: first lines`` (load_state_dict lists every mismatching tensor)."""
+    text = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    more = f" (and {len(text) - lines} more)" if len(text) > lines else ""
+    return f"{exc.__class__.__name__}: {' '.join(text[:lines])}{more}"
 
 
 def _init_distributed() -> None:
@@ -112,11 +156,12 @@ def _init_distributed() -> None:
 def _train(args: argparse.Namespace) -> None:
     from tqdm import tqdm
 
-    from .gan.train import TrainConfig, Trainer
+    from .gan.checkpoint import remove_stale_temp_files
+    from .gan.train import CHECKPOINT_NAME, MODEL_NAME, TrainConfig, Trainer
 
     _init_distributed()
     rank = int(os.environ.get("RANK", "0"))
-    options: dict = json.loads(Path(args.config).read_text()) if args.config else {}
+    options: dict = _read_recipe(args.config) if args.config else {}
     options["data"] = args.data if args.data is not None else options.get("data", "skimage")
     for name in ("preset", "steps", "batch_size", "crop", "lr", "content_loss", "seed", "vgg_weights"):
         value = getattr(args, name)
@@ -125,7 +170,20 @@ def _train(args: argparse.Namespace) -> None:
     if args.adv_weight is not None:
         options["adv_weight"] = args.adv_weight
     config = TrainConfig.from_dict(options)
-    trainer = Trainer(config, args.out, device=args.device, resume=args.resume)
+    checkpoint = Path(args.out) / CHECKPOINT_NAME
+    if args.resume and rank == 0:  # temp files of a run that was killed while saving
+        for path in (checkpoint, Path(args.out) / MODEL_NAME):
+            remove_stale_temp_files(path)
+    try:
+        trainer = Trainer(config, args.out, device=args.device, resume=args.resume)
+    except (KeyError, RuntimeError, json.JSONDecodeError) as exc:
+        if not (args.resume and checkpoint.is_file()) or (
+            isinstance(exc, RuntimeError) and "state_dict" not in str(exc)
+        ):
+            raise
+        raise ValueError(
+            f"Cannot resume from {checkpoint}: it is not a complete napari-deblurgan checkpoint ({_summary(exc)})"
+        ) from exc
     bar = tqdm(
         total=trainer.cfg.steps, initial=trainer.step, unit="step", dynamic_ncols=True, disable=args.quiet or rank > 0
     )
@@ -204,16 +262,21 @@ def _export(args: argparse.Namespace) -> None:
     from .gan.weights import save_generator
 
     source = Path(args.checkpoint)
-    state = load_checkpoint(source / CHECKPOINT_NAME if source.is_dir() else source)
-    config = TrainConfig.from_dict(json.loads(state["config"]))
-    model = ResnetGenerator(config.generator_config())
-    model.load_state_dict(state["generator"])
+    source = source / CHECKPOINT_NAME if source.is_dir() else source
+    state = load_checkpoint(source)
+    try:
+        config = TrainConfig.from_dict(json.loads(state["config"]))
+        model = ResnetGenerator(config.generator_config())
+        model.load_state_dict(state["generator"])
+        step = int(state["step"])
+    except (KeyError, RuntimeError, TypeError, ValueError) as exc:
+        raise ValueError(f"{source} is not a complete napari-deblurgan checkpoint ({_summary(exc)})") from exc
     out = Path(args.output)
     if out.exists() and not args.overwrite:
         raise FileExistsError(f"{out} already exists; pass --overwrite to replace it")
     with torch.no_grad():
-        save_generator(model, out, {"step": str(state["step"]), "recipe": state["config"]})
-    print(f"Exported the generator at step {state['step']} to {out}")
+        save_generator(model, out, {"step": str(step), "recipe": state["config"]})
+    print(f"Exported the generator at step {step} to {out}")
 
 
 def _synthesize(args: argparse.Namespace) -> None:
@@ -312,8 +375,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         args.func(args)
-    except (ValueError, TypeError, OSError) as exc:
-        print(f"napari-deblurgan {args.command}: error: {exc}", file=sys.stderr)
+    except (ValueError, TypeError, OSError, MemoryError) as exc:
+        message = " ".join(str(exc).split()) or exc.__class__.__name__  # always one line
+        print(f"napari-deblurgan {args.command}: error: {message}", file=sys.stderr)
         return 2
     return 0
 

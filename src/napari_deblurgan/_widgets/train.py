@@ -26,7 +26,7 @@ from napari.utils.notifications import show_error, show_info
 
 from ..gan.generator import PRESETS, preset
 from ..gan.losses import CONTENT_LOSSES
-from ..gan.train import MODEL_NAME, TrainConfig, Trainer, TrainEvent
+from ..gan.train import CHECKPOINT_NAME, MODEL_NAME, TrainConfig, Trainer, TrainEvent
 from ._jobs import train_job
 from ._layers import image_choices, show_preview
 from ._plot import LossPlot
@@ -170,6 +170,20 @@ class TrainWidget(Container):
         )
 
     def _trainer_factory(self, cfg: TrainConfig, run_dir: Path) -> Callable[[], Trainer]:
+        make = self._make_trainer(cfg, run_dir)
+        if not self._resume.value:
+            return make
+
+        def resume() -> Trainer:
+            from ..gan.checkpoint import remove_stale_temp_files
+
+            for name in (CHECKPOINT_NAME, MODEL_NAME):  # temp files of a run killed while saving
+                remove_stale_temp_files(run_dir / name)
+            return make()
+
+        return resume
+
+    def _make_trainer(self, cfg: TrainConfig, run_dir: Path) -> Callable[[], Trainer]:
         device, resume = self._device.value, self._resume.value
         if self._source.value != LAYERS:
             return partial(Trainer, cfg, run_dir, device, resume)

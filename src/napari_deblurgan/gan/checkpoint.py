@@ -38,6 +38,23 @@ def _umask() -> int:
     return mask
 
 
+def stale_temp_files(path: str | Path) -> list[Path]:
+    """Temp files :func:`atomic_write` left beside ``path`` when its process was killed mid-write.
+
+    Their names start with a dot and end with ``.tmp``, so nothing ever takes them for ``path`` itself.
+    """
+    path = Path(path)
+    return sorted(path.parent.glob(f".{path.name}.*.tmp")) if path.parent.is_dir() else []
+
+
+def remove_stale_temp_files(path: str | Path) -> list[Path]:
+    """Delete :func:`stale_temp_files` of ``path`` (call only when no other process writes ``path``)."""
+    stale = stale_temp_files(path)
+    for tmp in stale:
+        tmp.unlink(missing_ok=True)
+    return stale
+
+
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
     """Save a dict of tensors and plain Python values atomically."""
     return atomic_write(path, lambda tmp: torch.save(state, tmp))
@@ -45,10 +62,18 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Load a checkpoint with ``weights_only=True``: tensors and plain values only, no code runs."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"Checkpoint {path} does not exist (a run folder holds checkpoint.pt)")
     try:
-        return torch.load(Path(path), map_location="cpu", weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
+        lines = str(exc).strip().splitlines()
+        detail = exc.__class__.__name__ + (f": {lines[0]}" if lines else "")
         raise ValueError(
-            f"Cannot load checkpoint {path}: {exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''}. "
-            "It is truncated, corrupt, or not a napari-deblurgan checkpoint."
+            f"Cannot load checkpoint {path} ({detail}). It is truncated, corrupt, or not a napari-deblurgan "
+            "checkpoint; nothing in it was executed."
         ) from exc
+    if not isinstance(state, dict):
+        raise ValueError(f"{path} holds a {type(state).__name__}, not a napari-deblurgan checkpoint")
+    return state

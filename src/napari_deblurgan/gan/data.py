@@ -227,6 +227,10 @@ def gopro_pairs(root: str | Path, blur: Literal["blur", "blur_gamma"] = "blur") 
         if missing:
             raise PairingError(f"GOPRO scene {scene} has unpaired frames: {_names(missing)}")
         pairs += [(blurred[n], sharp[n]) for n in sorted(blurred)]
+    if not pairs:
+        raise PairingError(
+            f"The GOPRO scenes in {root} hold no images: put blurred frames in {blur}/ and sharp ones in sharp/"
+        )
     return pairs
 
 

@@ -17,6 +17,7 @@ def is_image_file(path: Path) -> bool:
 def read_image(path: str | Path) -> NDArray:
     """Read an image file as (H, W) or (H, W, C), keeping its dtype (8- and 16-bit stay as they are)."""
     path = Path(path)
+    _check_not_empty(path)
     try:
         if path.suffix.lower() in (".tif", ".tiff"):
             import tifffile
@@ -26,12 +27,26 @@ def read_image(path: str | Path) -> NDArray:
 
         return np.asarray(iio.imread(path))
     except Exception as exc:  # decoders raise many types; the user needs the file name and the reason
-        raise ValueError(f"Cannot read image {path}: {exc}. Check that the file is a complete image.") from exc
+        raise ValueError(f"Cannot read image {path}: {_reason(exc)}. Check that the file is a complete image.") from exc
+
+
+def _check_not_empty(path: Path) -> None:
+    if path.is_file() and path.stat().st_size == 0:
+        raise ValueError(
+            f"Cannot read image {path}: the file is empty (0 bytes). Check that the file is a complete image."
+        )
+
+
+def _reason(exc: BaseException) -> str:
+    """The first line of a decoder's message (some span many lines), or the exception's type."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[0].rstrip(".") if lines else exc.__class__.__name__
 
 
 def image_info(path: str | Path) -> tuple[tuple[int, ...], np.dtype]:
     """Shape and dtype of an image file, read from its header where the format allows."""
     path = Path(path)
+    _check_not_empty(path)
     try:
         if path.suffix.lower() in (".tif", ".tiff"):
             import tifffile
@@ -44,11 +59,38 @@ def image_info(path: str | Path) -> tuple[tuple[int, ...], np.dtype]:
         props = iio.improps(path)
         return tuple(props.shape), np.dtype(props.dtype)
     except Exception as exc:
-        raise ValueError(f"Cannot read image {path}: {exc}. Check that the file is a complete image.") from exc
+        raise ValueError(f"Cannot read image {path}: {_reason(exc)}. Check that the file is a complete image.") from exc
 
 
-def write_image(path: str | Path, image: NDArray) -> Path:
-    """Write an image atomically (temp file + rename) in the format its suffix names; 16-bit stays 16-bit."""
+def channel_axis_of(path: str | Path, image: NDArray) -> int | None:
+    """The axis of ``read_image(path)`` that holds colour channels (samples), or None for grayscale.
+
+    PNG/JPEG/BMP: the last axis of a 3D image. TIFF: the axis its metadata calls samples ('S'), so a
+    multi-page grayscale stack (Z, Y, X) is not taken for channels.
+    """
+    path = Path(path)
+    if path.suffix.lower() not in (".tif", ".tiff"):
+        return -1 if image.ndim == 3 else None
+    try:
+        import tifffile
+
+        with tifffile.TiffFile(path) as tif:
+            axes = tif.series[0].axes
+    except Exception:  # the image was read, so this is only the metadata: fall back to the shape
+        axes = ""
+    if image.ndim == 3 and image.shape[-1] == 1:
+        return -1
+    if len(axes) == image.ndim and "S" in axes:
+        return axes.index("S") - image.ndim
+    return -1 if image.ndim == 3 and image.shape[-1] in (3, 4) and len(axes) != image.ndim else None
+
+
+def write_image(path: str | Path, image: NDArray, channels_last: bool | None = None) -> Path:
+    """Write an image atomically (temp file + rename) in the format its suffix names; 16-bit stays 16-bit.
+
+    ``channels_last=True`` marks the last axis of a 3D TIFF as samples (channels) whatever their count,
+    so a 2- or 5-channel image reads back as channels rather than as a stack of pages.
+    """
     from .checkpoint import atomic_write
 
     path = Path(path)
@@ -59,7 +101,11 @@ def write_image(path: str | Path, image: NDArray) -> Path:
         if suffix in (".tif", ".tiff"):
             import tifffile
 
-            tifffile.imwrite(tmp, image, photometric="rgb" if image.ndim == 3 and image.shape[-1] in (3, 4) else None)
+            rgb = image.ndim == 3 and image.shape[-1] in (3, 4)
+            if channels_last and image.ndim == 3 and not rgb:
+                tifffile.imwrite(tmp, image, photometric="minisblack", planarconfig="contig")
+            else:
+                tifffile.imwrite(tmp, image, photometric="rgb" if rgb else None)
         else:
             import imageio.v3 as iio
 

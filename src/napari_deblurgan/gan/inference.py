@@ -71,6 +71,13 @@ def infer_layout(shape: tuple[int, ...], channel_axis: int | None, rgb: bool | N
         return Layout(ndim - 1, True)
     if rgb is None and ndim >= 3 and shape[-1] in (3, 4):
         return Layout(ndim - 1, True)
+    if rgb is None and ndim >= 3 and shape[-1] == 1:  # (..., Y, X, 1): one gray channel
+        return Layout(ndim - 1, False)
+    if rgb is None and ndim >= 3 and 2 <= shape[-1] <= 8 and shape[-2] > shape[-1]:
+        raise ValueError(
+            f"Cannot tell whether the last axis of shape {shape} holds {shape[-1]} channels or is the image "
+            "width: pass channel_axis=-1 to deblur each channel, or rgb=False if it is the width"
+        )
     return Layout(None, False)
 
 
@@ -89,15 +96,17 @@ def _check_array(arr: np.ndarray) -> None:
 
 
 def value_range_of(arr: np.ndarray, value_range: tuple[float, float] | None) -> tuple[float, float]:
-    """The input range mapped to [0, 1]: integer dtype range; floats: [0, 1] if inside it, else min..max."""
+    """The input range mapped to [0, 1]: 8/16-bit integers by their dtype range; floats and wider integers:
+    [0, 1] if inside it, else min..max."""
     if value_range is not None:
         lo, hi = (float(v) for v in value_range)
         if not hi > lo:
             raise ValueError(f"value_range must be (low, high) with high > low, got {value_range}")
         return lo, hi
-    if arr.dtype.kind in "ui":
+    if arr.dtype.kind in "ui" and arr.dtype.itemsize <= 2:
         info = np.iinfo(arr.dtype)
         return float(info.min), float(info.max)
+    # floats, and 32/64-bit integers (float32 cannot resolve their dtype range): the data's own range
     return _float_range(float(arr.min()), float(arr.max()))
 
 
@@ -212,7 +221,8 @@ def _deblur_lazy(
     if image.ndim < 2 or 0 in image.shape:
         _check_array(np.empty(image.shape, dtype=image.dtype))
     layout = infer_layout(image.shape, channel_axis, rgb)
-    if value_range is None and image.dtype.kind == "f":  # the whole array's range: one pass over it
+    wide_int = image.dtype.kind in "ui" and image.dtype.itemsize > 2
+    if value_range is None and (image.dtype.kind == "f" or wide_int):  # the whole array's range: one pass
         low, high = (float(v) for v in dask.compute(image.min(), image.max()))
         if not (np.isfinite(low) and np.isfinite(high)):
             raise ValueError("The image contains NaN or infinite values; replace them first, e.g. da.nan_to_num(image)")
@@ -304,7 +314,7 @@ def deblur(
 
     out = np.empty(planes.shape, dtype=arr.dtype)
     for i, plane in enumerate(planes):
-        unit = (plane.astype(np.float32) - lo) / (hi - lo)
+        unit = ((plane.astype(np.float64) - lo) / (hi - lo)).astype(np.float32)  # float64: no overflow
         rgb_in = unit[..., :3] if layout.colour else np.repeat(unit[..., None], 3, axis=2)
         result = runner(np.ascontiguousarray(rgb_in), tick)
         if layout.colour:

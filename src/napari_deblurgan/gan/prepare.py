@@ -11,15 +11,39 @@ import numpy as np
 
 from .blur import blur_image, motion_kernels
 from .data import gopro_pairs
-from .images import as_rgb, dtype_range, is_image_file, read_image, to_float01, write_image
+from .images import as_rgb, dtype_range, image_info, is_image_file, read_image, to_float01, write_image
 
 
-def _safe_child(folder: Path, name: str) -> Path:
-    """``folder / name``, refusing names that would escape ``folder``."""
-    target = (folder / name).resolve()
-    if target.parent != folder.resolve():
+def _safe_child(folder: Path, name: str, root: Path | None = None) -> Path:
+    """``folder / name`` for a plain file name. Refuses names that are not one path component (``..``,
+    separators, absolute paths), that would resolve outside ``folder`` (or ``folder`` outside ``root``, the
+    chosen output folder, e.g. through a linked sub-folder), and existing symbolic links (writing through one
+    could reach any file)."""
+    seps = {os.sep, os.altsep or os.sep, "/", "\0"}
+    if name in ("", ".", "..") or any(sep in name for sep in seps):
+        raise ValueError(f"Refusing to write {name!r}: not a plain file name inside {folder}")
+    target = folder / name
+    if target.is_symlink():
+        raise FileExistsError(
+            f"{target} is a symbolic link (it could point outside {folder}); choose an empty output folder"
+        )
+    resolved = target.resolve()
+    if resolved.parent != folder.resolve():
         raise ValueError(f"Refusing to write {name!r} outside {folder}")
-    return target
+    if root is not None and not resolved.is_relative_to(root.resolve()):
+        raise ValueError(f"Refusing to write {name!r}: {folder} leads outside the output folder {root}")
+    return resolved
+
+
+def _check_targets(targets: list[tuple[Path, Path]]) -> None:
+    """(source, destination) pairs: no two sources onto one destination, and no destination existing yet."""
+    seen: dict[Path, Path] = {}
+    for src, dst in targets:
+        if dst in seen:
+            raise FileExistsError(f"{seen[dst]} and {src} would both be written to {dst}; rename one of them")
+        seen[dst] = src
+        if dst.exists() or dst.is_symlink():
+            raise FileExistsError(f"{dst} already exists; choose an empty output folder")
 
 
 def organize_gopro(
@@ -32,14 +56,16 @@ def organize_gopro(
     """
     out = Path(out)
     pairs = gopro_pairs(root, blur)  # type: ignore[arg-type]
+    plan = [
+        (src, _safe_child(out / sub, f"{blurred.parent.parent.name}_{blurred.name}", out))
+        for blurred, sharp in pairs
+        for src, sub in ((blurred, "A"), (sharp, "B"))
+    ]
+    _check_targets(plan)  # before anything is written
     for sub in ("A", "B"):
         (out / sub).mkdir(parents=True, exist_ok=True)
-    for blurred, sharp in pairs:
-        name = f"{blurred.parent.parent.name}_{blurred.name}"
-        for src, sub in ((blurred, "A"), (sharp, "B")):
-            dst = _safe_child(out / sub, name)
-            if dst.exists():
-                raise FileExistsError(f"{dst} already exists; choose an empty output folder")
+    for i in range(len(pairs)):
+        for src, dst in plan[2 * i : 2 * i + 2]:
             if copy:
                 shutil.copy2(src, dst)
             else:
@@ -68,17 +94,21 @@ def synthesize_pairs(
     files = sorted(p for p in sharp_dir.iterdir() if is_image_file(p))
     if not files:
         raise FileNotFoundError(f"No .png, .jpg or .tif images in {sharp_dir}")
-    rng = np.random.default_rng(seed)
+    plan = []
     for path in files:
+        shape, dtype = image_info(path)
+        colour16 = np.dtype(dtype) == np.uint16 and len(shape) == 3
+        name = path.stem + (".tif" if colour16 else ".png")  # no 16-bit colour PNG
+        plan.append((path, _safe_child(out / "A", name, out), _safe_child(out / "B", name, out)))
+    _check_targets([(src, dst) for src, a, b in plan for dst in (a, b)])  # before anything is written
+    rng = np.random.default_rng(seed)
+    for path, a_path, b_path in plan:
         image = read_image(path)
         if image.dtype not in (np.uint8, np.uint16):
             image = (to_float01(image) * 255).round().astype(np.uint8)
         sharp = as_rgb(image) if image.ndim == 3 else image
-        suffix = ".tif" if sharp.dtype == np.uint16 and sharp.ndim == 3 else ".png"  # no 16-bit colour PNG
-        a_path, b_path = _safe_child(out / "A", path.stem + suffix), _safe_child(out / "B", path.stem + suffix)
-        for p in (a_path, b_path):
-            if p.exists():
-                raise FileExistsError(f"{p} already exists; choose an empty output folder")
+        if sharp.dtype == np.uint16 and sharp.ndim == 3 and a_path.suffix != ".tif":
+            raise ValueError(f"{path} holds 16-bit colour, which its header did not say; convert it to .tif first")
         (kernel,) = motion_kernels(rng, 1, length_range)
         blurred01 = blur_image(to_float01(sharp), kernel, noise, rng)
         lo, hi = dtype_range(sharp.dtype)

@@ -48,6 +48,29 @@ CHECKPOINT_NAME = "checkpoint.pt"
 MODEL_NAME = "generator.safetensors"
 
 
+class TrainingOutOfMemory(MemoryError):
+    """A training step ran out of (GPU or CPU) memory; the message says what was saved and what to change."""
+
+
+_TORCH_OOM: tuple[type[BaseException], ...] = tuple(
+    t for t in (getattr(torch, "OutOfMemoryError", None), getattr(torch.cuda, "OutOfMemoryError", None)) if t
+)
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """torch's OutOfMemoryError, or a RuntimeError saying so (MPS, older torch, the CPU allocator)."""
+    if isinstance(exc, _TORCH_OOM):
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
+
+
+def _first_line(exc: BaseException, limit: int = 200) -> str:
+    text = str(exc).strip().splitlines()
+    line = text[0] if text else exc.__class__.__name__
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
 @dataclass
 class TrainConfig:
     """Everything that defines a run. Saved in every checkpoint; ``resume`` reuses it."""
@@ -410,7 +433,16 @@ class Trainer:
         log = _MetricsLog(self.run_dir / "metrics.csv") if self.rank == 0 else None
         t0, s0 = time.perf_counter(), self.step
         while self.step < cfg.steps and not self._stop:
-            losses = self.train_step()
+            try:
+                losses = self.train_step()
+            except Exception as exc:
+                if not is_out_of_memory(exc):
+                    raise
+                error = _first_line(exc)  # keep no reference to the traceback: it holds the step's tensors
+            else:
+                error = None
+            if error is not None:
+                raise self._out_of_memory(error, trained=self.step > s0)
             rate = (self.step - s0) / max(1e-9, time.perf_counter() - t0)
             event = TrainEvent(self.step, cfg.steps, losses, self.opt_g.param_groups[0]["lr"], rate)
             if self.rank == 0 and (self.step % cfg.validate_every == 0 or self.step == cfg.steps):
@@ -423,6 +455,32 @@ class Trainer:
         if self._stop and self.step % cfg.checkpoint_every:
             path = self.save()
             yield TrainEvent(self.step, cfg.steps, {}, self.opt_g.param_groups[0]["lr"], 0.0, checkpoint=path)
+
+    def _out_of_memory(self, error: str, trained: bool) -> TrainingOutOfMemory:
+        """Free what the failed step held, save the state of the last completed step (if this session
+        trained any) and return the error to raise. A critic update of the failed step may be in it."""
+        for opt in (self.opt_g, self.opt_d):
+            if opt is not None:
+                opt.zero_grad(set_to_none=True)
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+        cfg = self.cfg
+        if not trained:
+            saved = "No step completed in this session, so no new checkpoint was written."
+        else:
+            try:
+                path = self.save()
+                saved = f"The last good state (step {self.step}) is saved in {path or self.checkpoint_path}."
+            except Exception as exc:  # a second failure must not hide the first
+                saved = f"Saving a checkpoint failed too ({_first_line(exc)})."
+        smaller = [f"batch size {cfg.batch_size // 2}"] if cfg.batch_size > 1 else []
+        smaller += [f"crop {cfg.crop // 2}"] if cfg.crop >= 64 else []
+        example = f" (e.g. {' or '.join(smaller)}; --batch-size / --crop on the command line)" if smaller else ""
+        return TrainingOutOfMemory(
+            f"Training ran out of memory at step {self.step + 1} on {self.device} with batch size "
+            f"{cfg.batch_size} and crop {cfg.crop} ({error}). {saved} Train with a smaller batch size or crop"
+            f"{example}, a smaller generator, or on a device with more memory."
+        )
 
     def fit(self) -> None:
         """Run :meth:`steps` to the end."""

@@ -7,7 +7,7 @@ from importlib.resources import files
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from .checkpoint import atomic_write
@@ -31,8 +31,6 @@ def save_generator(model: ResnetGenerator, path: str | Path, metadata: dict[str,
 
 def read_metadata(path: str | Path) -> dict[str, str]:
     """The metadata of a model file (architecture config, training recipe, ...)."""
-    from safetensors import safe_open
-
     with safe_open(str(path), framework="pt") as fh:
         return dict(fh.metadata() or {})
 
@@ -40,7 +38,10 @@ def read_metadata(path: str | Path) -> dict[str, str]:
 def load_generator(path: str | Path | None = None, device: str | torch.device = "cpu") -> ResnetGenerator:
     """Load a generator from a napari-deblurgan safetensors file (the shipped default when ``path`` is None).
 
-    The result is in eval mode (no dropout; deterministic). Pickle files are refused, never executed.
+    The result is in eval mode (no dropout; deterministic). Pickle files are refused, never executed. The
+    architecture stored in the file is checked against its tensors' shapes (read from the header) before
+    anything is allocated, so a hostile config cannot make this allocate more than the file holds, and
+    weights that are not finite (a corrupted file) are refused.
     """
     path = Path(path) if path is not None else default_model_path()
     if not path.is_file():
@@ -49,10 +50,13 @@ def load_generator(path: str | Path | None = None, device: str | torch.device = 
                 "No default model is installed with napari-deblurgan yet. Pass a model file "
                 "(model=... or --model PATH) trained with `napari-deblurgan train`."
             )
+        if path.is_dir():
+            raise IsADirectoryError(f"Model path {path} is a folder; pass a .safetensors model file")
         raise FileNotFoundError(f"Model file {path} does not exist")
     try:
-        meta = read_metadata(path)
-        state = load_file(str(path))
+        with safe_open(str(path), framework="pt") as fh:
+            meta = dict(fh.metadata() or {})
+            shapes = {key: tuple(fh.get_slice(key).get_shape()) for key in fh.keys()}  # noqa: SIM118
     except (SafetensorError, OSError, ValueError) as exc:
         raise ValueError(
             f"{path} is not a valid safetensors model file ({exc}). napari-deblurgan loads only "
@@ -62,14 +66,55 @@ def load_generator(path: str | Path | None = None, device: str | torch.device = 
         raise ValueError(
             f"{path} is a safetensors file but not a napari-deblurgan generator (format {meta.get('format')!r})"
         )
-    config = GeneratorConfig.from_dict(json.loads(meta["config"]))
-    model = ResnetGenerator(config)
-    expected = model.state_dict()
-    problems = [k for k in expected if k not in state or state[k].shape != expected[k].shape]
-    extra = [k for k in state if k not in expected]
+    config = _stored_config(path, meta["config"], len(shapes))
+    try:
+        with torch.device("meta"):  # shapes only: nothing is allocated
+            expected = {k: tuple(v.shape) for k, v in ResnetGenerator(config).state_dict().items()}
+    except (RuntimeError, ValueError, OverflowError) as exc:  # sizes too large to describe
+        raise ValueError(f"{path} does not match its stored architecture ({exc})") from exc
+    problems = [k for k in expected if shapes.get(k) != expected[k]]
+    extra = [k for k in shapes if k not in expected]
     if problems or extra:
         raise ValueError(
             f"{path} does not match its stored architecture: bad or missing {problems[:5]}, unexpected {extra[:5]}"
         )
+    try:
+        state = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ValueError(f"{path} is not a valid safetensors model file ({exc})") from exc
+    corrupt = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if corrupt:
+        raise ValueError(
+            f"{path} is corrupt: {corrupt[:5]} hold NaN or infinite weights; re-export or re-download the model"
+        )
+    model = ResnetGenerator(config)
     model.load_state_dict(state)
     return model.to(device).eval()
+
+
+def _stored_config(path: Path, text: str, n_tensors: int) -> GeneratorConfig:
+    """The architecture in a model file's metadata, checked for types and plausibility before use."""
+    try:
+        data = json.loads(text)
+        if not isinstance(data, dict):
+            raise ValueError(f"expected a JSON object, got {type(data).__name__}")
+        config = GeneratorConfig.from_dict(data)
+        for name in ("in_channels", "out_channels", "ngf", "n_blocks"):
+            value = getattr(config, name)
+            if type(value) is not int:
+                raise ValueError(f"{name} must be an integer, got {value!r}")
+    except (ValueError, TypeError) as exc:
+        raise ValueError(
+            f"{path} has an unreadable architecture config ({exc}); export the model again with "
+            "`napari-deblurgan export`"
+        ) from exc
+    if config.in_channels != 3 or config.out_channels != 3:
+        raise ValueError(
+            f"{path} is a generator for {config.in_channels} -> {config.out_channels} channels; "
+            "napari-deblurgan models take and give RGB (3 channels)"
+        )
+    if 2 * config.n_blocks > n_tensors:  # every ResBlock holds at least two weight tensors
+        raise ValueError(
+            f"{path} does not match its stored architecture: {config.n_blocks} ResBlocks, but only {n_tensors} tensors"
+        )
+    return config

@@ -1,0 +1,369 @@
+"""The command line under bad input: one-line errors naming the file and the fix (exit code 2), correct
+results for unusual images, and input files that are never modified.
+
+Complements test_cli.py (missing file, non-image file, garbage PNG, existing outputs, 16-bit colour PNG).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import skimage.data
+import tifffile
+
+from napari_deblurgan import deblur
+from napari_deblurgan.cli import main
+from napari_deblurgan.gan.images import read_image, write_image
+
+TINY_RECIPE = {
+    "preset": "fast",
+    "generator": {"ngf": 8, "n_blocks": 1},
+    "content_loss": "l1",
+    "adv_weight": 0,
+    "crop": 32,
+    "batch_size": 2,
+    "checkpoint_every": 2,
+    "validate_every": 1000,
+    "steps": 2,
+}
+
+
+def digest(folder: Path) -> dict[str, str]:
+    """Every entry under ``folder`` (links are not followed): file contents hashed, link targets as text."""
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
+        for name in dirnames + filenames:
+            path = Path(dirpath) / name
+            rel = str(path.relative_to(folder))
+            if path.is_symlink():
+                out[rel] = "-> " + os.readlink(path)
+            elif path.is_file():
+                out[rel] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return out
+
+
+_FROZEN: dict[Path, dict[str, str]] = {}
+
+
+def _freeze(folder: Path) -> None:
+    """Record the input folder's contents once the test has written its inputs."""
+    _FROZEN[folder] = digest(folder)
+
+
+@pytest.fixture
+def inputs(tmp_path: Path):
+    """An input folder; after the test its contents must be what :func:`_freeze` recorded."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    yield folder
+    assert folder in _FROZEN, "the test never recorded its inputs"
+    assert digest(folder) == _FROZEN.pop(folder), "an input file was modified"
+
+
+def _cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
+    code = main([*args])
+    err = capsys.readouterr().err.strip()
+    if code:
+        assert len(err.splitlines()) == 1, err  # one line, no traceback
+    return code, err
+
+
+def _deblur(capsys, model: Path, *args: str) -> tuple[int, str]:
+    return _cli(capsys, "deblur", *args, "--model", str(model), "--quiet")
+
+
+def _truncated_png(path: Path) -> Path:
+    write_image(path, skimage.data.astronaut()[:64, :64])
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    return path
+
+
+# -- folders and files ---------------------------------------------------------------------------------
+
+
+def test_an_empty_folder_is_refused(inputs, tmp_path, capsys, identity_model_path) -> None:
+    _freeze(inputs)
+    code, err = _deblur(capsys, identity_model_path, str(inputs), "-o", str(tmp_path / "out"))
+    assert code == 2 and "holds no .png, .jpg or .tif images" in err and str(inputs) in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_folder_of_non_images_is_refused(inputs, tmp_path, capsys, identity_model_path) -> None:
+    (inputs / "notes.txt").write_text("hello")
+    (inputs / "data.npy").write_bytes(b"\x93NUMPY")
+    write_image(inputs / ".hidden.png", np.zeros((4, 4), np.uint8))  # dot files are never inputs
+    (inputs / "folder.png").mkdir()  # a folder with an image suffix
+    _freeze(inputs)
+    code, err = _deblur(capsys, identity_model_path, str(inputs), "-o", str(tmp_path / "out"))
+    assert code == 2 and "holds no .png, .jpg or .tif images" in err
+
+
+@pytest.mark.parametrize("kind", ["png", "tif", "empty-jpg"])
+def test_truncated_images_are_named_and_leave_no_partial_output(inputs, tmp_path, capsys, identity_model_path, kind):
+    write_image(inputs / "a_good.png", skimage.data.camera()[:40, :40])
+    if kind == "png":
+        bad = _truncated_png(inputs / "b_bad.png")
+    elif kind == "tif":
+        bad = inputs / "b_bad.tif"
+        tifffile.imwrite(bad, np.zeros((64, 64), np.uint16))
+        bad.write_bytes(bad.read_bytes()[:300])
+    else:
+        bad = inputs / "b_bad.jpg"
+        bad.write_bytes(b"")
+    _freeze(inputs)
+    out = tmp_path / "out"
+    code, err = _deblur(capsys, identity_model_path, str(inputs), "-o", str(out))
+    assert code == 2 and "Cannot read image" in err and "b_bad" in err and "complete image" in err
+    written = sorted(p.name for p in out.iterdir()) if out.exists() else []
+    assert written in ([], ["a_good.png"])  # the good image may be done already; nothing partial, no temp file
+
+
+def test_a_symlink_loop_input_is_named(inputs, tmp_path, capsys, identity_model_path) -> None:
+    loop = inputs / "loop.png"
+    loop.symlink_to(loop)
+    _freeze(inputs)
+    code, err = _deblur(capsys, identity_model_path, str(loop), "-o", str(tmp_path / "out"))
+    assert code == 2 and "broken or looping symbolic link" in err
+
+
+def test_links_in_a_folder_are_skipped_when_broken(inputs, tmp_path, capsys, identity_model_path) -> None:
+    write_image(inputs / "good.png", skimage.data.camera()[:32, :48])
+    (inputs / "loop.png").symlink_to(inputs / "loop.png")
+    (inputs / "dangling.png").symlink_to(tmp_path / "nowhere.png")
+    (inputs / "sub").symlink_to(inputs)  # a folder loop: inputs are not searched recursively
+    _freeze(inputs)
+    out = tmp_path / "out"
+    assert _deblur(capsys, identity_model_path, str(inputs), "-o", str(out))[0] == 0
+    assert sorted(p.name for p in out.iterdir()) == ["good.png"]
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (3, 3), (1, 5000), (5000, 1), (1, 1, 3)])
+def test_tiny_and_extreme_aspect_files(inputs, tmp_path, capsys, tiny_model_path, shape) -> None:
+    image = np.random.default_rng(sum(shape)).integers(0, 256, shape, dtype=np.uint8)
+    write_image(inputs / "x.png", image)
+    _freeze(inputs)
+    out = tmp_path / "out"
+    assert _deblur(capsys, tiny_model_path, str(inputs / "x.png"), "-o", str(out))[0] == 0
+    result = read_image(out / "x.png")
+    assert result.shape == image.shape and result.dtype == np.uint8
+    np.testing.assert_array_equal(result, deblur(image, tiny_model_path, tile_size=1024))
+
+
+def test_gray_with_alpha_png_keeps_its_alpha(inputs, tmp_path, capsys, tiny_model_path) -> None:
+    gray = skimage.data.camera()[:48, :40]
+    alpha = np.tile(np.arange(40, dtype=np.uint8) * 6, (48, 1))
+    write_image(inputs / "la.png", np.dstack([gray, alpha]))
+    _freeze(inputs)
+    out = tmp_path / "out"
+    assert _deblur(capsys, tiny_model_path, str(inputs / "la.png"), "-o", str(out))[0] == 0
+    result = read_image(out / "la.png")
+    assert result.shape == (48, 40, 2)
+    np.testing.assert_array_equal(result[..., 1], alpha)
+    np.testing.assert_array_equal(result[..., 0], deblur(gray, tiny_model_path))
+
+
+@pytest.mark.parametrize("count", [2, 5])
+def test_multichannel_tiff_is_deblurred_channel_by_channel(inputs, tmp_path, capsys, tiny_model_path, count) -> None:
+    image = np.random.default_rng(count).integers(0, 65535, (40, 36, count), dtype=np.uint16)
+    tifffile.imwrite(inputs / "c.tif", image, photometric="minisblack", planarconfig="contig")
+    _freeze(inputs)
+    out = tmp_path / "out"
+    assert _deblur(capsys, tiny_model_path, str(inputs / "c.tif"), "-o", str(out))[0] == 0
+    result = read_image(out / "c.tif")
+    assert result.shape == image.shape and result.dtype == np.uint16
+    for c in range(count):
+        np.testing.assert_array_equal(result[..., c], deblur(image[..., c], tiny_model_path))
+    with tifffile.TiffFile(out / "c.tif") as tif:
+        assert tif.series[0].axes == "YXS"  # still channels, not a stack of pages
+
+
+def test_multipage_tiff_is_a_stack_of_gray_frames(inputs, tmp_path, capsys, tiny_model_path) -> None:
+    stack = np.random.default_rng(3).integers(0, 255, (5, 24, 30), dtype=np.uint8)
+    tifffile.imwrite(inputs / "s.tif", stack)
+    _freeze(inputs)
+    out = tmp_path / "out"
+    assert _deblur(capsys, tiny_model_path, str(inputs / "s.tif"), "-o", str(out))[0] == 0
+    result = read_image(out / "s.tif")
+    np.testing.assert_array_equal(result[2], deblur(stack[2], tiny_model_path))
+
+
+def test_an_output_path_that_is_a_file_is_refused(inputs, tmp_path, capsys, identity_model_path) -> None:
+    write_image(inputs / "a.png", np.zeros((8, 8), np.uint8))
+    _freeze(inputs)
+    target = tmp_path / "out.png"
+    target.write_bytes(b"keep")
+    code, err = _deblur(capsys, identity_model_path, str(inputs), "-o", str(target))
+    assert code == 2 and "is a file, not a folder" in err and target.read_bytes() == b"keep"
+
+
+@pytest.mark.parametrize("size", ["8", "-1"])
+def test_a_tile_size_below_32_is_refused_before_any_work(tmp_path, capsys, size) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["deblur", str(tmp_path), "-o", str(tmp_path / "out"), "--tile-size", size])
+    assert info.value.code == 2 and "use 0 (whole frames) or at least 32" in capsys.readouterr().err
+
+
+# -- model files given with --model ------------------------------------------------------------------------
+
+
+class _Payload:
+    marker = ""
+
+    def __reduce__(self):
+        return (Path.touch, (Path(_Payload.marker),))
+
+
+def test_a_pickled_model_is_refused_and_never_run(inputs, tmp_path, capsys) -> None:
+    write_image(inputs / "a.png", np.zeros((8, 8), np.uint8))
+    _freeze(inputs)
+    _Payload.marker = str(tmp_path / "pwned")
+    evil = tmp_path / "model.safetensors"
+    evil.write_bytes(pickle.dumps({"weight": _Payload()}))
+    code, err = _deblur(capsys, evil, str(inputs), "-o", str(tmp_path / "out"))
+    assert code == 2 and "only safetensors" in err and "model.safetensors" in err
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_a_training_checkpoint_given_as_model_says_to_export(inputs, tmp_path, capsys) -> None:
+    import torch
+
+    write_image(inputs / "a.png", np.zeros((8, 8), np.uint8))
+    _freeze(inputs)
+    torch.save({"step": 1}, tmp_path / "checkpoint.pt")
+    code, err = _deblur(capsys, tmp_path / "checkpoint.pt", str(inputs), "-o", str(tmp_path / "out"))
+    assert code == 2 and "napari-deblurgan export" in err
+
+
+def test_a_folder_given_as_model_is_named(inputs, tmp_path, capsys) -> None:
+    write_image(inputs / "a.png", np.zeros((8, 8), np.uint8))
+    _freeze(inputs)
+    code, err = _deblur(capsys, tmp_path, str(inputs), "-o", str(tmp_path / "out"))
+    assert code == 2 and "is a folder; pass a .safetensors model file" in err
+
+
+# -- training, resuming and exporting --------------------------------------------------------------------
+
+
+@pytest.fixture
+def recipe(tmp_path: Path) -> Path:
+    path = tmp_path / "recipe.json"
+    path.write_text(json.dumps(TINY_RECIPE))
+    return path
+
+
+def _train(capsys, data: Path, out: Path, recipe: Path, *extra: str) -> tuple[int, str]:
+    return _cli(
+        capsys, "train", str(data), "--out", str(out), "--config", str(recipe), "--device", "cpu", "--quiet", *extra
+    )
+
+
+def test_training_on_an_empty_folder_is_refused(inputs, tmp_path, capsys, recipe) -> None:
+    (inputs / "readme.txt").write_text("no images here")
+    _freeze(inputs)
+    code, err = _train(capsys, inputs, tmp_path / "run", recipe)
+    assert code == 2 and "No images" in err and str(inputs) in err
+
+
+def test_training_pairs_of_different_sizes_names_both_files(inputs, tmp_path, capsys, recipe) -> None:
+    for sub, size in (("A", 64), ("B", 72)):
+        (inputs / sub).mkdir()
+        write_image(inputs / sub / "x.png", np.zeros((size, size, 3), np.uint8))
+    _freeze(inputs)
+    code, err = _train(capsys, inputs, tmp_path / "run", recipe)
+    assert code == 2 and "Size mismatch" in err and "A/x.png" in err and "B/x.png" in err
+
+
+def test_training_unpaired_files_lists_them(inputs, tmp_path, capsys, recipe) -> None:
+    for sub in ("A", "B"):
+        (inputs / sub).mkdir()
+        write_image(inputs / sub / "same.png", np.zeros((40, 40, 3), np.uint8))
+    write_image(inputs / "A" / "lonely.png", np.zeros((40, 40, 3), np.uint8))
+    _freeze(inputs)
+    code, err = _train(capsys, inputs, tmp_path / "run", recipe)
+    assert code == 2 and "only in A: lonely.png" in err and "same name in B/" in err
+
+
+@pytest.mark.parametrize(("text", "message"), [("{not json", "is not valid JSON"), ("[1, 2]", "JSON object")])
+def test_a_broken_recipe_is_named(tmp_path, capsys, text, message) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text(text)
+    code, err = _cli(capsys, "train", "skimage", "--out", str(tmp_path / "run"), "--config", str(bad), "--quiet")
+    assert code == 2 and message in err and "bad.json" in err
+
+
+@pytest.fixture
+def run(tmp_path: Path, recipe: Path, capsys) -> Path:
+    """A finished 2-step run trained on a folder of one sharp image."""
+    sharp = tmp_path / "sharp"
+    sharp.mkdir()
+    write_image(sharp / "a.png", skimage.data.astronaut()[:96, :96])
+    assert _train(capsys, sharp, tmp_path / "run", recipe)[0] == 0
+    return tmp_path / "run"
+
+
+def test_resuming_from_a_truncated_checkpoint_is_refused(run, tmp_path, capsys, recipe) -> None:
+    ckpt = run / "checkpoint.pt"
+    ckpt.write_bytes(ckpt.read_bytes()[:1000])
+    code, err = _train(capsys, tmp_path / "sharp", run, recipe, "--resume", "--steps", "4")
+    assert code == 2 and "truncated, corrupt" in err and "checkpoint.pt" in err
+
+
+def test_a_pickle_checkpoint_is_never_run_by_resume_or_export(run, tmp_path, capsys, recipe) -> None:
+    import torch
+
+    _Payload.marker = str(tmp_path / "pwned")
+    torch.save({"step": 2, "config": "{}", "generator": _Payload()}, run / "checkpoint.pt")
+    code, err = _train(capsys, tmp_path / "sharp", run, recipe, "--resume", "--steps", "4")
+    assert code == 2 and "nothing in it was executed" in err
+    code, err = _cli(capsys, "export", str(run), str(tmp_path / "m.safetensors"))
+    assert code == 2 and "checkpoint.pt" in err
+    assert not (tmp_path / "pwned").exists() and not (tmp_path / "m.safetensors").exists()
+
+
+@pytest.mark.parametrize("drop", ["generator", "config"])
+def test_an_incomplete_checkpoint_is_named_by_export_and_resume(run, tmp_path, capsys, recipe, drop) -> None:
+    from napari_deblurgan.gan.checkpoint import load_checkpoint, save_checkpoint
+
+    state = load_checkpoint(run / "checkpoint.pt")
+    del state[drop]
+    save_checkpoint(state, run / "checkpoint.pt")
+    code, err = _cli(capsys, "export", str(run), str(tmp_path / "m.safetensors"))
+    assert code == 2 and "not a complete napari-deblurgan checkpoint" in err and drop in err
+    code, err = _train(capsys, tmp_path / "sharp", run, recipe, "--resume", "--steps", "4")
+    assert code == 2 and "Cannot resume" in err and drop in err
+
+
+def test_a_checkpoint_of_another_architecture_is_named(run, tmp_path, capsys) -> None:
+    from napari_deblurgan.gan.checkpoint import load_checkpoint, save_checkpoint
+
+    state = load_checkpoint(run / "checkpoint.pt")
+    config = json.loads(state["config"])
+    state["config"] = json.dumps({**config, "generator": {"ngf": 16, "n_blocks": 1}})
+    save_checkpoint(state, run / "checkpoint.pt")
+    code, err = _cli(capsys, "export", str(run), str(tmp_path / "m.safetensors"))
+    assert code == 2 and "not a complete napari-deblurgan checkpoint" in err and "size mismatch" in err
+
+
+# -- dataset tools ------------------------------------------------------------------------------------------
+
+
+def test_synthesize_refuses_two_sources_for_one_output_before_writing(inputs, tmp_path, capsys) -> None:
+    write_image(inputs / "a.png", np.zeros((40, 40), np.uint8))
+    write_image(inputs / "a.jpg", np.zeros((40, 40), np.uint8))
+    _freeze(inputs)
+    code, err = _cli(capsys, "synthesize", str(inputs), str(tmp_path / "pairs"), "--quiet")
+    assert code == 2 and "would both be written" in err and "a.jpg" in err
+    assert not (tmp_path / "pairs").exists() or not any((tmp_path / "pairs").rglob("*.*"))
+
+
+def test_synthesize_on_an_empty_folder_is_refused(inputs, tmp_path, capsys) -> None:
+    _freeze(inputs)
+    code, err = _cli(capsys, "synthesize", str(inputs), str(tmp_path / "pairs"), "--quiet")
+    assert code == 2 and "No .png, .jpg or .tif images" in err
