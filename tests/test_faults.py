@@ -19,8 +19,9 @@ import torch
 
 from napari_deblurgan.cli import main
 from napari_deblurgan.gan.checkpoint import load_checkpoint
+from napari_deblurgan.gan.device import is_out_of_memory
 from napari_deblurgan.gan.images import write_image
-from napari_deblurgan.gan.train import TrainConfig, Trainer, TrainingOutOfMemory, is_out_of_memory
+from napari_deblurgan.gan.train import TrainConfig, Trainer, TrainingOutOfMemory
 from napari_deblurgan.gan.weights import load_generator, read_metadata
 
 EVERY = 2

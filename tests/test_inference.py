@@ -162,3 +162,38 @@ def test_devices() -> None:
             resolve_device("cuda")
     with pytest.raises(ValueError, match="Unknown device"):
         resolve_device("tpu-9000")
+
+
+def test_out_of_memory_falls_back_to_smaller_tiles(tiny_model_path, natural_rgb, monkeypatch) -> None:
+    import torch
+
+    from napari_deblurgan.gan import inference
+
+    real_run = inference.PlaneDeblurrer._run
+
+    def run_with_little_memory(self, batch):  # a simulated GPU: tiles over 200 px do not fit
+        if max(batch.shape[1:3]) > 200:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real_run(self, batch)
+
+    monkeypatch.setattr(inference.PlaneDeblurrer, "_run", run_with_little_memory)
+    calls: list[tuple[int, int]] = []
+    with pytest.warns(RuntimeWarning, match="retrying with 256 px tiles"):
+        out = deblur(natural_rgb, tiny_model_path, tile_size=1024, progress=lambda d, t: calls.append((d, t)))
+    assert out.shape == natural_rgb.shape
+    assert calls[-1][0] == calls[-1][1] > 1 and all(d <= t for d, t in calls)
+    reference = deblur(natural_rgb, tiny_model_path, tile_size=128, tile_overlap=32)
+    assert peak_signal_noise_ratio(reference, out) > 45
+
+
+def test_out_of_memory_at_the_smallest_tile_is_a_clear_error(tiny_model_path, natural_rgb, monkeypatch) -> None:
+    import torch
+
+    from napari_deblurgan.gan import inference
+
+    def no_memory(self, batch):
+        raise torch.OutOfMemoryError("CUDA out of memory")
+
+    monkeypatch.setattr(inference.PlaneDeblurrer, "_run", no_memory)
+    with pytest.warns(RuntimeWarning), pytest.raises(MemoryError, match="even with tiles of 64 px"):
+        deblur(natural_rgb, tiny_model_path)

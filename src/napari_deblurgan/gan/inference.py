@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +18,7 @@ import numpy as np
 import torch
 from numpy.typing import ArrayLike, NDArray
 
-from .device import bf16_supported, resolve_device
+from .device import bf16_supported, is_out_of_memory, resolve_device
 from .generator import ResnetGenerator
 from .lazy import deblur_dask, is_dask_array
 from .tiling import Tile, plan_tiles, tile_weights
@@ -178,7 +179,43 @@ class PlaneDeblurrer:
             y = self.model(x)
         return ((y.float().permute(0, 2, 3, 1).cpu().numpy() + 1) / 2).clip(0, 1)
 
-    def __call__(self, plane: NDArray[np.float32], on_tile: Callable[[], None] | None = None) -> NDArray[np.float32]:
+    #: Out of memory, tiles are halved down to this size before giving up.
+    min_tile = 64
+
+    def __call__(
+        self,
+        plane: NDArray[np.float32],
+        on_tile: Callable[[], None] | None = None,
+        on_retile: Callable[[], None] | None = None,
+    ) -> NDArray[np.float32]:
+        """Deblur one plane. Out of memory, retry it with tiles half the size (with a warning, and
+        ``on_retile()`` so that progress can restart the plane), down to :attr:`min_tile`."""
+        while True:
+            try:
+                return self._plane(plane, on_tile)
+            except Exception as exc:
+                if not is_out_of_memory(exc):
+                    raise
+                h, w = plane.shape[:2]
+                current = min(self.tile_size or 1 << 30, max(h, w) + 2 * self.border)
+                smaller = max(self.min_tile, current // 2 - (current // 2) % ResnetGenerator.multiple)
+                if smaller >= current:
+                    raise MemoryError(
+                        f"Out of memory on {self.device} even with tiles of {current} px; "
+                        "use device='cpu' or close other programs using the memory"
+                    ) from exc
+                warnings.warn(
+                    f"Out of memory on {self.device} with tiles of {current} px; retrying with {smaller} px tiles",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+                self.tile_size, self.tile_overlap = smaller, min(self.tile_overlap, smaller // 4)
+                if self.device.type == "cuda":
+                    torch.cuda.empty_cache()
+                if on_retile:
+                    on_retile()
+
+    def _plane(self, plane: NDArray[np.float32], on_tile: Callable[[], None] | None) -> NDArray[np.float32]:
         h, w = plane.shape[:2]
         pad_y, pad_x = self.padding(h, w)
         padded = np.pad(plane, (pad_y, pad_x, (0, 0)), mode="symmetric")
@@ -303,8 +340,8 @@ def deblur(
     plane_shape = work.shape[-3:] if layout.colour else work.shape[-2:]
     planes = work.reshape((-1, *plane_shape))
     runner = PlaneDeblurrer(net, dev, tile_size, tile_overlap, batch_size=batch_size, half=half)
+    done = plane_start = 0
     total = len(planes) * len(runner.tiles_for(*plane_shape[:2]))
-    done = 0
 
     def tick() -> None:
         nonlocal done
@@ -312,11 +349,17 @@ def deblur(
         if progress:
             progress(done, total)
 
+    def retile() -> None:  # smaller tiles after an out-of-memory: this plane starts over
+        nonlocal done, total
+        done = plane_start
+        total = plane_start + (len(planes) - i) * len(runner.tiles_for(*plane_shape[:2]))
+
     out = np.empty(planes.shape, dtype=arr.dtype)
     for i, plane in enumerate(planes):
+        plane_start = done
         unit = ((plane.astype(np.float64) - lo) / (hi - lo)).astype(np.float32)  # float64: no overflow
         rgb_in = unit[..., :3] if layout.colour else np.repeat(unit[..., None], 3, axis=2)
-        result = runner(np.ascontiguousarray(rgb_in), tick)
+        result = runner(np.ascontiguousarray(rgb_in), tick, retile)
         if layout.colour:
             out[i, ..., :3] = _restore_dtype(result, arr.dtype, lo, hi)
             if plane.shape[-1] == 4:

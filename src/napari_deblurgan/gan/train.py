@@ -38,7 +38,7 @@ from .data import (
     skimage_images,
     split_holdout,
 )
-from .device import bf16_supported, resolve_device
+from .device import bf16_supported, is_out_of_memory, resolve_device
 from .generator import PRESETS, GeneratorConfig, ResnetGenerator, preset
 from .losses import content_loss, gradient_penalty
 from .metrics import psnr, ssim
@@ -50,19 +50,6 @@ MODEL_NAME = "generator.safetensors"
 
 class TrainingOutOfMemory(MemoryError):
     """A training step ran out of (GPU or CPU) memory; the message says what was saved and what to change."""
-
-
-_TORCH_OOM: tuple[type[BaseException], ...] = tuple(
-    t for t in (getattr(torch, "OutOfMemoryError", None), getattr(torch.cuda, "OutOfMemoryError", None)) if t
-)
-
-
-def is_out_of_memory(exc: BaseException) -> bool:
-    """torch's OutOfMemoryError, or a RuntimeError saying so (MPS, older torch, the CPU allocator)."""
-    if isinstance(exc, _TORCH_OOM):
-        return True
-    text = str(exc).lower()
-    return isinstance(exc, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
 
 
 def _first_line(exc: BaseException, limit: int = 200) -> str:
