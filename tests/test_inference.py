@@ -178,7 +178,7 @@ def test_out_of_memory_falls_back_to_smaller_tiles(tiny_model_path, natural_rgb,
 
     monkeypatch.setattr(inference.PlaneDeblurrer, "_run", run_with_little_memory)
     calls: list[tuple[int, int]] = []
-    with pytest.warns(RuntimeWarning, match="retrying with 256 px tiles"):
+    with pytest.warns(RuntimeWarning, match="retrying with 136 px tiles"):
         out = deblur(natural_rgb, tiny_model_path, tile_size=1024, progress=lambda d, t: calls.append((d, t)))
     assert out.shape == natural_rgb.shape
     assert calls[-1][0] == calls[-1][1] > 1 and all(d <= t for d, t in calls)
