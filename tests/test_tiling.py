@@ -36,5 +36,9 @@ def test_cut_edges_get_no_weight() -> None:
 
 
 def test_balanced_tiles_avoid_waste() -> None:
-    assert balanced_size(1056, 1024, 64) == 560  # two tiles of 560, not two of 1024
+    assert balanced_size(1056, 1024, 64) == 564  # two tiles of 564, not two of 1024
+    for length, tile in ((1056, 768), (1056, 512), (4128, 1024), (2000, 700)):
+        size = balanced_size(length, tile, 64)
+        fewest = int(np.ceil((length - 68) / (tile - 68)))
+        assert len(tile_starts(length, size, 64)) == fewest  # no extra row of tiles
     assert balanced_size(900, 1024, 64) == 900

@@ -35,9 +35,10 @@ def tile_starts(length: int, tile: int, overlap: int, multiple: int = 4) -> list
 
 def balanced_size(length: int, tile: int, overlap: int, multiple: int = 4) -> int:
     """The smallest tile size (a multiple of ``multiple``, at most ``tile``) that covers ``length`` with
-    as few tiles as ``tile`` needs: 1056 px in tiles of at most 1024 become two tiles of 560, not 1024."""
+    as few tiles as ``tile`` needs: 1056 px in tiles of at most 1024 become two tiles of 564, not 1024."""
     if tile >= length:
         return length
+    overlap += multiple  # the slack tile_starts keeps for rounding starts onto the grid
     n = int(np.ceil((length - overlap) / (tile - overlap)))
     size = int(np.ceil((length + (n - 1) * overlap) / n))
     return min(tile, -(-size // multiple) * multiple)
