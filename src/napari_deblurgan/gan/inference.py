@@ -291,7 +291,7 @@ def deblur(
     value_range: tuple[float, float] | None = None,
     tile_size: int | None = 1024,
     tile_overlap: int = 64,
-    batch_size: int = 2,
+    batch_size: int | None = None,
     half: bool = False,
     progress: ProgressCallback | None = None,
 ) -> np.ndarray:
@@ -308,7 +308,7 @@ def deblur(
         value_range: (low, high) of a float image's values, if not its min..max.
         tile_size: largest tile (pixels) processed at once, bounding memory; None for whole frames.
         tile_overlap: overlap of neighbouring tiles, blended so no seam shows.
-        batch_size: tiles per forward pass.
+        batch_size: tiles per forward pass; None: 1 on the CPU (measured fastest there), 4 on GPUs.
         half: float16 on CUDA/MPS, bfloat16 on CPUs that support it (faster, slightly less exact).
         progress: called as ``progress(done, total)`` after every tile (not for dask input).
 
@@ -339,7 +339,8 @@ def deblur(
         work = np.moveaxis(work, -1, 0)  # independent channels become leading "stack" axes
     plane_shape = work.shape[-3:] if layout.colour else work.shape[-2:]
     planes = work.reshape((-1, *plane_shape))
-    runner = PlaneDeblurrer(net, dev, tile_size, tile_overlap, batch_size=batch_size, half=half)
+    batch = batch_size or (1 if dev.type == "cpu" else 4)
+    runner = PlaneDeblurrer(net, dev, tile_size, tile_overlap, batch_size=batch, half=half)
     done = plane_start = 0
     total = len(planes) * len(runner.tiles_for(*plane_shape[:2]))
 
