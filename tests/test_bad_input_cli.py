@@ -17,21 +17,12 @@ import pytest
 import skimage.data
 import tifffile
 
+from _tiny import TINY_RECIPE
 from napari_deblurgan import deblur
 from napari_deblurgan.cli import main
 from napari_deblurgan.gan.images import read_image, write_image
 
-TINY_RECIPE = {
-    "preset": "fast",
-    "generator": {"ngf": 8, "n_blocks": 1},
-    "content_loss": "l1",
-    "adv_weight": 0,
-    "crop": 32,
-    "batch_size": 2,
-    "checkpoint_every": 2,
-    "validate_every": 1000,
-    "steps": 2,
-}
+TINY_RECIPE = {**TINY_RECIPE, "steps": 2}
 
 
 def digest(folder: Path) -> dict[str, str]:

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import skimage.data
 
+from _tiny import TINY_RECIPE
 from napari_deblurgan.cli import main
 from napari_deblurgan.gan.images import read_image, write_image
 
@@ -141,20 +142,7 @@ def test_train_resume_and_export(tmp_path: Path, capsys) -> None:
     sharp.mkdir()
     write_image(sharp / "a.png", skimage.data.astronaut()[:100, :100])
     recipe = tmp_path / "recipe.json"
-    recipe.write_text(
-        json.dumps(
-            {
-                "preset": "fast",
-                "generator": {"ngf": 8, "n_blocks": 1},
-                "content_loss": "l1",
-                "adv_weight": 0,
-                "crop": 32,
-                "batch_size": 2,
-                "checkpoint_every": 2,
-                "validate_every": 2,
-            }
-        )
-    )
+    recipe.write_text(json.dumps({**TINY_RECIPE, "validate_every": 2}))
     run = tmp_path / "run"
     base = ["train", str(sharp), "--out", str(run), "--config", str(recipe), "--quiet"]
     assert main([*base, "--steps", "2"]) == 0
@@ -165,3 +153,23 @@ def test_train_resume_and_export(tmp_path: Path, capsys) -> None:
     from napari_deblurgan.gan.weights import read_metadata
 
     assert read_metadata(tmp_path / "m.safetensors")["step"] == "4"
+
+
+def test_train_until_stops_with_a_checkpoint_and_resume_flags_branch_the_run(tmp_path: Path, capsys) -> None:
+    from napari_deblurgan.gan.checkpoint import load_checkpoint
+
+    sharp = tmp_path / "sharp"
+    sharp.mkdir()
+    write_image(sharp / "a.png", skimage.data.astronaut()[:100, :100])
+    recipe = tmp_path / "recipe.json"
+    recipe.write_text(json.dumps({**TINY_RECIPE, "checkpoint_every": 100, "steps": 6, "adv_start": 3}))
+    run = tmp_path / "run"
+    base = ["train", str(sharp), "--out", str(run), "--config", str(recipe), "--quiet"]
+    assert main([*base, "--until", "3"]) == 0
+    state = load_checkpoint(run / "checkpoint.pt")
+    assert state["step"] == 3 and json.loads(state["config"])["steps"] == 6  # the schedule still spans 6 steps
+    assert main([*base, "--resume", "--adv-weight", "0.1"]) == 0
+    state = load_checkpoint(run / "checkpoint.pt")
+    assert state["step"] == 6 and json.loads(state["config"])["adv_weight"] == 0.1 and state["critic"]
+    assert main([*base, "--until", "0", "--resume"]) == 2
+    assert "--until" in capsys.readouterr().err

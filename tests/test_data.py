@@ -126,3 +126,42 @@ def test_validation_pairs_are_held_out_of_training() -> None:
     assert len(val) == 2 and not set(train) & set(val) and len(train) + len(val) == 45
     assert split_holdout(pairs[:1]) == (pairs[:1], pairs[:1])
     assert len(split_holdout(pairs[:3])[1]) == 1
+
+
+def test_dead_leaves_are_deterministic_opaque_discs_in_the_palette_colours() -> None:
+    from napari_deblurgan.gan.dead_leaves import dead_leaves
+
+    palette = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]], np.float32)
+    a = dead_leaves(np.random.default_rng(3), 64, palette, supersample=1)
+    b = dead_leaves(np.random.default_rng(3), 64, palette, supersample=1)
+    assert a.shape == (64, 64, 3) and a.dtype == np.float32 and np.array_equal(a, b)
+    assert a.min() >= 0 and a.max() <= 1 and np.all(a[..., 1] == 0)  # shaded red and blue only
+    red = a[..., 0] > a[..., 2]
+    assert 0.05 < red.mean() < 0.95  # both colours occur: many leaves, not one
+    edges = np.abs(np.diff(red.astype(int), axis=0)).sum()
+    assert edges > 64  # occlusion boundaries: a piecewise image, not noise or a flat field
+    with pytest.raises(ValueError, match="palette"):
+        dead_leaves(np.random.default_rng(0), 8, np.zeros((0, 3), np.float32))
+
+
+def test_synthetic_augmentation_draws_from_dead_leaves_skips_flat_crops_and_stays_deterministic() -> None:
+    flat = np.full((120, 120, 3), 0.5, np.float32)
+    texture = np.random.default_rng(0).random((120, 120, 3)).astype(np.float32)
+
+    def sharp(src: SyntheticPairs, step: int) -> torch.Tensor:
+        return src.batch(step)[1]
+
+    plain = SyntheticPairs([flat], crop=24, batch_size=4, seed=1, kernel_size=15, gray_prob=0)
+    assert torch.all(sharp(plain, 0) == 0.0)  # 0.5 in [-1, 1]
+    leaves = SyntheticPairs([flat], crop=24, batch_size=4, seed=1, kernel_size=15, dead_leaves=1.0, pool_size=2)
+    assert all(s.std() > 0.01 for s in sharp(leaves, 0))  # every crop comes from the procedural pool
+    picky = SyntheticPairs([flat, texture], crop=24, batch_size=16, seed=1, kernel_size=15, min_detail=0.05)
+    textured = sum(bool(s.std() > 0.01) for s in sharp(picky, 0))
+    assert textured >= 15  # flat crops are redrawn (1 in 32 stays flat after 5 draws)
+    scaled = SyntheticPairs([texture], crop=24, batch_size=4, seed=1, kernel_size=15, scale_min=0.5)
+    b1, s1 = scaled.batch(5)
+    b2, s2 = scaled.batch(5)
+    assert torch.equal(b1, b2) and torch.equal(s1, s2) and s1.shape == (4, 3, 24, 24)
+    assert s1.std() < torch.from_numpy(texture).std() * 2  # antialiased: the noise texture is averaged down
+    with pytest.raises(ValueError, match="scale_min"):
+        SyntheticPairs([texture], scale_min=0.0)

@@ -17,6 +17,7 @@ import pytest
 import skimage.data
 import torch
 
+from _tiny import TINY_RECIPE
 from napari_deblurgan.cli import main
 from napari_deblurgan.gan.checkpoint import load_checkpoint
 from napari_deblurgan.gan.device import is_out_of_memory
@@ -26,14 +27,8 @@ from napari_deblurgan.gan.weights import load_generator, read_metadata
 
 EVERY = 2
 RECIPE = {
-    "preset": "fast",
-    "generator": {"ngf": 8, "n_blocks": 1},
-    "content_loss": "l1",
-    "adv_weight": 0,
-    "crop": 32,
-    "batch_size": 2,
+    **TINY_RECIPE,
     "checkpoint_every": EVERY,
-    "validate_every": 1000,
     "log_every": 1,
     "steps": 100_000,  # never reached: the run is killed
     "decay_start": 1.0,  # a constant learning rate, so runs of different lengths are comparable

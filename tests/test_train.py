@@ -125,3 +125,30 @@ def test_training_on_aligned_images_validates_on_held_out_ones(tmp_path: Path) -
     assert [p[0].name for p in trainer.source.pairs] == ["0.png", "2.png"]  # 1.png is held out
     events = list(trainer.steps())
     assert events[-1].validation is not None and events[-1].preview.shape == (64, 64, 3)
+
+
+def test_a_stage_starts_from_an_earlier_model_of_the_same_architecture(tmp_path: Path) -> None:
+    first = Trainer(TrainConfig(**{**TINY, "steps": 2, "adv_weight": 0.0}), tmp_path / "a", "cpu", source=FixedBatch())
+    first.fit()
+    model = first.export(tmp_path / "stage1.safetensors")
+    cfg = TrainConfig(**{**TINY, "steps": 2, "adv_weight": 0.0, "seed": 9, "init": str(model)})
+    second = Trainer(cfg, tmp_path / "b", "cpu", source=FixedBatch())
+    a, b = first.generator.state_dict(), second.generator.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    wider = TrainConfig(**{**cfg.to_dict(), "generator": {"ngf": 16, "n_blocks": 1}})
+    with pytest.raises(ValueError, match="same preset"):
+        Trainer(wider, tmp_path / "c", "cpu", source=FixedBatch())
+
+
+def test_resume_overrides_branch_a_run_into_its_adversarial_phase(tmp_path: Path) -> None:
+    cfg = TrainConfig(**{**TINY, "steps": 4, "adv_weight": 0.0, "adv_start": 2})
+    Trainer(cfg, tmp_path, "cpu", source=FixedBatch()).fit()
+    branch = TrainConfig(**{**TINY, "steps": 6, "adv_weight": 0.5})
+    kept = Trainer(branch, tmp_path, "cpu", resume=True, source=FixedBatch())
+    assert kept.critic is None and kept.cfg.steps == 6  # only steps is taken from the new config by default
+    trainer = Trainer(
+        branch, tmp_path, "cpu", resume=True, source=FixedBatch(), resume_overrides=("steps", "adv_weight")
+    )
+    assert trainer.step == 4 and trainer.cfg.adv_weight == 0.5 and trainer.cfg.adv_start == 2
+    events = list(trainer.steps())
+    assert events[-1].step == 6 and "critic" in events[-1].losses

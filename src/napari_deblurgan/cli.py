@@ -163,19 +163,24 @@ def _train(args: argparse.Namespace) -> None:
     rank = int(os.environ.get("RANK", "0"))
     options: dict = _read_recipe(args.config) if args.config else {}
     options["data"] = args.data if args.data is not None else options.get("data", "skimage")
-    for name in ("preset", "steps", "batch_size", "crop", "lr", "content_loss", "seed", "vgg_weights"):
-        value = getattr(args, name)
-        if value is not None:
-            options[name] = value
-    if args.adv_weight is not None:
-        options["adv_weight"] = args.adv_weight
+    flags = ("preset", "steps", "batch_size", "crop", "lr", "content_loss", "adv_weight", "seed", "vgg_weights")
+    given = tuple(name for name in flags if getattr(args, name) is not None)
+    options.update({name: getattr(args, name) for name in given})
     config = TrainConfig.from_dict(options)
+    if args.until is not None and args.until < 1:
+        raise ValueError(f"--until must be a positive step, got {args.until}")
     checkpoint = Path(args.out) / CHECKPOINT_NAME
     if args.resume and rank == 0:  # temp files of a run that was killed while saving
         for path in (checkpoint, Path(args.out) / MODEL_NAME):
             remove_stale_temp_files(path)
     try:
-        trainer = Trainer(config, args.out, device=args.device, resume=args.resume)
+        trainer = Trainer(
+            config,
+            args.out,
+            device=args.device,
+            resume=args.resume,
+            resume_overrides=tuple({"steps", *given} if "steps" in options else given),
+        )
     except (KeyError, RuntimeError, json.JSONDecodeError) as exc:
         if not (args.resume and checkpoint.is_file()) or (
             isinstance(exc, RuntimeError) and "state_dict" not in str(exc)
@@ -197,6 +202,8 @@ def _train(args: argparse.Namespace) -> None:
                     f"step {event.step}: validation {json.dumps({k: round(v, 4) for k, v in event.validation.items()})}"
                 )
             bar.set_postfix(post, refresh=False)
+            if args.until is not None and event.step >= args.until:
+                trainer.request_stop()
     except KeyboardInterrupt:
         trainer.request_stop()
         trainer.save()
@@ -226,7 +233,14 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--vgg-weights", help="ImageNet VGG19 weights file (torchvision format) for the perceptual loss")
     p.add_argument("--seed", type=int)
     p.add_argument("--device", default="auto")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --out from its checkpoint, with its saved recipe; flags given here override it",
+    )
+    p.add_argument(
+        "--until", type=int, metavar="STEP", help="stop with a checkpoint after STEP (the schedule still spans --steps)"
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_train)
 

@@ -17,6 +17,7 @@ import torch
 from numpy.typing import NDArray
 
 from .blur import defocus_kernel, linear_kernel, motion_kernels
+from .dead_leaves import dead_leaves as dead_leaves_image
 from .images import as_rgb, is_image_file, read_image, to_float01
 
 #: scikit-image's bundled images (no download needed), split once and for all. ``clock`` is real
@@ -111,6 +112,11 @@ class SyntheticPairs:
     convolution of a larger crop, so there is no border effect, and the PSFs are centred, so blurred
     and sharp are aligned. Noise is gaussian with sigma up to ``max_noise``; blurred values are then
     quantised to 8 bits like a real photo.
+
+    Against overfitting a few images: a fraction ``dead_leaves`` of the crops comes from a pool of
+    procedural dead-leaves images coloured with the images' pixels; crops are downscaled (antialiased)
+    by a random factor in [``scale_min``, 1]; crops whose mean absolute gradient is below
+    ``min_detail`` (flat sky, black borders) are redrawn up to 4 times.
     """
 
     def __init__(
@@ -123,16 +129,49 @@ class SyntheticPairs:
         curriculum: BlurCurriculum | None = None,
         max_noise: float = 0.02,
         gray_prob: float = 0.2,
+        scale_min: float = 1.0,
+        dead_leaves: float = 0.0,
+        min_detail: float = 0.0,
+        pool_size: int = 48,
     ) -> None:
         if not images:
             raise ValueError("SyntheticPairs needs at least one sharp image")
+        if not (0 < scale_min <= 1 and 0 <= dead_leaves <= 1):
+            raise ValueError(f"need 0 < scale_min <= 1 and 0 <= dead_leaves <= 1, got {scale_min}, {dead_leaves}")
         self.images = [as_rgb(np.asarray(im, dtype=np.float32)) for im in images]
         self.crop, self.batch_size, self.seed = crop, batch_size, seed
         self.kernel_size = kernel_size
         self.curriculum = curriculum or BlurCurriculum()
         self.max_noise, self.gray_prob = max_noise, gray_prob
+        self.scale_min, self.dead_leaves, self.min_detail = scale_min, dead_leaves, min_detail
         areas = np.array([np.sqrt(im.shape[0] * im.shape[1]) for im in self.images])
         self.weights = areas / areas.sum()
+        self.pool: list[NDArray[np.float32]] = []
+        if dead_leaves > 0:
+            rng = np.random.default_rng([seed, 2**32 - 1])
+            palette = np.concatenate([im.reshape(-1, 3)[rng.integers(im.size // 3, size=256)] for im in self.images])
+            size = int(np.ceil((crop + kernel_size) / scale_min))
+            self.pool = [dead_leaves_image(rng, size, palette) for _ in range(pool_size)]
+
+    def _sharp_patch(self, rng: np.random.Generator) -> NDArray[np.float32]:
+        """One augmented sharp crop of side ``crop + kernel_size - 1``."""
+        side = self.crop + 2 * (self.kernel_size // 2)
+        scale = rng.uniform(self.scale_min, 1.0) if self.scale_min < 1 else 1.0
+        source_side = round(side / scale)
+        for _ in range(5):
+            if self.pool and rng.random() < self.dead_leaves:
+                img = self.pool[rng.integers(len(self.pool))]
+            else:
+                img = self.images[rng.choice(len(self.images), p=self.weights)]
+            (patch,) = _random_crop([img], source_side, rng)
+            if self.min_detail <= 0 or _detail(patch) >= self.min_detail * scale:
+                break
+        if source_side != side:
+            t = torch.from_numpy(np.ascontiguousarray(patch)).permute(2, 0, 1)[None]
+            t = torch.nn.functional.interpolate(t, size=(side, side), mode="bilinear", antialias=True)
+            patch = t[0].permute(1, 2, 0).clamp(0, 1).numpy()
+        (patch,) = _augment([patch], rng)
+        return patch
 
     def kernels(self, rng: np.random.Generator, count: int, max_length: float) -> list[NDArray[np.float32]]:
         size = self.kernel_size
@@ -153,9 +192,7 @@ class SyntheticPairs:
         r = self.kernel_size // 2
         patches = []
         for _ in range(self.batch_size):
-            img = self.images[rng.choice(len(self.images), p=self.weights)]
-            (patch,) = _augment(_random_crop([img], self.crop + 2 * r, rng), rng)
-            patch = patch[:, :, rng.permutation(3)]
+            patch = self._sharp_patch(rng)[:, :, rng.permutation(3)]
             if rng.random() < self.gray_prob:
                 patch = np.repeat(patch.mean(axis=2, keepdims=True), 3, axis=2)
             patches.append(patch)
@@ -167,6 +204,11 @@ class SyntheticPairs:
         blurred = torch.round(torch.clamp(blurred + sigma * noise, 0, 1) * 255) / 255
         sharp = sharp_big[:, :, r : r + self.crop, r : r + self.crop]
         return blurred * 2 - 1, sharp.contiguous() * 2 - 1
+
+
+def _detail(patch: NDArray) -> float:
+    """Mean absolute horizontal + vertical difference: about 0 for flat regions."""
+    return float(np.abs(np.diff(patch, axis=0)).mean() + np.abs(np.diff(patch, axis=1)).mean())
 
 
 def fft_blur_valid(images: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:

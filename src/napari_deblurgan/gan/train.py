@@ -93,6 +93,10 @@ class TrainConfig:
     blur_end: float = 35.0
     blur_ramp: int = 0
     max_noise: float = 0.02
+    scale_min: float = 1.0  # synthetic data: crops downscaled by a random factor in [scale_min, 1]
+    dead_leaves: float = 0.0  # synthetic data: fraction of crops from procedural dead-leaves images
+    min_detail: float = 0.0  # synthetic data: redraw crops flatter than this mean absolute gradient
+    init: str | None = None  # model file (.safetensors) whose weights start the generator (a previous stage)
     checkpoint_every: int = 500
     validate_every: int = 500
     log_every: int = 10
@@ -174,7 +178,17 @@ def build_source(cfg: TrainConfig) -> BatchSource:
         if not files:
             raise FileNotFoundError(f"No images (.png, .jpg, .tif) found in {root}")
         images = [as_rgb(to_float01(read_image(p))) for p in files]
-    return SyntheticPairs(images, cfg.crop, cfg.batch_size, cfg.seed, curriculum=curriculum, max_noise=cfg.max_noise)
+    return SyntheticPairs(
+        images,
+        cfg.crop,
+        cfg.batch_size,
+        cfg.seed,
+        curriculum=curriculum,
+        max_noise=cfg.max_noise,
+        scale_min=cfg.scale_min,
+        dead_leaves=cfg.dead_leaves,
+        min_detail=cfg.min_detail,
+    )
 
 
 def folder_pairs(cfg: TrainConfig) -> list[tuple[Path, Path]]:
@@ -230,15 +244,19 @@ class Trainer:
         resume: bool = False,
         source: BatchSource | None = None,
         val_pairs: list[tuple[np.ndarray, np.ndarray]] | None = None,
+        resume_overrides: tuple[str, ...] = ("steps",),
     ) -> None:
         """``source`` replaces the data ``config.data`` names (e.g. arrays from napari layers), and
-        ``val_pairs`` the validation pairs, as float (H, W, 3) arrays in [0, 1]."""
+        ``val_pairs`` the validation pairs, as float (H, W, 3) arrays in [0, 1]. A resumed run keeps
+        its saved recipe except the options named in ``resume_overrides``, taken from ``config``
+        (e.g. ``steps`` to extend a run, ``adv_weight`` to branch an ablation off a checkpoint)."""
         self.run_dir = Path(run_dir)
         self.checkpoint_path = self.run_dir / CHECKPOINT_NAME
         state = None
         if resume and self.checkpoint_path.is_file():
             state = load_checkpoint(self.checkpoint_path)
-            config = TrainConfig.from_dict({**json.loads(state["config"]), "steps": config.steps})
+            changes = {name: getattr(config, name) for name in resume_overrides}
+            config = TrainConfig.from_dict({**json.loads(state["config"]), **changes})
         elif not resume and self.checkpoint_path.is_file():
             raise FileExistsError(
                 f"{self.run_dir} already holds a training run; resume it (--resume) or choose another output folder"
@@ -251,6 +269,8 @@ class Trainer:
             self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
         torch.manual_seed(config.seed)
         self.generator = ResnetGenerator(config.generator_config()).to(self.device)
+        if config.init and state is None:
+            self._load_init(config.init)
         self.critic = PatchCritic(CriticConfig(**config.critic)).to(self.device) if config.adv_weight > 0 else None
         self.memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
         for net in (self.generator, self.critic):
@@ -306,6 +326,18 @@ class Trainer:
             self.scaler.load_state_dict(state["scaler"])
         torch.set_rng_state(state["torch_rng"])
         self.step = int(state["step"])
+
+    def _load_init(self, path: str) -> None:
+        """Start the generator from a model file of the same architecture (e.g. an earlier stage)."""
+        from .weights import load_generator
+
+        previous = load_generator(path, self.device)
+        if previous.config != self.generator.config:
+            raise ValueError(
+                f"init model {path} has architecture {previous.config}, but this recipe builds "
+                f"{self.generator.config}: use a model trained with the same preset and generator options"
+            )
+        self.generator.load_state_dict(previous.state_dict())
 
     def save(self) -> Path | None:
         """Write the checkpoint (rank 0 only) and export the generator next to it."""
