@@ -107,7 +107,7 @@ def test_a_lazy_dask_stack_is_deblurred_frame_by_frame(make_napari_viewer, qtbot
     assert (widget._bar.value, widget._bar.max) == (6, 6)  # progress counts the 3 x 2 frames
     result = viewer.layers["lazy deblurred"].data
     assert isinstance(result, np.ndarray)
-    np.testing.assert_array_equal(result, deblur(stack, tiny_model_path, tile_size=512, tile_overlap=64))
+    np.testing.assert_array_equal(result, deblur(stack, tiny_model_path, tile_size=512, tile_overlap=96))
 
 
 def test_cancel_stops_at_the_next_tile_and_ui_stays_responsive(make_napari_viewer, qtbot, tiny_model_path) -> None:

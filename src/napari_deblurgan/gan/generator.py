@@ -170,13 +170,81 @@ class ResnetGenerator(nn.Module):
         out_conv.weight.data.mul_(0.01)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h, w = x.shape[-2:]
-        ph, pw = (max(self.min_size, -(-n // self.multiple) * self.multiple) - n for n in (h, w))
-        xp = F.pad(x, (0, pw, 0, ph), mode="reflect" if min(h, w) > max(ph, pw) else "replicate") if ph or pw else x
-        residual = self.model(xp)[..., :h, :w]
-        if not self.config.learn_residual:
-            return residual
-        return torch.clamp(x + residual, -1.0, 1.0)
+        return _generate(self.model, self.config, x)
+
+
+def _generate(body: nn.Module, config: GeneratorConfig, x: torch.Tensor) -> torch.Tensor:
+    """Pad ``x`` to a multiple of 4 (and at least 8 px), run ``body`` and crop back; add the global skip."""
+    m, smallest = ResnetGenerator.multiple, ResnetGenerator.min_size
+    h, w = x.shape[-2:]
+    ph, pw = (max(smallest, -(-n // m) * m) - n for n in (h, w))
+    xp = F.pad(x, (0, pw, 0, ph), mode="reflect" if min(h, w) > max(ph, pw) else "replicate") if ph or pw else x
+    residual = body(xp)[..., :h, :w]
+    if not config.learn_residual:
+        return residual
+    return torch.clamp(x + residual, -1.0, 1.0)
+
+
+class UpsampleConv(nn.Module):
+    """Nearest x2 upsampling, reflection pad 1 and a 3x3 conv, computed at the input resolution.
+
+    Each output phase (row and column parity) of that sequence is a 3x3 conv of the replicate-padded
+    input with summed taps, so one conv with the four phases as channels and a pixel shuffle give the
+    same result (up to float rounding) without the 4x larger upsampled intermediate.
+    """
+
+    #: taps[parity, d, k]: kernel row ``k`` of the original conv lands on input offset ``d - 1``
+    taps = torch.tensor([[[1.0, 0, 0], [0, 1, 1], [0, 0, 0]], [[0, 0, 0], [1, 1, 0], [0, 0, 1]]])
+
+    def __init__(self, conv: nn.Conv2d) -> None:
+        super().__init__()
+        w = conv.weight.detach()
+        taps = self.taps.to(w)
+        phases = torch.einsum("adk,oikl,bel->oabide", taps, w, taps)  # (out, row parity, col parity, in, 3, 3)
+        self.register_buffer("weight", phases.reshape(-1, *w.shape[1:]).contiguous())
+        bias = conv.bias.detach().repeat_interleave(4) if conv.bias is not None else None
+        self.register_buffer("bias", bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.pixel_shuffle(F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), self.weight, self.bias), 2)
+
+
+def _is_upsample_conv(layers: list[nn.Module]) -> bool:
+    up, pad, conv = layers
+    return (
+        isinstance(up, nn.Upsample)
+        and up.mode == "nearest"
+        and up.scale_factor in (2, 2.0, (2.0, 2.0))
+        and isinstance(pad, nn.ReflectionPad2d)
+        and tuple(pad.padding) == (1, 1, 1, 1)
+        and isinstance(conv, nn.Conv2d)
+        and conv.kernel_size == (3, 3)
+        and conv.stride == (1, 1)
+        and conv.padding == (0, 0)
+        and conv.dilation == (1, 1)
+        and conv.groups == 1
+    )
+
+
+class InferenceGenerator(nn.Module):
+    """A generator rearranged for inference: the same outputs (up to float rounding), faster, with
+    every upsampling stage as an :class:`UpsampleConv`. It shares the generator's other layers, so
+    build it after training, right before use."""
+
+    def __init__(self, generator: ResnetGenerator) -> None:
+        super().__init__()
+        self.config = generator.config
+        layers, out = list(generator.model), []
+        while layers:
+            if len(layers) >= 3 and _is_upsample_conv(layers[:3]):
+                out.append(UpsampleConv(layers[2]))  # type: ignore[arg-type]
+                layers = layers[3:]
+            else:
+                out.append(layers.pop(0))
+        self.model = nn.Sequential(*out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _generate(self.model, self.config, x)
 
 
 def count_parameters(module: nn.Module) -> int:

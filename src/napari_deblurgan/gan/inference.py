@@ -19,7 +19,7 @@ import torch
 from numpy.typing import ArrayLike, NDArray
 
 from .device import bf16_supported, is_out_of_memory, resolve_device
-from .generator import ResnetGenerator
+from .generator import InferenceGenerator, ResnetGenerator
 from .lazy import deblur_dask, is_dask_array
 from .tiling import Tile, plan_tiles, tile_weights
 from .weights import default_model_path, load_generator
@@ -145,7 +145,7 @@ class PlaneDeblurrer:
         model: ResnetGenerator,
         device: torch.device,
         tile_size: int | None = 1024,
-        tile_overlap: int = 64,
+        tile_overlap: int = 96,
         border: int = 16,
         batch_size: int = 2,
         half: bool = False,
@@ -154,7 +154,10 @@ class PlaneDeblurrer:
             raise ValueError(f"tile_size must be at least 32 pixels (or None for whole frames), got {tile_size}")
         if tile_size is not None and not 0 <= tile_overlap < tile_size // 2:
             raise ValueError(f"tile_overlap must be between 0 and half the tile size, got {tile_overlap}")
-        self.model, self.device, self.half = model, device, half
+        self.model: torch.nn.Module = InferenceGenerator(model)
+        if device.type == "cpu":
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.device, self.half = device, half
         self.tile_size = None if tile_size is None else tile_size - tile_size % ResnetGenerator.multiple
         self.tile_overlap, self.border, self.batch_size = tile_overlap, border, max(1, batch_size)
 
@@ -290,7 +293,7 @@ def deblur(
     rgb: bool | None = None,
     value_range: tuple[float, float] | None = None,
     tile_size: int | None = 1024,
-    tile_overlap: int = 64,
+    tile_overlap: int = 96,
     batch_size: int | None = None,
     half: bool = False,
     progress: ProgressCallback | None = None,
