@@ -197,3 +197,16 @@ def test_out_of_memory_at_the_smallest_tile_is_a_clear_error(tiny_model_path, na
     monkeypatch.setattr(inference.PlaneDeblurrer, "_run", no_memory)
     with pytest.warns(RuntimeWarning), pytest.raises(MemoryError, match="even with tiles of 64 px"):
         deblur(natural_rgb, tiny_model_path)
+
+
+def test_cuda_runs_autotune_cudnn_without_changing_the_users_settings() -> None:
+    import torch
+
+    from napari_deblurgan.gan.inference import _cudnn_autotune
+
+    before = (torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic)
+    with _cudnn_autotune(torch.device("cuda")):
+        assert torch.backends.cudnn.benchmark and torch.backends.cudnn.deterministic == before[1]
+    with _cudnn_autotune(torch.device("cpu")):
+        assert torch.backends.cudnn.benchmark == before[0]
+    assert (torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic) == before

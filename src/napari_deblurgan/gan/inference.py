@@ -137,6 +137,17 @@ def _precision_context(device: torch.device, half: bool) -> contextlib.AbstractC
     return contextlib.nullcontext()
 
 
+def _cudnn_autotune(device: torch.device) -> contextlib.AbstractContextManager[Any]:
+    """On CUDA, let cuDNN time its algorithms once per tile shape (tiles repeat the same few shapes);
+    the user's other cuDNN settings are kept and the global flag is restored afterwards."""
+    if device.type != "cuda":
+        return contextlib.nullcontext()
+    cudnn = torch.backends.cudnn
+    return cudnn.flags(
+        enabled=cudnn.enabled, benchmark=True, deterministic=cudnn.deterministic, allow_tf32=cudnn.allow_tf32
+    )
+
+
 class PlaneDeblurrer:
     """Runs a generator over (H, W, 3) float planes in [0, 1] with padding, tiling and batching."""
 
@@ -178,7 +189,7 @@ class PlaneDeblurrer:
         x = torch.from_numpy(batch).permute(0, 3, 1, 2).to(self.device) * 2 - 1
         if self.device.type == "cpu":
             x = x.contiguous(memory_format=torch.channels_last)
-        with torch.inference_mode(), _precision_context(self.device, self.half):
+        with torch.inference_mode(), _precision_context(self.device, self.half), _cudnn_autotune(self.device):
             y = self.model(x)
         return ((y.float().permute(0, 2, 3, 1).cpu().numpy() + 1) / 2).clip(0, 1)
 
