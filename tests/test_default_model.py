@@ -42,7 +42,7 @@ def test_default_model_improves_psnr_on_a_fixed_synthetic_case(blurred_camera) -
     sharp, blurred = blurred_camera
     restored = deblur(blurred)
     gain = peak_signal_noise_ratio(sharp, restored) - peak_signal_noise_ratio(sharp, blurred)
-    assert gain > 0.5  # the step-12000 snapshot gains 0.83 dB here
+    assert gain > 1.0  # the shipped model (stage 2, step 20,000) gains 1.37 dB here
 
 
 def test_no_colour_cast_on_gray_content(blurred_camera) -> None:

@@ -1,8 +1,8 @@
 """Dead-leaves images: procedural training images with the statistics of natural photographs.
 
 Occluding discs with power-law radii give the scale invariance and sharp occlusion edges of natural
-scenes (Lee, Mumford and Huang 2001); networks trained on them restore real photos nearly as well as
-ones trained on photos (Achddou et al. 2021). They add unlimited, license-free variety to the few
+scenes (Lee, Mumford and Huang 2001); denoising networks trained on them come close to ones trained on
+photos (Achddou, Gousseau and Ladjal 2021). They add unlimited, license-free variety to the few
 images that ship with scikit-image.
 """
 
