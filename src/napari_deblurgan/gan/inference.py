@@ -118,11 +118,27 @@ def _float_range(lo: float, hi: float) -> tuple[float, float]:
     return (lo, hi) if hi > lo else (lo - 0.5, lo + 0.5)
 
 
+#: Rows converted at a time between the input dtype and float32 (float64 temporaries stay small).
+_ROWS = 256
+
+
+def _to_unit(plane: np.ndarray, lo: float, hi: float) -> NDArray[np.float32]:
+    """``plane`` mapped from [lo, hi] to float32 [0, 1], computed in float64 (no overflow) row block by block."""
+    unit = np.empty(plane.shape, dtype=np.float32)
+    for r in range(0, plane.shape[0], _ROWS):
+        unit[r : r + _ROWS] = (plane[r : r + _ROWS].astype(np.float64) - lo) / (hi - lo)
+    return unit
+
+
 def _restore_dtype(plane01: NDArray[np.float32], dtype: np.dtype, lo: float, hi: float) -> np.ndarray:
-    values = plane01.astype(np.float64) * (hi - lo) + lo
-    if dtype.kind in "ui":
-        return np.clip(np.rint(values), lo, hi).astype(dtype)
-    return np.clip(values, lo, hi).astype(dtype)
+    """[0, 1] back to ``dtype``'s [lo, hi] (rounded for integers), row block by block."""
+    out = np.empty(plane01.shape, dtype=dtype)
+    for r in range(0, plane01.shape[0], _ROWS):
+        values = plane01[r : r + _ROWS].astype(np.float64) * (hi - lo) + lo
+        if dtype.kind in "ui":
+            values = np.rint(values)
+        out[r : r + _ROWS] = np.clip(values, lo, hi)
+    return out
 
 
 def _precision_context(device: torch.device, half: bool) -> contextlib.AbstractContextManager[Any]:
@@ -251,7 +267,9 @@ class PlaneDeblurrer:
                 weight[t.y : t.y + t.h, t.x : t.x + t.w] += wt
                 if on_tile:
                     on_tile()
-        return (acc / weight)[top : top + h, left : left + w]
+        del padded, batch  # large planes: free them before the division, and divide in place
+        np.divide(acc, weight, out=acc)
+        return acc[top : top + h, left : left + w]
 
 
 def _deblur_lazy(
@@ -372,7 +390,7 @@ def deblur(
     out = np.empty(planes.shape, dtype=arr.dtype)
     for i, plane in enumerate(planes):
         plane_start = done
-        unit = ((plane.astype(np.float64) - lo) / (hi - lo)).astype(np.float32)  # float64: no overflow
+        unit = _to_unit(plane, lo, hi)
         rgb_in = unit[..., :3] if layout.colour else np.repeat(unit[..., None], 3, axis=2)
         result = runner(np.ascontiguousarray(rgb_in), tick, retile)
         if layout.colour:
