@@ -165,3 +165,16 @@ def test_synthetic_augmentation_draws_from_dead_leaves_skips_flat_crops_and_stay
     assert s1.std() < torch.from_numpy(texture).std() * 2  # antialiased: the noise texture is averaged down
     with pytest.raises(ValueError, match="scale_min"):
         SyntheticPairs([texture], scale_min=0.0)
+
+
+def test_soft_regions_defocus_one_side_of_the_target_only() -> None:
+    texture = np.random.default_rng(0).random((200, 200, 3)).astype(np.float32)
+    base = SyntheticPairs([texture], crop=64, batch_size=8, seed=3, kernel_size=15, gray_prob=0)
+    soft = SyntheticPairs([texture], crop=64, batch_size=8, seed=3, kernel_size=15, gray_prob=0, soft_regions=1.0)
+    sharp = soft.batch(0)[1]
+    assert torch.equal(soft.batch(0)[1], sharp)  # deterministic
+    for s in sharp:  # one part of every crop is smooth, another keeps the noise texture
+        d = (s[:, :, 1:65] - s[:, :, :63]).abs().mean(dim=0)[:, :56]  # (64, 56) horizontal detail
+        blocks = d.reshape(8, 8, 7, 8).mean(dim=(1, 3))
+        assert blocks.min() < 0.3 * blocks.max()
+    assert (sharp - base.batch(0)[1]).abs().mean() > 0  # the option changes the targets

@@ -133,6 +133,7 @@ class SyntheticPairs:
         dead_leaves: float = 0.0,
         min_detail: float = 0.0,
         pool_size: int = 48,
+        soft_regions: float = 0.0,
     ) -> None:
         if not images:
             raise ValueError("SyntheticPairs needs at least one sharp image")
@@ -144,6 +145,7 @@ class SyntheticPairs:
         self.curriculum = curriculum or BlurCurriculum()
         self.max_noise, self.gray_prob = max_noise, gray_prob
         self.scale_min, self.dead_leaves, self.min_detail = scale_min, dead_leaves, min_detail
+        self.soft_regions = soft_regions
         areas = np.array([np.sqrt(im.shape[0] * im.shape[1]) for im in self.images])
         self.weights = areas / areas.sum()
         self.pool: list[NDArray[np.float32]] = []
@@ -171,6 +173,8 @@ class SyntheticPairs:
             t = torch.nn.functional.interpolate(t, size=(side, side), mode="bilinear", antialias=True)
             patch = t[0].permute(1, 2, 0).clamp(0, 1).numpy()
         (patch,) = _augment([patch], rng)
+        if self.soft_regions > 0 and rng.random() < self.soft_regions:
+            patch = _soften_region(patch, rng)
         return patch
 
     def kernels(self, rng: np.random.Generator, count: int, max_length: float) -> list[NDArray[np.float32]]:
@@ -204,6 +208,20 @@ class SyntheticPairs:
         blurred = torch.round(torch.clamp(blurred + sigma * noise, 0, 1) * 255) / 255
         sharp = sharp_big[:, :, r : r + self.crop, r : r + self.crop]
         return blurred * 2 - 1, sharp.contiguous() * 2 - 1
+
+
+def _soften_region(patch: NDArray[np.float32], rng: np.random.Generator) -> NDArray[np.float32]:
+    """Defocus one side of a random soft-edged line, like an out-of-focus background: the target itself
+    is soft there, so the network learns to leave soft regions soft and remove only the motion blur."""
+    from scipy.ndimage import gaussian_filter
+
+    h, w = patch.shape[:2]
+    soft = gaussian_filter(patch, sigma=(rng.uniform(1.0, 4.0),) * 2 + (0,), mode="reflect")
+    angle, offset = rng.uniform(0, 2 * np.pi), rng.uniform(-0.3, 0.3) * min(h, w)
+    yy, xx = np.mgrid[:h, :w].astype(np.float32)
+    side = (xx - w / 2) * np.cos(angle) + (yy - h / 2) * np.sin(angle) - offset
+    mask = 1 / (1 + np.exp(-side / rng.uniform(2.0, 10.0)))
+    return (patch * (1 - mask[..., None]) + soft * mask[..., None]).astype(np.float32)
 
 
 def _detail(patch: NDArray) -> float:

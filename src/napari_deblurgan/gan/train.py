@@ -96,6 +96,7 @@ class TrainConfig:
     scale_min: float = 1.0  # synthetic data: crops downscaled by a random factor in [scale_min, 1]
     dead_leaves: float = 0.0  # synthetic data: fraction of crops from procedural dead-leaves images
     min_detail: float = 0.0  # synthetic data: redraw crops flatter than this mean absolute gradient
+    soft_regions: float = 0.0  # synthetic data: fraction of sharp crops with a defocused (soft) side
     init: str | None = None  # model file (.safetensors) whose weights start the generator (a previous stage)
     checkpoint_every: int = 500
     validate_every: int = 500
@@ -188,6 +189,7 @@ def build_source(cfg: TrainConfig) -> BatchSource:
         scale_min=cfg.scale_min,
         dead_leaves=cfg.dead_leaves,
         min_detail=cfg.min_detail,
+        soft_regions=cfg.soft_regions,
     )
 
 
