@@ -17,7 +17,7 @@ import pytest
 import skimage.data
 import tifffile
 
-from _tiny import TINY_RECIPE
+from _helpers import TINY_RECIPE
 from napari_deblurgan import deblur
 from napari_deblurgan.cli import main
 from napari_deblurgan.gan.images import read_image, write_image

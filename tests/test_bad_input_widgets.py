@@ -12,6 +12,8 @@ from typing import Any
 import numpy as np
 import pytest
 
+from _helpers import deblur_widget
+
 pytest.importorskip("napari")
 pytest.importorskip("pytestqt")
 
@@ -19,7 +21,6 @@ import torch
 
 from napari_deblurgan._widgets import deblur as deblur_module
 from napari_deblurgan._widgets import train as train_module
-from napari_deblurgan._widgets.deblur import DeblurWidget
 from napari_deblurgan._widgets.train import TrainWidget
 from napari_deblurgan.gan.train import Trainer
 
@@ -34,15 +35,6 @@ def shown(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[str]]:
         monkeypatch.setattr(module, "show_error", messages["error"].append)
         monkeypatch.setattr(module, "show_info", messages["info"].append)
     return messages
-
-
-def _deblur_widget(viewer: Any, model: Path) -> DeblurWidget:
-    widget = DeblurWidget(viewer)
-    viewer.window.add_dock_widget(widget)
-    widget._model.value = "file"
-    widget._model_file.value = model
-    widget._beside.value = False
-    return widget
 
 
 def _run(qtbot: Any, widget: Any, button: str = "_run") -> None:
@@ -62,7 +54,7 @@ def test_a_failing_deblur_notifies_and_the_next_run_works(make_napari_viewer, qt
     data = np.random.default_rng(0).random((24, 32)).astype(np.float32)
     data[3, 4] = np.nan
     layer = viewer.add_image(data, name="img")
-    widget = _deblur_widget(viewer, tiny_model_path)
+    widget = deblur_widget(viewer, tiny_model_path, beside=False)
     _run(qtbot, widget)
     assert len(shown["error"]) == 1 and "img" in shown["error"][0] and "NaN" in shown["error"][0]
     assert "nan_to_num" in shown["error"][0]
@@ -75,7 +67,7 @@ def test_a_failing_deblur_notifies_and_the_next_run_works(make_napari_viewer, qt
 
 def test_no_image_layer_and_multiscale_layers_are_explained(make_napari_viewer, tiny_model_path, shown) -> None:
     viewer = make_napari_viewer()
-    widget = _deblur_widget(viewer, tiny_model_path)
+    widget = deblur_widget(viewer, tiny_model_path, beside=False)
     widget._run.clicked.emit()
     assert shown["info"] == ["Open an image layer to deblur first"] and widget.worker is None
     pyramid = [np.zeros((64, 64), np.uint8), np.zeros((32, 32), np.uint8)]
@@ -92,7 +84,7 @@ def test_tiny_and_extreme_layers_and_read_only_data(make_napari_viewer, qtbot, i
     data.flags.writeable = False
     before = data.copy()
     viewer.add_image(data, name="img")
-    _run(qtbot, _deblur_widget(viewer, identity_model_path))
+    _run(qtbot, deblur_widget(viewer, identity_model_path, beside=False))
     assert not shown["error"]
     np.testing.assert_array_equal(viewer.layers["img deblurred"].data, before)  # identity model
     np.testing.assert_array_equal(data, before)

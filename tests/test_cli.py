@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import skimage.data
 
-from _tiny import TINY_RECIPE
+from _helpers import TINY_RECIPE
 from napari_deblurgan.cli import main
 from napari_deblurgan.gan.images import read_image, write_image
 

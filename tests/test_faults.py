@@ -17,7 +17,7 @@ import pytest
 import skimage.data
 import torch
 
-from _tiny import TINY_RECIPE
+from _helpers import TINY_RECIPE
 from napari_deblurgan.cli import main
 from napari_deblurgan.gan.checkpoint import load_checkpoint
 from napari_deblurgan.gan.device import is_out_of_memory

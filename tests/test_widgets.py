@@ -9,6 +9,8 @@ from typing import Any
 import numpy as np
 import pytest
 
+from _helpers import deblur_widget
+
 pytest.importorskip("napari")
 pytest.importorskip("pytestqt")
 
@@ -30,14 +32,6 @@ def errors(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return shown
 
 
-def _deblur_widget(viewer: Any, model: Path) -> DeblurWidget:
-    widget = DeblurWidget(viewer)
-    viewer.window.add_dock_widget(widget)
-    widget._model.value = "file"
-    widget._model_file.value = model
-    return widget
-
-
 def _run(qtbot: Any, widget: DeblurWidget) -> None:
     """Click Run and wait until the job is over (the button comes back; waiting for the worker's
     finished signal would miss it when a tiny job ends before the wait connects)."""
@@ -57,7 +51,7 @@ def test_deblur_adds_result_with_the_source_settings(make_napari_viewer, qtbot, 
     data, style = CASES[case]
     viewer = make_napari_viewer()
     source = viewer.add_image(data, name="img", scale=(2, 3), translate=(5, 7), **style)
-    widget = _deblur_widget(viewer, identity_model_path)
+    widget = deblur_widget(viewer, identity_model_path)
     widget._beside.value = False
     _run(qtbot, widget)
     result = viewer.layers["img deblurred"]
@@ -77,7 +71,7 @@ def test_stack_current_frame_then_whole_stack_updates_in_place(make_napari_viewe
     stack = np.random.default_rng(3).integers(0, 255, (4, 40, 48), dtype=np.uint8)
     viewer.add_image(stack, name="movie")
     viewer.dims.set_point(0, 2)
-    widget = _deblur_widget(viewer, tiny_model_path)
+    widget = deblur_widget(viewer, tiny_model_path)
     widget._beside.value = False
     _run(qtbot, widget)
     frame = viewer.layers["movie deblurred"]
@@ -101,7 +95,7 @@ def test_a_lazy_dask_stack_is_deblurred_frame_by_frame(make_napari_viewer, qtbot
     stack = np.random.default_rng(4).integers(0, 255, (3, 2, 40, 48, 3), dtype=np.uint8)
     viewer = make_napari_viewer()
     viewer.add_image(da.from_array(stack, chunks=(1, 1, 40, 48, 3)), name="lazy", rgb=True)
-    widget = _deblur_widget(viewer, tiny_model_path)
+    widget = deblur_widget(viewer, tiny_model_path)
     widget._frames.value = "whole stack"
     _run(qtbot, widget)
     assert (widget._bar.value, widget._bar.max) == (6, 6)  # progress counts the 3 x 2 frames
@@ -115,7 +109,7 @@ def test_cancel_stops_at_the_next_tile_and_ui_stays_responsive(make_napari_viewe
 
     viewer = make_napari_viewer()
     viewer.add_image(np.random.default_rng(4).random((12, 512, 512)).astype(np.float32), name="big")
-    widget = _deblur_widget(viewer, tiny_model_path)
+    widget = deblur_widget(viewer, tiny_model_path)
     widget._tile.value = 64
     widget._frames.value = "whole stack"
     ticks: list[float] = []
@@ -145,7 +139,7 @@ def test_errors_become_notifications(make_napari_viewer, qtbot, tmp_path, errors
     viewer.add_image(np.zeros((32, 32), np.uint8), name="img")
     bad = tmp_path / "bad.safetensors"
     bad.write_bytes(b"not a model")
-    widget = _deblur_widget(viewer, bad)
+    widget = deblur_widget(viewer, bad)
     _run(qtbot, widget)
     assert len(errors) == 1 and "bad.safetensors" in errors[0] and "img" in errors[0]
     assert widget._run.enabled and "img deblurred" not in viewer.layers

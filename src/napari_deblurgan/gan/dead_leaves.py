@@ -37,9 +37,10 @@ def dead_leaves(
     img = np.empty((n, n, 3), dtype=np.float32)
     img[:] = palette[rng.integers(len(palette))]
     covered = np.zeros((n, n), dtype=bool)
-    # Leaves fall front to back: each new disc only paints pixels no earlier disc covers.
-    while not covered.all():
-        batch = 256
+    batch = 256
+    # Leaves fall front to back: each new disc only paints pixels no earlier disc covers; the last
+    # specks (0.1 %) keep the background colour.
+    while covered.mean() <= 0.999:
         u = rng.random(batch)
         radii = (r_min**a + u * (r_max**a - r_min**a)) ** (1.0 / a)
         centres = rng.uniform(-r_max / 2, n + r_max / 2, size=(batch, 2))
@@ -58,6 +59,4 @@ def dead_leaves(
             shade = (1.0 + gy * dy + gx * dx)[paint]
             img[y0:y1, x0:x1][paint] = np.clip(colour[None, :] * shade[:, None], 0.0, 1.0)
             covered[y0:y1, x0:x1] |= paint
-        if covered.mean() > 0.999:  # the last specks keep the background colour
-            break
     return img.reshape(size, s, size, s, 3).mean(axis=(1, 3), dtype=np.float32)
