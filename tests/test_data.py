@@ -178,3 +178,16 @@ def test_soft_regions_defocus_one_side_of_the_target_only() -> None:
         blocks = d.reshape(8, 8, 7, 8).mean(dim=(1, 3))
         assert blocks.min() < 0.3 * blocks.max()
     assert (sharp - base.batch(0)[1]).abs().mean() > 0  # the option changes the targets
+
+
+def test_defocus_sets_the_fraction_of_disc_kernels() -> None:
+    texture = np.zeros((64, 64, 3), np.float32)
+
+    def discs(defocus: float) -> int:
+        kernels = SyntheticPairs([texture], kernel_size=15, defocus=defocus).kernels(np.random.default_rng(1), 300, 20)
+        return sum(bool(np.allclose(k, k.T) and np.allclose(k, k[::-1])) for k in kernels)  # discs are symmetric
+
+    assert discs(0.0) == 0  # motion only: an intentionally soft background is left soft
+    assert 10 <= discs(0.1) <= 50 and discs(0.9) >= 230
+    with pytest.raises(ValueError, match="defocus"):
+        SyntheticPairs([texture], defocus=1.0)

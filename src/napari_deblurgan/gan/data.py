@@ -108,7 +108,8 @@ class BlurCurriculum:
 class SyntheticPairs:
     """Pairs made on the fly: random crops of sharp images blurred by random kernels, plus noise.
 
-    Kernels: random-trajectory motion (most), straight-line motion, defocus. The blur is a valid
+    Kernels: random-trajectory motion (most), straight-line motion (10 %) and a fraction ``defocus`` of
+    defocus discs (0 keeps defocus, e.g. an intentionally soft background, as it is). The blur is a valid
     convolution of a larger crop, so there is no border effect, and the PSFs are centred, so blurred
     and sharp are aligned. Noise is gaussian with sigma up to ``max_noise``; blurred values are then
     quantised to 8 bits like a real photo.
@@ -134,18 +135,21 @@ class SyntheticPairs:
         min_detail: float = 0.0,
         pool_size: int = 48,
         soft_regions: float = 0.0,
+        defocus: float = 0.1,
     ) -> None:
         if not images:
             raise ValueError("SyntheticPairs needs at least one sharp image")
         if not (0 < scale_min <= 1 and 0 <= dead_leaves <= 1):
             raise ValueError(f"need 0 < scale_min <= 1 and 0 <= dead_leaves <= 1, got {scale_min}, {dead_leaves}")
+        if not 0 <= defocus <= 0.9:
+            raise ValueError(f"defocus is the fraction of defocus kernels, 0 to 0.9; got {defocus}")
         self.images = [as_rgb(np.asarray(im, dtype=np.float32)) for im in images]
         self.crop, self.batch_size, self.seed = crop, batch_size, seed
         self.kernel_size = kernel_size
         self.curriculum = curriculum or BlurCurriculum()
         self.max_noise, self.gray_prob = max_noise, gray_prob
         self.scale_min, self.dead_leaves, self.min_detail = scale_min, dead_leaves, min_detail
-        self.soft_regions = soft_regions
+        self.soft_regions, self.defocus = soft_regions, defocus
         areas = np.array([np.sqrt(im.shape[0] * im.shape[1]) for im in self.images])
         self.weights = areas / areas.sum()
         self.pool: list[NDArray[np.float32]] = []
@@ -179,7 +183,7 @@ class SyntheticPairs:
 
     def kernels(self, rng: np.random.Generator, count: int, max_length: float) -> list[NDArray[np.float32]]:
         size = self.kernel_size
-        kinds = rng.choice(3, size=count, p=[0.8, 0.1, 0.1])
+        kinds = rng.choice(3, size=count, p=[0.9 - self.defocus, 0.1, self.defocus])
         motion = iter(motion_kernels(rng, int((kinds == 0).sum()), (1.0, max_length), size))
         out = []
         for kind in kinds:

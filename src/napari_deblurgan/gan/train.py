@@ -97,6 +97,7 @@ class TrainConfig:
     dead_leaves: float = 0.0  # synthetic data: fraction of crops from procedural dead-leaves images
     min_detail: float = 0.0  # synthetic data: redraw crops flatter than this mean absolute gradient
     soft_regions: float = 0.0  # synthetic data: fraction of sharp crops with a defocused (soft) side
+    defocus: float = 0.1  # synthetic data: fraction of blur kernels that are defocus discs, not motion
     init: str | None = None  # model file (.safetensors) whose weights start the generator (a previous stage)
     checkpoint_every: int = 500
     validate_every: int = 500
@@ -190,6 +191,7 @@ def build_source(cfg: TrainConfig) -> BatchSource:
         dead_leaves=cfg.dead_leaves,
         min_detail=cfg.min_detail,
         soft_regions=cfg.soft_regions,
+        defocus=cfg.defocus,
     )
 
 
