@@ -6,7 +6,10 @@ plus mild gaussian noise (sigma 0.01) and 8-bit quantisation. Scores: mean PSNR 
 at full resolution, for the blurred input, unsharp masking, Wiener and Richardson-Lucy deconvolution
 given the true PSF (references that know the answer), and each model.
 
-    python benchmarks/quality.py [--model NAME=PATH ...] [--lengths 10 20 30] [--seeds 2]
+``--split val`` builds the same kind of set from the validation images (coins, gravel) with other
+seeds: choose between models there, then report them on the test set.
+
+    python benchmarks/quality.py [--model NAME=PATH ...] [--lengths 10 20 30] [--seeds 2] [--split val]
 """
 
 from __future__ import annotations
@@ -26,17 +29,18 @@ from napari_deblurgan.gan.images import to_float01
 from napari_deblurgan.gan.metrics import SSIM_DESCRIPTION, psnr, ssim
 
 TEST_SEED = 90210  # training draws kernels from seeds (recipe seed, step, rank): never this stream
+SPLIT_SEEDS = {"test": TEST_SEED, "val": 4242}
 NOISE = 0.01
 
 Case = tuple[str, NDArray[np.float32], NDArray[np.float32], NDArray[np.float32]]  # name, sharp, blurred, psf
 
 
-def test_set(lengths: list[float], seeds: int) -> list[Case]:
+def test_set(lengths: list[float], seeds: int, split: str = "test") -> list[Case]:
     import skimage.data
 
-    rng = np.random.default_rng(TEST_SEED)
+    rng = np.random.default_rng(SPLIT_SEEDS[split])
     cases = []
-    for name in SKIMAGE_SPLITS["test"]:
+    for name in SKIMAGE_SPLITS[split]:
         sharp = to_float01(np.asarray(getattr(skimage.data, name)()))
         for length in lengths:
             for k, psf in enumerate(motion_kernels(rng, seeds, (length * 0.8, length))):
@@ -81,17 +85,19 @@ def main() -> None:
     parser.add_argument("--lengths", type=float, nargs="+", default=[10, 20, 30], help="PSF path lengths (px)")
     parser.add_argument("--seeds", type=int, default=2, help="kernels per image and length")
     parser.add_argument("--no-default", action="store_true", help="leave out the shipped default model")
+    parser.add_argument("--split", choices=sorted(SPLIT_SEEDS), default="test", help="images to score on")
+    parser.add_argument("--per-case", action="store_true", help="also print each case's PSNR gain")
     args = parser.parse_args()
     models = dict(m.split("=", 1) for m in args.model)
     if not args.no_default:
         models = {"shipped default": "", **models}
-    cases = test_set(args.lengths, args.seeds)
+    cases = test_set(args.lengths, args.seeds, args.split)
     print(
-        f"{len(cases)} cases: {', '.join(SKIMAGE_SPLITS['test'])} x lengths {args.lengths} px x {args.seeds} PSFs, "
+        f"{len(cases)} cases: {', '.join(SKIMAGE_SPLITS[args.split])} x lengths {args.lengths} px x {args.seeds} PSFs, "
         f"noise sigma {NOISE}, 8-bit. SSIM: {SSIM_DESCRIPTION}."
     )
     print(f"{'method':<36} {'PSNR':>7} {'gain':>6} {'SSIM':>7} {'s/case':>7}")
-    base = None
+    psnrs: dict[str, list[float]] = {}
     for label, fn in methods(models).items():
         t = time.perf_counter()
         scores = []
@@ -100,10 +106,23 @@ def main() -> None:
             out = np.round(out * 255) / 255
             scores.append((psnr(sharp, out), ssim(sharp, out)))
         p, s = np.mean(scores, axis=0)
-        base = p if base is None else base
+        psnrs[label] = [score[0] for score in scores]
+        base = np.mean(next(iter(psnrs.values())))
         print(
             f"{label:<36} {p:7.2f} {p - base:+6.2f} {s:7.4f} {(time.perf_counter() - t) / len(cases):7.2f}", flush=True
         )
+    if args.per_case:
+        print_per_case([case[0] for case in cases], psnrs)
+
+
+def print_per_case(names: list[str], psnrs: dict[str, list[float]]) -> None:
+    """Each case's blurred PSNR and every other method's gain over it, methods in columns (1, 2, ...)."""
+    labels = list(psnrs)
+    print("\nper case: blurred PSNR, then the gain of " + ", ".join(f"({i}) {m}" for i, m in enumerate(labels[1:], 1)))
+    base = np.array(psnrs[labels[0]])
+    for i, name in enumerate(names):
+        gains = " ".join(f"{psnrs[m][i] - base[i]:+6.2f}" for m in labels[1:])
+        print(f"{name:<20} {base[i]:6.2f} {gains}")
 
 
 if __name__ == "__main__":
