@@ -77,7 +77,7 @@ def test_unusable_arrays_are_refused_by_name(tiny, image, error, problem, fix) -
         ((5, 20, 20), {"channel_axis": 0, "rgb": True}, "rgb=True needs 3 or 4 channels, got 5"),
         ((20, 20), {"value_range": (1.0, 1.0)}, "high > low"),
         ((20, 20), {"tile_size": 16}, "tile_size must be at least 32"),
-        ((20, 20), {"tile_size": 64, "tile_overlap": 40}, "tile_overlap must be between 0 and half"),
+        ((20, 20), {"tile_size": 64, "tile_overlap": 40}, "tile_overlap must be at least 0 and less than half"),
     ],
 )
 def test_bad_options_are_refused_by_name(tiny, shape, options, message) -> None:

@@ -40,6 +40,8 @@ def test_a_real_model_changes_the_image(images: Path, tmp_path: Path, tiny_model
     out = tmp_path / "out"
     assert main(["deblur", str(images / "rgb8.png"), "-o", str(out), "--model", str(tiny_model_path), "--quiet"]) == 0
     assert not np.array_equal(read_image(out / "rgb8.png"), read_image(images / "rgb8.png"))
+    small = ["deblur", str(images / "rgb8.png"), "-o", str(tmp_path / "small"), "--model", str(tiny_model_path)]
+    assert main([*small, "--tile-size", "64", "--quiet"]) == 0  # any size from 32 px: overlap shrinks with it
 
 
 def test_existing_outputs_and_inputs_are_never_overwritten(images, tmp_path, identity_model_path, capsys) -> None:
@@ -123,6 +125,11 @@ def test_synthesize_then_evaluate(tmp_path: Path, identity_model_path: Path, cap
     for r in rows:  # the identity model restores nothing: its scores are the blurred input's
         assert float(r["psnr"]) == pytest.approx(float(r["psnr_blurred"]), abs=0.01)
         assert float(r["psnr"]) < 40
+    evaluate = ["evaluate", str(pairs), "--model", str(identity_model_path), "--csv", str(table), "--quiet"]
+    table.write_text("mine")
+    assert main(evaluate) == 2 and table.read_text() == "mine"  # refused before any work: the user's file stays
+    assert "pass --overwrite" in capsys.readouterr().err
+    assert main([*evaluate, "--overwrite", "--tile-size", "64"]) == 0 and table.read_text().startswith("image,")
 
 
 def test_organize_gopro_links_pairs_with_scene_prefixes(tmp_path: Path) -> None:

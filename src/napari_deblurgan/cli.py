@@ -253,11 +253,14 @@ def _evaluate(args: argparse.Namespace) -> None:
     from .gan.inference import load_model
     from .gan.metrics import SSIM_DESCRIPTION
 
+    csv_path = Path(args.csv)
+    if csv_path.exists() and not args.overwrite:  # checked before the work, not after it
+        raise FileExistsError(f"{csv_path} already exists; pass --overwrite to replace it, or choose another --csv")
     pairs = find_pairs(args.data, args.gopro_blur)
     model = load_model(args.model, args.device)
     with tqdm(total=len(pairs), unit="image", dynamic_ncols=True, disable=args.quiet) as bar:
         scores = evaluate_pairs(pairs, model, args.tile_size or None, on_pair=lambda _: bar.update())
-    csv_path = write_scores(scores, args.csv or Path(args.data) / "evaluation.csv")
+    write_scores(scores, csv_path)
     mean = {
         k: sum(getattr(s, k) for s in scores) / len(scores) for k in ("psnr_blurred", "ssim_blurred", "psnr", "ssim")
     }
@@ -344,9 +347,10 @@ def _add_others(sub: argparse._SubParsersAction) -> None:
     p.add_argument("data", help="A/B folder or GOPRO_Large root/split/scene")
     p.add_argument("--model", help="safetensors model file (default: the shipped model)")
     p.add_argument("--gopro-blur", default="blur", choices=["blur", "blur_gamma"])
-    p.add_argument("--csv", help="per-image CSV (default: DATA/evaluation.csv)")
+    p.add_argument("--csv", default="evaluation.csv", help="per-image CSV to write (default: ./evaluation.csv)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing CSV")
     p.add_argument("--device", default="auto")
-    p.add_argument("--tile-size", type=int, default=1024)
+    p.add_argument("--tile-size", type=_tile_size, default=1024, help="tile size in pixels; 0 for whole frames")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_evaluate)
 

@@ -137,7 +137,6 @@ class DeblurWidget(Container):
             device=self._device.value,
             rgb=layer.rgb,
             tile_size=self._tile.value,
-            tile_overlap=min(96, self._tile.value // 4),
             _connect={
                 "yielded": self._on_progress,
                 "returned": partial(self._on_result, layer, frame),

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .checkpoint import atomic_write
 from .data import load_pair
 from .generator import ResnetGenerator
 from .inference import deblur
@@ -49,13 +50,15 @@ def evaluate_pairs(
 
 
 def write_scores(scores: Sequence[PairScore], path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["image", "psnr_blurred", "ssim_blurred", "psnr", "ssim"])
-        for s in scores:
-            writer.writerow(
-                [s.name, f"{s.psnr_blurred:.4f}", f"{s.ssim_blurred:.4f}", f"{s.psnr:.4f}", f"{s.ssim:.4f}"]
-            )
-    return path
+    """Write the per-image scores as CSV, atomically (a crash leaves the old file or the new one)."""
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", newline="") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(["image", "psnr_blurred", "ssim_blurred", "psnr", "ssim"])
+            for s in scores:
+                writer.writerow(
+                    [s.name, f"{s.psnr_blurred:.4f}", f"{s.ssim_blurred:.4f}", f"{s.psnr:.4f}", f"{s.ssim:.4f}"]
+                )
+
+    return atomic_write(path, write)
