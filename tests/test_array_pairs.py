@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from napari_deblurgan.gan.array_pairs import ArrayPairs
-from napari_deblurgan.gan.data import PairingError
+from napari_deblurgan.gan.pairs import PairingError
 
 
 def test_batches_are_aligned_deterministic_and_in_range() -> None:

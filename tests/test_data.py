@@ -6,19 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from napari_deblurgan.gan.data import (
-    SKIMAGE_SPLITS,
-    BlurCurriculum,
-    PairedCrops,
-    PairingError,
-    SyntheticPairs,
-    fft_blur_valid,
-    find_pairs,
-    load_pair,
-    pair_ab_folder,
-    split_aligned,
-)
+from napari_deblurgan.gan.data import SKIMAGE_SPLITS, BlurCurriculum, PairedCrops, SyntheticPairs, fft_blur_valid
 from napari_deblurgan.gan.images import write_image
+from napari_deblurgan.gan.pairs import PairingError, find_pairs, load_pair, pair_ab_folder, split_aligned
 
 
 def _write(path: Path, image: np.ndarray) -> None:
@@ -108,7 +98,7 @@ def test_curriculum_and_splits() -> None:
 
 
 def test_aligned_ab_images_load_as_pairs(tmp_path: Path) -> None:
-    from napari_deblurgan.gan.data import aligned_pairs
+    from napari_deblurgan.gan.pairs import aligned_pairs
 
     blurred, sharp = np.full((6, 5, 3), 10, np.uint8), np.full((6, 5, 3), 200, np.uint8)
     _write(tmp_path / "0001.png", np.concatenate([blurred, sharp], axis=1))
@@ -119,7 +109,7 @@ def test_aligned_ab_images_load_as_pairs(tmp_path: Path) -> None:
 
 
 def test_validation_pairs_are_held_out_of_training() -> None:
-    from napari_deblurgan.gan.data import split_holdout
+    from napari_deblurgan.gan.pairs import split_holdout
 
     pairs = [(Path(f"a{i}"), Path(f"b{i}")) for i in range(45)]
     train, val = split_holdout(pairs)

@@ -16,6 +16,23 @@ def test_import_loads_neither_torch_nor_qt() -> None:
     assert out.stdout.strip() == ""
 
 
+def test_reader_opens_folders_without_torch(tmp_path) -> None:
+    """npe2 offers every folder to the reader: turning one down, or reading A/B pairs, needs no torch."""
+    for sub in ("A", "B"):
+        (tmp_path / "ab" / sub).mkdir(parents=True)
+    code = (
+        "import sys, numpy as np, imageio.v3 as iio\n"
+        "from napari_deblurgan._reader import get_reader\n"
+        f"root = {str(tmp_path)!r}\n"
+        "for sub in 'AB': iio.imwrite(f'{root}/ab/{sub}/x.png', np.zeros((8, 8), np.uint8))\n"
+        "assert get_reader(root) is None\n"
+        "layers = get_reader(root + '/ab')(root + '/ab')\n"
+        "print(len(layers), 'torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["2", "False"]
+
+
 def test_public_api_resolves_lazily() -> None:
     import napari_deblurgan
 

@@ -221,9 +221,10 @@ def test_training_from_a_folder_checks_its_inputs(make_napari_viewer, qtbot, tmp
     viewer = make_napari_viewer()
     widget = TrainWidget(viewer)
     viewer.window.add_dock_widget(widget)
+    widget._start.clicked.emit()  # the field is still empty: never the working directory
     widget._folder.value = tmp_path / "nothing-here"
     widget._start.clicked.emit()
-    assert errors == ["Choose the training data folder first"]
+    assert errors == ["Choose the training data folder first"] * 2 and widget.worker is None
     for sub in ("A", "B"):
         (tmp_path / "ab" / sub).mkdir(parents=True)
         tifffile.imwrite(tmp_path / "ab" / sub / "x.tif", np.zeros((40, 40, 3), np.uint8))

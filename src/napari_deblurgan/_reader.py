@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from .gan.data import PairingError, find_pairs
 from .gan.images import read_image
+from .gan.pairs import PairingError, find_pairs
 
 LayerData = tuple[Any, dict[str, Any], str]
 ReaderFunction = Callable[[Any], list[LayerData]]

@@ -248,10 +248,10 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 def _evaluate(args: argparse.Namespace) -> None:
     from tqdm import tqdm
 
-    from .gan.data import find_pairs
     from .gan.evaluate import evaluate_pairs, write_scores
     from .gan.inference import load_model
     from .gan.metrics import SSIM_DESCRIPTION
+    from .gan.pairs import find_pairs
 
     csv_path = Path(args.csv)
     if csv_path.exists() and not args.overwrite:  # checked before the work, not after it

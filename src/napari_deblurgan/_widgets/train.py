@@ -63,7 +63,9 @@ class TrainWidget(Container):
         self._source = RadioButtons(
             label="data", choices=[FOLDER, LAYERS, SKIMAGE], value=FOLDER, orientation="horizontal"
         )
-        self._folder = FileEdit(label="data folder", mode="d", tooltip="an A/B folder, GOPRO_Large, or sharp images")
+        self._folder = FileEdit(
+            label="data folder", mode="d", nullable=True, tooltip="an A/B folder, GOPRO_Large, or sharp images"
+        )
         self._folder_kind = ComboBox(label="folder holds", choices=FOLDER_KINDS)
         self._blurred = ComboBox(label="blurred layer", choices=layers, visible=False)
         self._sharp = ComboBox(label="sharp layer", choices=layers, visible=False)
@@ -203,7 +205,8 @@ class TrainWidget(Container):
     def start(self) -> None:
         """Start training in a thread worker."""
         run_dir = Path(self._out.value)
-        if self._source.value == FOLDER and not Path(self._folder.value).is_dir():
+        folder = self._folder.value  # None while empty (not ".", which would train on the working directory)
+        if self._source.value == FOLDER and (folder is None or not Path(folder).is_dir()):
             show_error("Choose the training data folder first")
             return
         try:

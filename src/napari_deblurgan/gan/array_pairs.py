@@ -11,8 +11,9 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
-from .data import PairingError, _augment, _random_crop, _rng, _to_tensor
+from .data import _augment, _random_crop, _rng, _to_tensor
 from .images import as_rgb, to_float01
+from .pairs import PairingError
 
 
 def _as_stack(array: Any, rgb: bool) -> Any:

@@ -1,5 +1,5 @@
-"""Training data: blurred/sharp pairs from A/B folders, GOPRO_Large and aligned-AB images, or pairs
-synthesised on the fly from sharp images.
+"""Training data: crops of blurred/sharp pairs from A/B folders, GOPRO_Large and aligned-AB images
+(found by :mod:`.pairs`), or pairs synthesised on the fly from sharp images.
 
 Every batch is a pure function of ``(seed, step, rank)``, so a resumed or distributed run sees exactly
 the data a straight run would. Batches are float32 (N, 3, crop, crop) tensors in [-1, 1].
@@ -18,7 +18,8 @@ from numpy.typing import NDArray
 
 from .blur import defocus_kernel, linear_kernel, motion_kernels
 from .dead_leaves import dead_leaves as dead_leaves_image
-from .images import as_rgb, is_image_file, read_image, to_float01
+from .images import as_rgb, to_float01
+from .pairs import load_pair
 
 #: scikit-image's bundled images (no download needed), split once and for all. ``clock`` is real
 #: motion blur (the demo image); ``test`` images are never trained or validated on.
@@ -240,110 +241,6 @@ def fft_blur_valid(images: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
     fk = torch.fft.rfft2(kernels.double(), s=(p, p))[:, None]
     full = torch.fft.irfft2(fi * fk, s=(p, p))
     return full[..., k - 1 :, k - 1 :].float()
-
-
-# ----------------------------------------------------------------------------------------------
-# Folder datasets
-
-
-class PairingError(ValueError):
-    """A/B folders whose files cannot be paired one to one."""
-
-
-def pair_ab_folder(root: str | Path) -> list[tuple[Path, Path]]:
-    """Pairs (A = blurred, B = sharp) matched by identical file name, sorted by name.
-
-    Raises :class:`PairingError` listing every unpaired name instead of silently mis-pairing.
-    """
-    root = Path(root)
-    a_dir, b_dir = root / "A", root / "B"
-    if not (a_dir.is_dir() and b_dir.is_dir()):
-        raise PairingError(f"{root} is not an A/B folder: it needs sub-folders A/ (blurred) and B/ (sharp)")
-    a = {p.name: p for p in a_dir.iterdir() if is_image_file(p)}
-    b = {p.name: p for p in b_dir.iterdir() if is_image_file(p)}
-    only_a, only_b = sorted(set(a) - set(b)), sorted(set(b) - set(a))
-    if only_a or only_b:
-        raise PairingError(
-            f"Unpaired files in {root}: only in A: {_names(only_a)}; only in B: {_names(only_b)}. "
-            "Every blurred image in A/ needs a sharp image of the same name in B/."
-        )
-    if not a:
-        raise PairingError(f"{root}/A and {root}/B hold no images ({', '.join(s for s in ('.png', '.jpg', '.tif'))})")
-    return [(a[name], b[name]) for name in sorted(a)]
-
-
-def _names(names: Sequence[str], limit: int = 10) -> str:
-    shown = ", ".join(names[:limit]) or "none"
-    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
-
-
-def gopro_pairs(root: str | Path, blur: Literal["blur", "blur_gamma"] = "blur") -> list[tuple[Path, Path]]:
-    """Pairs from a GOPRO_Large root, split folder or scene folder (``{blur|blur_gamma}/`` + ``sharp/``)."""
-    root = Path(root)
-    scenes = sorted({p.parent for p in root.glob(f"**/{blur}") if (p.parent / "sharp").is_dir()})
-    if not scenes:
-        raise PairingError(f"{root} holds no GOPRO scene (a folder with {blur}/ and sharp/ sub-folders)")
-    pairs: list[tuple[Path, Path]] = []
-    for scene in scenes:
-        blurred = {p.name: p for p in (scene / blur).iterdir() if is_image_file(p)}
-        sharp = {p.name: p for p in (scene / "sharp").iterdir() if is_image_file(p)}
-        missing = sorted(set(blurred) ^ set(sharp))
-        if missing:
-            raise PairingError(f"GOPRO scene {scene} has unpaired frames: {_names(missing)}")
-        pairs += [(blurred[n], sharp[n]) for n in sorted(blurred)]
-    if not pairs:
-        raise PairingError(
-            f"The GOPRO scenes in {root} hold no images: put blurred frames in {blur}/ and sharp ones in sharp/"
-        )
-    return pairs
-
-
-def find_pairs(root: str | Path, blur: Literal["blur", "blur_gamma"] = "blur") -> list[tuple[Path, Path]]:
-    """Pairs from an A/B folder or any GOPRO_Large level, whichever ``root`` is."""
-    root = Path(root)
-    if (root / "A").is_dir() or (root / "B").is_dir():
-        return pair_ab_folder(root)
-    return gopro_pairs(root, blur)
-
-
-def aligned_pairs(root: str | Path) -> list[tuple[Path, Path]]:
-    """DeblurGAN's "aligned" layout: every image in ``root`` is A (blurred) | B (sharp) side by side.
-
-    Each pair is the same path twice; :func:`load_pair` splits it.
-    """
-    files = sorted(p for p in Path(root).iterdir() if is_image_file(p))
-    if not files:
-        raise PairingError(f"{root} holds no aligned A|B images (.png, .jpg, .tif)")
-    return [(p, p) for p in files]
-
-
-def split_holdout(pairs: Sequence[tuple[Path, Path]], every: int = 20) -> tuple[list, list]:
-    """(training, validation) pairs: every ``every``-th pair (at least one) is held out for validation;
-    a single pair is used for both."""
-    if len(pairs) < 2:
-        return list(pairs), list(pairs)
-    held = set(range(every // 2, len(pairs), every)) or {len(pairs) // 2}
-    return [p for i, p in enumerate(pairs) if i not in held], [pairs[i] for i in sorted(held)]
-
-
-def load_pair(blurred_path: Path, sharp_path: Path) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
-    """Both images as float RGB in [0, 1]; a size mismatch is an error naming both files. The same path
-    twice is an aligned A|B image, split in halves."""
-    if blurred_path == sharp_path:
-        a, b = split_aligned(read_image(blurred_path))
-    else:
-        a, b = read_image(blurred_path), read_image(sharp_path)
-    if a.shape[:2] != b.shape[:2]:
-        raise PairingError(f"Size mismatch: {blurred_path} is {a.shape[:2]} but {sharp_path} is {b.shape[:2]}")
-    return as_rgb(to_float01(a)), as_rgb(to_float01(b))
-
-
-def split_aligned(image: NDArray) -> tuple[NDArray, NDArray]:
-    """DeblurGAN's "aligned" image (A and B side by side) split into (A, B)."""
-    w = image.shape[1]
-    if w % 2:
-        raise ValueError(f"An aligned A|B image needs an even width, got {w}")
-    return image[:, : w // 2], image[:, w // 2 :]
 
 
 class PairedCrops:

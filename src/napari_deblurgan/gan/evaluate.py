@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 
 from .checkpoint import atomic_write
-from .data import load_pair
 from .generator import ResnetGenerator
 from .inference import deblur
 from .metrics import psnr, ssim
+from .pairs import load_pair
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 
 from .blur import blur_image, motion_kernels
-from .data import gopro_pairs
 from .images import as_rgb, dtype_range, image_info, is_image_file, read_image, to_float01, write_image
+from .pairs import gopro_pairs
 
 
 def _safe_child(folder: Path, name: str, root: Path | None = None) -> Path:

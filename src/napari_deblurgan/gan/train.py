@@ -27,21 +27,12 @@ from torch import nn
 from .blur import motion_kernels
 from .checkpoint import load_checkpoint, save_checkpoint
 from .critic import CriticConfig, PatchCritic
-from .data import (
-    BatchSource,
-    BlurCurriculum,
-    PairedCrops,
-    SyntheticPairs,
-    aligned_pairs,
-    find_pairs,
-    load_pair,
-    skimage_images,
-    split_holdout,
-)
+from .data import BatchSource, BlurCurriculum, PairedCrops, SyntheticPairs, skimage_images
 from .device import bf16_supported, is_out_of_memory, resolve_device
 from .generator import PRESETS, GeneratorConfig, ResnetGenerator, preset
 from .losses import content_loss, gradient_penalty
 from .metrics import psnr, ssim
+from .pairs import aligned_pairs, find_pairs, load_pair, split_holdout
 from .weights import save_generator
 
 CHECKPOINT_NAME = "checkpoint.pt"
