@@ -180,3 +180,28 @@ def test_train_until_stops_with_a_checkpoint_and_resume_flags_branch_the_run(tmp
     assert state["step"] == 6 and json.loads(state["config"])["adv_weight"] == 0.1 and state["critic"]
     assert main([*base, "--until", "0", "--resume"]) == 2
     assert "--until" in capsys.readouterr().err
+
+
+def test_train_never_overwrites_another_runs_outputs_and_init_starts_a_stage(tmp_path: Path, capsys) -> None:
+    sharp = tmp_path / "sharp"
+    sharp.mkdir()
+    write_image(sharp / "a.png", skimage.data.astronaut()[:100, :100])
+    recipe = tmp_path / "recipe.json"
+    recipe.write_text(json.dumps({**TINY_RECIPE, "steps": 2}))
+    first = tmp_path / "first"
+    base = ["train", str(sharp), "--config", str(recipe), "--quiet"]
+    assert main([*base, "--out", str(first)]) == 0
+    (first / "checkpoint.pt").unlink()  # a folder that keeps a model and a log, like training/stage1
+    model, log = (first / "generator.safetensors").read_bytes(), (first / "metrics.csv").read_text()
+    for extra in ([], ["--resume"]):
+        assert main([*base, "--out", str(first), *extra]) == 2
+        assert "generator.safetensors and metrics.csv of another run" in capsys.readouterr().err
+    assert (first / "generator.safetensors").read_bytes() == model and (first / "metrics.csv").read_text() == log
+    second = tmp_path / "second"
+    assert main([*base, "--out", str(second), "--resume", "--init", str(first / "generator.safetensors")]) == 0
+    assert "starts at step 0" in capsys.readouterr().err
+    from napari_deblurgan.gan.weights import read_metadata
+
+    assert json.loads(read_metadata(second / "generator.safetensors")["recipe"])["init"] == str(
+        first / "generator.safetensors"
+    )

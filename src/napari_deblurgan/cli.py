@@ -163,7 +163,7 @@ def _train(args: argparse.Namespace) -> None:
     rank = int(os.environ.get("RANK", "0"))
     options: dict = _read_recipe(args.config) if args.config else {}
     options["data"] = args.data if args.data is not None else options.get("data", "skimage")
-    flags = ("preset", "steps", "batch_size", "crop", "lr", "content_loss", "adv_weight", "seed", "vgg_weights")
+    flags = ("preset", "steps", "batch_size", "crop", "lr", "content_loss", "adv_weight", "seed", "vgg_weights", "init")
     given = tuple(name for name in flags if getattr(args, name) is not None)
     options.update({name: getattr(args, name) for name in given})
     config = TrainConfig.from_dict(options)
@@ -173,6 +173,8 @@ def _train(args: argparse.Namespace) -> None:
     if args.resume and rank == 0:  # temp files of a run that was killed while saving
         for path in (checkpoint, Path(args.out) / MODEL_NAME):
             remove_stale_temp_files(path)
+        if not checkpoint.is_file():
+            print(f"--resume: {checkpoint} does not exist, so training starts at step 0", file=sys.stderr)
     try:
         trainer = Trainer(
             config,
@@ -232,6 +234,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--adv-weight", type=float, help="weight of the adversarial term (0: content only)")
     p.add_argument("--vgg-weights", help="ImageNet VGG19 weights file (torchvision format) for the perceptual loss")
     p.add_argument("--seed", type=int)
+    p.add_argument("--init", help="model file (.safetensors) to start the generator from, e.g. a previous stage")
     p.add_argument("--device", default="auto")
     p.add_argument(
         "--resume",

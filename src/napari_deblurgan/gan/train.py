@@ -37,6 +37,7 @@ from .weights import save_generator
 
 CHECKPOINT_NAME = "checkpoint.pt"
 MODEL_NAME = "generator.safetensors"
+METRICS_NAME = "metrics.csv"
 
 
 class TrainingOutOfMemory(MemoryError):
@@ -256,6 +257,13 @@ class Trainer:
             raise FileExistsError(
                 f"{self.run_dir} already holds a training run; resume it (--resume) or choose another output folder"
             )
+        if state is None:  # a new run must not overwrite the model or the log another run left there
+            left = [name for name in (MODEL_NAME, METRICS_NAME) if (self.run_dir / name).exists()]
+            if left:
+                raise FileExistsError(
+                    f"{self.run_dir} holds {' and '.join(left)} of another run but no checkpoint to resume; "
+                    "choose another output folder"
+                )
         self.cfg = config
         self.distributed = dist.is_available() and dist.is_initialized()
         self.rank = dist.get_rank() if self.distributed else 0
@@ -444,7 +452,7 @@ class Trainer:
     def steps(self) -> Iterator[TrainEvent]:
         """Train until ``cfg.steps`` or a stop request, yielding an event per step; checkpoints as it goes."""
         cfg = self.cfg
-        log = _MetricsLog(self.run_dir / "metrics.csv") if self.rank == 0 else None
+        log = _MetricsLog(self.run_dir / METRICS_NAME) if self.rank == 0 else None
         t0, s0 = time.perf_counter(), self.step
         while self.step < cfg.steps and not self._stop:
             try:
