@@ -120,6 +120,19 @@ def test_tiles_match_the_whole_frame(tiny_model_path) -> None:
     assert err.max() <= 2.0
 
 
+def test_tiling_an_instance_norm_model_warns_of_seams(natural_rgb) -> None:
+    import warnings
+
+    from napari_deblurgan.gan.generator import ResnetGenerator, preset
+
+    model = ResnetGenerator(preset("paper", ngf=4, n_blocks=1)).eval()  # per-tile statistics
+    with pytest.warns(UserWarning, match="instance normalisation"):
+        deblur(natural_rgb, model, tile_size=64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        deblur(natural_rgb, model, tile_size=None)  # one frame, one set of statistics
+
+
 def test_progress_reports_every_tile(tiny_model_path, natural_rgb) -> None:
     calls: list[tuple[int, int]] = []
     deblur(natural_rgb, tiny_model_path, tile_size=256, progress=lambda d, t: calls.append((d, t)))

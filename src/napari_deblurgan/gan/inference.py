@@ -189,6 +189,7 @@ class PlaneDeblurrer:
             raise ValueError(
                 f"tile_overlap must be at least 0 and less than half the tile size ({tile_size}), got {tile_overlap}"
             )
+        self.per_tile_statistics = model.config.norm == "instance"
         self.model: torch.nn.Module = InferenceGenerator(model)
         if device.type == "cpu":
             self.model = self.model.to(memory_format=torch.channels_last)
@@ -207,7 +208,15 @@ class PlaneDeblurrer:
         h, w = height + top + bottom, width + left + right
         if self.tile_size is None:
             return [Tile(0, 0, h, w)]
-        return plan_tiles(h, w, self.tile_size, self.tile_overlap)
+        tiles = plan_tiles(h, w, self.tile_size, self.tile_overlap)
+        if len(tiles) > 1 and self.per_tile_statistics:
+            warnings.warn(
+                "This model has instance normalisation, which normalises each tile by its own statistics, so "
+                "tiles can differ at their seams; deblur whole frames (tile_size=None, --tile-size 0) if memory "
+                "allows, or use a model without normalisation layers (the 'fast' preset).",
+                stacklevel=2,
+            )
+        return tiles
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
         x = torch.from_numpy(batch).permute(0, 3, 1, 2).to(self.device) * 2 - 1
