@@ -205,3 +205,16 @@ def test_train_never_overwrites_another_runs_outputs_and_init_starts_a_stage(tmp
     assert json.loads(read_metadata(second / "generator.safetensors")["recipe"])["init"] == str(
         first / "generator.safetensors"
     )
+
+
+def test_a_grayscale_tiff_stack_three_pixels_wide_stays_grayscale(tmp_path: Path, tiny_model_path: Path) -> None:
+    import tifffile
+
+    from napari_deblurgan import deblur
+
+    stack = np.random.default_rng(2).integers(0, 256, (5, 40, 3), dtype=np.uint8)  # (Z, Y, X), X = 3
+    tifffile.imwrite(tmp_path / "z.tif", stack, metadata={"axes": "ZYX"})
+    assert main(["deblur", str(tmp_path / "z.tif"), "-o", str(tmp_path / "out"), "--model", str(tiny_model_path)]) == 0
+    expected = deblur(stack, tiny_model_path, rgb=False)  # five 40x3 planes, not one 5x40 colour image
+    np.testing.assert_array_equal(read_image(tmp_path / "out" / "z.tif"), expected)
+    assert not np.array_equal(expected, deblur(stack, tiny_model_path, rgb=True))  # the two readings differ

@@ -69,7 +69,7 @@ def _deblur_image(image: Any, axis: int | None, gray_alpha: bool, model: Any, **
         out = image.copy()
         out[..., 0] = deblur(image[..., 0], model, **options)
         return out
-    return deblur(image, model, channel_axis=axis, **options)
+    return deblur(image, model, channel_axis=axis, rgb=None if axis is not None else False, **options)
 
 
 def _deblur(args: argparse.Namespace) -> None:
