@@ -218,3 +218,34 @@ def test_a_grayscale_tiff_stack_three_pixels_wide_stays_grayscale(tmp_path: Path
     expected = deblur(stack, tiny_model_path, rgb=False)  # five 40x3 planes, not one 5x40 colour image
     np.testing.assert_array_equal(read_image(tmp_path / "out" / "z.tif"), expected)
     assert not np.array_equal(expected, deblur(stack, tiny_model_path, rgb=True))  # the two readings differ
+
+
+def test_ctrl_c_saves_at_a_step_boundary_like_a_straight_run(tmp_path: Path, monkeypatch, capsys) -> None:
+    import os
+    import signal
+
+    import torch
+
+    from napari_deblurgan.gan import train as train_module
+    from napari_deblurgan.gan.checkpoint import load_checkpoint
+
+    recipe = tmp_path / "recipe.json"
+    recipe.write_text(json.dumps({**TINY_RECIPE, "steps": 10, "checkpoint_every": 100}))
+    base = ["train", "skimage", "--config", str(recipe), "--quiet"]
+    assert main([*base, "--out", str(tmp_path / "straight"), "--until", "3"]) == 0
+    train_step = train_module.Trainer.train_step
+
+    def interrupted_step(self):  # Ctrl-C arrives in the middle of step 3
+        if self.step == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+        return train_step(self)
+
+    monkeypatch.setattr(train_module.Trainer, "train_step", interrupted_step)
+    with pytest.raises(SystemExit) as stopped:
+        main([*base, "--out", str(tmp_path / "stopped")])
+    assert stopped.value.code == 130 and "Interrupted at step 3" in capsys.readouterr().err
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is put back
+    straight, stopped_state = (load_checkpoint(tmp_path / name / "checkpoint.pt") for name in ("straight", "stopped"))
+    assert stopped_state["step"] == straight["step"] == 3
+    for name, value in straight["generator"].items():
+        assert torch.equal(value, stopped_state["generator"][name]), name

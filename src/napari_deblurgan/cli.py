@@ -8,7 +8,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -194,6 +196,19 @@ def _train(args: argparse.Namespace) -> None:
     bar = tqdm(
         total=trainer.cfg.steps, initial=trainer.step, unit="step", dynamic_ncols=True, disable=args.quiet or rank > 0
     )
+    interrupted = False
+
+    def stop_after_this_step(signum: int, frame: Any) -> None:
+        """First Ctrl-C: finish the step, save, exit. A checkpoint taken mid-step would not resume exactly."""
+        nonlocal interrupted
+        if interrupted:
+            raise KeyboardInterrupt
+        interrupted = True
+        trainer.request_stop()
+        print("Stopping after this step with a checkpoint (Ctrl-C again quits without one)", file=sys.stderr)
+
+    main_thread = threading.current_thread() is threading.main_thread()  # signal handlers live there only
+    previous = signal.signal(signal.SIGINT, stop_after_this_step) if main_thread else None
     try:
         for event in trainer.steps():
             bar.update(event.step - bar.n)
@@ -207,15 +222,15 @@ def _train(args: argparse.Namespace) -> None:
             if args.until is not None and event.step >= args.until:
                 trainer.request_stop()
     except KeyboardInterrupt:
-        trainer.request_stop()
-        trainer.save()
-        print(
-            f"Interrupted at step {trainer.step}; checkpoint saved in {args.out} (resume with --resume)",
-            file=sys.stderr,
-        )
+        print(f"Quit without saving; {args.out} keeps its last checkpoint (resume with --resume)", file=sys.stderr)
         raise SystemExit(130) from None
     finally:
+        if main_thread:
+            signal.signal(signal.SIGINT, previous)
         bar.close()
+    if interrupted:
+        print(f"Interrupted at step {trainer.step}; checkpoint saved in {args.out} (resume with --resume)", file=sys.stderr)
+        raise SystemExit(130)
     if rank == 0:
         print(f"Trained to step {trainer.step}; model: {Path(args.out) / 'generator.safetensors'}")
 
