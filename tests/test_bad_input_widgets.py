@@ -167,3 +167,14 @@ def test_bad_layer_pairs_are_refused_before_training(
     widget._start.clicked.emit()
     assert len(shown["error"]) == 1 and re.search(message, shown["error"][0]), shown["error"]
     assert widget.worker is None and widget._start.enabled and not (tmp_path / "run").exists()
+
+
+def test_multiscale_layers_are_refused_before_training(make_napari_viewer, tmp_path, shown) -> None:
+    viewer = make_napari_viewer()
+    pyramid = [np.zeros((2, 64, 64), np.uint8), np.zeros((2, 32, 32), np.uint8)]
+    viewer.add_image(pyramid, name="sharp", multiscale=True)
+    viewer.add_image(pyramid, name="blurred", multiscale=True)
+    widget = _train_widget(viewer, tmp_path / "run")
+    widget._start.clicked.emit()
+    assert len(shown["error"]) == 1 and "multiscale" in shown["error"][0], shown["error"]
+    assert widget.worker is None and widget._start.enabled

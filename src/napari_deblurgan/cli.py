@@ -229,7 +229,8 @@ def _train(args: argparse.Namespace) -> None:
             signal.signal(signal.SIGINT, previous)
         bar.close()
     if interrupted:
-        print(f"Interrupted at step {trainer.step}; checkpoint saved in {args.out} (resume with --resume)", file=sys.stderr)
+        message = f"Interrupted at step {trainer.step}; checkpoint saved in {args.out} (resume with --resume)"
+        print(message, file=sys.stderr)
         raise SystemExit(130)
     if rank == 0:
         print(f"Trained to step {trainer.step}; model: {Path(args.out) / 'generator.safetensors'}")

@@ -26,6 +26,7 @@ from napari.utils.notifications import show_error, show_info
 
 from ..gan.generator import PRESETS, preset
 from ..gan.losses import CONTENT_LOSSES
+from ..gan.pairs import check_same_shape
 from ..gan.train import CHECKPOINT_NAME, MODEL_NAME, TrainConfig, Trainer, TrainEvent
 from ._jobs import train_job
 from ._layers import image_choices, show_preview
@@ -194,13 +195,22 @@ class TrainWidget(Container):
             raise ValueError("Choose two different image layers: the blurred one and its sharp ground truth")
         if blurred.rgb != sharp.rgb:
             raise ValueError(f"{blurred.name} and {sharp.name} must both be RGB or both grayscale")
+        check_same_shape(blurred.data.shape, sharp.data.shape)
+        for layer in (blurred, sharp):
+            if layer.multiscale:
+                raise ValueError(f"{layer.name} is a multiscale (pyramid) layer; train on a single-scale image")
         from dataclasses import replace
 
-        from ..gan.array_pairs import ArrayPairs
-
         cfg = replace(cfg, data=f"napari layers {blurred.name!r} (blurred) and {sharp.name!r} (sharp)")
-        pairs = ArrayPairs(blurred.data, sharp.data, cfg.crop, cfg.batch_size, cfg.seed, blurred.rgb)
-        return lambda: Trainer(cfg, run_dir, device, resume, source=pairs, val_pairs=pairs.validation_pairs())
+        blurred_data, sharp_data, rgb = blurred.data, sharp.data, blurred.rgb
+
+        def make() -> Trainer:  # runs in the worker: ArrayPairs reads whole (maybe lazy) stacks
+            from ..gan.array_pairs import ArrayPairs
+
+            pairs = ArrayPairs(blurred_data, sharp_data, cfg.crop, cfg.batch_size, cfg.seed, rgb)
+            return Trainer(cfg, run_dir, device, resume, source=pairs, val_pairs=pairs.validation_pairs())
+
+        return make
 
     def start(self) -> None:
         """Start training in a thread worker."""

@@ -13,7 +13,7 @@ from numpy.typing import NDArray
 
 from .data import _augment, _random_crop, _rng, _to_tensor
 from .images import as_rgb, to_float01
-from .pairs import PairingError
+from .pairs import check_same_shape
 
 
 def _as_stack(array: Any, rgb: bool) -> Any:
@@ -35,8 +35,7 @@ class ArrayPairs:
     def __init__(
         self, blurred: Any, sharp: Any, crop: int = 256, batch_size: int = 1, seed: int = 0, rgb: bool = False
     ) -> None:
-        if blurred.shape != sharp.shape:
-            raise PairingError(f"The blurred and sharp stacks differ in shape: {blurred.shape} vs {sharp.shape}")
+        check_same_shape(blurred.shape, sharp.shape)
         self.blurred, self.sharp = _as_stack(blurred, rgb), _as_stack(sharp, rgb)
         self.crop, self.batch_size, self.seed = crop, batch_size, seed
         floats = [a for a in (blurred, sharp) if np.dtype(a.dtype).kind == "f"]

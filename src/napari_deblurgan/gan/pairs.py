@@ -17,6 +17,12 @@ class PairingError(ValueError):
     """A/B folders whose files cannot be paired one to one."""
 
 
+def check_same_shape(blurred: tuple[int, ...], sharp: tuple[int, ...]) -> None:
+    """Blurred and sharp stacks pair frame by frame, so their shapes must be equal."""
+    if tuple(blurred) != tuple(sharp):
+        raise PairingError(f"The blurred and sharp stacks differ in shape: {tuple(blurred)} vs {tuple(sharp)}")
+
+
 def pair_ab_folder(root: str | Path) -> list[tuple[Path, Path]]:
     """Pairs (A = blurred, B = sharp) matched by identical file name, sorted by name.
 
