@@ -249,3 +249,20 @@ def test_ctrl_c_saves_at_a_step_boundary_like_a_straight_run(tmp_path: Path, mon
     assert stopped_state["step"] == straight["step"] == 3
     for name, value in straight["generator"].items():
         assert torch.equal(value, stopped_state["generator"][name]), name
+
+
+def test_value_range_for_12_bit_data_in_16_bit_files(tmp_path: Path, tiny_model_path: Path, capsys) -> None:
+    from napari_deblurgan import deblur
+
+    image = skimage.data.camera()[:64, :80].astype(np.uint16) * 16 + 7  # 12-bit values
+    write_image(tmp_path / "in" / "x.tif", image)
+    base = ["deblur", str(tmp_path / "in" / "x.tif"), "--model", str(tiny_model_path), "--quiet"]
+    assert main([*base, "-o", str(tmp_path / "auto"), "--value-range", "auto"]) == 0
+    assert main([*base, "-o", str(tmp_path / "fixed"), "--value-range", "0,4095"]) == 0
+    auto, fixed = (read_image(tmp_path / name / "x.tif") for name in ("auto", "fixed"))
+    np.testing.assert_array_equal(auto, deblur(image, tiny_model_path, value_range=(image.min(), image.max())))
+    np.testing.assert_array_equal(fixed, deblur(image, tiny_model_path, value_range=(0, 4095)))
+    assert auto.dtype == np.uint16 and auto.max() < 4400  # stays 12-bit-like, not stretched to 65535
+    with pytest.raises(SystemExit):
+        main([*base, "-o", str(tmp_path / "bad"), "--value-range", "4095,0"])
+    assert "HI must be larger than LO" in capsys.readouterr().err

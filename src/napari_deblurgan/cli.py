@@ -97,8 +97,22 @@ def _deblur(args: argparse.Namespace) -> None:
 
             axis = channel_axis_of(src, image)
             gray_alpha = axis == -1 and image.shape[-1] == 2 and src.suffix.lower() in (".png", ".bmp")
+            if args.value_range == "auto":
+                alpha = gray_alpha or (axis == -1 and image.shape[-1] == 4)
+                intensities = image[..., :-1] if alpha else image
+                low, high = float(intensities.min()), float(intensities.max())
+                value_range = (low, high) if high > low else None
+            else:
+                value_range = None if args.value_range == "dtype" else args.value_range
             result = _deblur_image(
-                image, axis, gray_alpha, model, tile_size=args.tile_size or None, half=args.half, progress=tiles
+                image,
+                axis,
+                gray_alpha,
+                model,
+                value_range=value_range,
+                tile_size=args.tile_size or None,
+                half=args.half,
+                progress=tiles,
             )
             write_image(dst, result, channels_last=axis == -1)
             bar.update()
@@ -114,10 +128,30 @@ def _add_deblur(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     p.add_argument("--tile-size", type=_tile_size, default=1024, help="tile size in pixels; 0 for whole frames")
     p.add_argument("--half", action="store_true", help="half precision (fp16 on GPUs, bf16 on capable CPUs)")
+    p.add_argument(
+        "--value-range",
+        type=_value_range,
+        default="dtype",
+        metavar="dtype|auto|LO,HI",
+        help="intensities mapped to the model's 0..1: the dtype's range (8/16-bit, default), each image's own "
+        "min..max (auto: e.g. 12-bit data stored as 16-bit), or LO,HI (e.g. 0,4095)",
+    )
     p.add_argument("--format", choices=["png", "jpg", "tif"], help="output format (default: the input's)")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files (never inputs)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_deblur)
+
+
+def _value_range(text: str) -> str | tuple[float, float]:
+    if text in ("dtype", "auto"):
+        return text
+    try:
+        low, high = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: use dtype, auto or LO,HI such as 0,4095") from None
+    if not high > low:
+        raise argparse.ArgumentTypeError(f"{text!r}: HI must be larger than LO")
+    return low, high
 
 
 def _tile_size(text: str) -> int:
