@@ -223,3 +223,20 @@ def test_cuda_runs_autotune_cudnn_without_changing_the_users_settings() -> None:
     with _cudnn_autotune(torch.device("cpu")):
         assert torch.backends.cudnn.benchmark == before[0]
     assert (torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic) == before
+
+
+def test_value_range_auto_uses_the_images_own_range_without_alpha(tiny_model_path, natural_rgb) -> None:
+    import dask.array as da
+
+    twelve_bit = natural_rgb.astype(np.uint16) * 16  # 0..4080 in a 16-bit array
+    rgba = np.concatenate([twelve_bit, np.full((*twelve_bit.shape[:2], 1), 65535, np.uint16)], axis=2)
+    low, high = int(twelve_bit.min()), int(twelve_bit.max())
+    expected = deblur(twelve_bit, tiny_model_path, value_range=(low, high))
+    np.testing.assert_array_equal(deblur(twelve_bit, tiny_model_path, value_range="auto"), expected)
+    out = deblur(rgba, tiny_model_path, value_range="auto")  # the opaque alpha (65535) does not count
+    np.testing.assert_array_equal(out[..., :3], expected)
+    lazy = deblur(da.from_array(rgba, chunks=256), tiny_model_path, value_range="auto").compute()
+    assert np.abs(lazy[..., :3].astype(int) - expected).max() <= 2  # dask blocks: same range, same result
+    assert not np.array_equal(expected, deblur(twelve_bit, tiny_model_path))  # the dtype range differs
+    with pytest.raises(ValueError, match="value_range must be"):
+        deblur(twelve_bit, tiny_model_path, value_range="full")

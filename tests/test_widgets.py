@@ -87,6 +87,24 @@ def test_stack_current_frame_then_whole_stack_updates_in_place(make_napari_viewe
     assert [layer.name for layer in viewer.layers].count("movie deblurred") == 1
 
 
+def test_12_bit_data_can_use_its_own_range(make_napari_viewer, qtbot, tiny_model_path) -> None:
+    from napari_deblurgan import deblur
+
+    viewer = make_napari_viewer()
+    viewer.add_image(np.random.default_rng(4).integers(0, 255, (40, 48), dtype=np.uint8), name="8bit")
+    widget = deblur_widget(viewer, tiny_model_path)
+    assert widget._range.native.isHidden()  # 8-bit: nothing to choose
+    twelve_bit = np.random.default_rng(5).integers(100, 4000, (40, 48), dtype=np.uint16)
+    viewer.add_image(twelve_bit, name="scan")
+    widget._image.value = viewer.layers["scan"]
+    assert not widget._range.native.isHidden()
+    widget._range.value = "own min..max"
+    _run(qtbot, widget)
+    result = viewer.layers["scan deblurred"].data
+    np.testing.assert_array_equal(result, deblur(twelve_bit, tiny_model_path, tile_size=512, value_range="auto"))
+    assert not np.array_equal(result, deblur(twelve_bit, tiny_model_path, tile_size=512))
+
+
 def test_a_lazy_dask_stack_is_deblurred_frame_by_frame(make_napari_viewer, qtbot, tiny_model_path) -> None:
     import dask.array as da
 

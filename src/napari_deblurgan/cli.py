@@ -97,13 +97,7 @@ def _deblur(args: argparse.Namespace) -> None:
 
             axis = channel_axis_of(src, image)
             gray_alpha = axis == -1 and image.shape[-1] == 2 and src.suffix.lower() in (".png", ".bmp")
-            if args.value_range == "auto":
-                alpha = gray_alpha or (axis == -1 and image.shape[-1] == 4)
-                intensities = image[..., :-1] if alpha else image
-                low, high = float(intensities.min()), float(intensities.max())
-                value_range = (low, high) if high > low else None
-            else:
-                value_range = None if args.value_range == "dtype" else args.value_range
+            value_range = None if args.value_range == "dtype" else args.value_range
             result = _deblur_image(
                 image,
                 axis,

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
 DEFAULT, FILE = "default", "file"
 CURRENT, WHOLE = "current frame", "whole stack"
+DTYPE_RANGE, OWN_RANGE = "16-bit range", "own min..max"
 
 
 class DeblurWidget(Container):
@@ -50,6 +51,14 @@ class DeblurWidget(Container):
         self._tile = SpinBox(
             label="tile size", min=64, max=4096, step=64, value=512, tooltip="pixels per tile (bounds memory)"
         )
+        self._range = RadioButtons(
+            label="intensities",
+            choices=[DTYPE_RANGE, OWN_RANGE],
+            value=DTYPE_RANGE,
+            orientation="horizontal",
+            visible=False,
+            tooltip="what maps to black..white: 0..65535, or the layer's own min..max (12-bit data, dim images)",
+        )
         self._frames = RadioButtons(
             label="frames", choices=[CURRENT, WHOLE], value=CURRENT, orientation="horizontal", visible=False
         )
@@ -66,6 +75,7 @@ class DeblurWidget(Container):
                 self._model_file,
                 self._device,
                 self._tile,
+                self._range,
                 self._frames,
                 self._beside,
                 buttons,
@@ -100,6 +110,7 @@ class DeblurWidget(Container):
 
     def _on_image(self, layer: Image | None) -> None:
         self._frames.visible = layer is not None and stack_ndim(layer) > 0
+        self._range.visible = layer is not None and _is_16_bit(layer)
 
     def _model_path(self) -> Path | None:
         if self._model.value == DEFAULT:
@@ -137,6 +148,7 @@ class DeblurWidget(Container):
             device=self._device.value,
             rgb=layer.rgb,
             tile_size=self._tile.value,
+            value_range="auto" if _is_16_bit(layer) and self._range.value == OWN_RANGE else None,
             _connect={
                 "yielded": self._on_progress,
                 "returned": partial(self._on_result, layer, frame),
@@ -175,3 +187,9 @@ class DeblurWidget(Container):
     def _on_error(self, name: str, exc: Exception) -> None:
         self._status.value = "failed"
         show_error(f"Deblurring {name} failed: {exc}")
+
+
+def _is_16_bit(layer: Image) -> bool:
+    """16-bit integer data, where 12-bit values often fill only a sixteenth of the dtype's range."""
+    dtype = np.dtype(layer.dtype)
+    return dtype.kind in "ui" and dtype.itemsize == 2

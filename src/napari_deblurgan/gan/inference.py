@@ -12,7 +12,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -109,6 +109,19 @@ def value_range_of(arr: np.ndarray, value_range: tuple[float, float] | None) -> 
         return float(info.min), float(info.max)
     # floats, and 32/64-bit integers (float32 cannot resolve their dtype range): the data's own range
     return _float_range(float(arr.min()), float(arr.max()))
+
+
+def _intensity_extremes(image: Any, layout: Layout) -> tuple[Any, Any]:
+    """Minimum and maximum of an image's intensities (RGBA alpha left out); numpy or lazy dask scalars."""
+    if layout.colour and image.shape[layout.channel_axis] == 4:
+        axes = tuple(a for a in range(image.ndim) if a != layout.channel_axis % image.ndim)
+        return image.min(axis=axes)[:3].min(), image.max(axis=axes)[:3].max()
+    return image.min(), image.max()
+
+
+def _own_range(low: float, high: float) -> tuple[float, float]:
+    """``value_range="auto"``: the data's min..max (a constant image maps to mid-grey)."""
+    return (low, high) if high > low else (low - 0.5, low + 0.5)
 
 
 def _float_range(lo: float, hi: float) -> tuple[float, float]:
@@ -294,7 +307,7 @@ def _deblur_lazy(
     model: str | Path | ResnetGenerator | None,
     channel_axis: int | None,
     rgb: bool | None,
-    value_range: tuple[float, float] | None,
+    value_range: tuple[float, float] | Literal["auto"] | None,
     **options: Any,
 ) -> Any:
     """The dask path of :func:`deblur`: same layout and value-range rules, lazy result; blocks of twice
@@ -307,6 +320,9 @@ def _deblur_lazy(
     if image.ndim < 2 or 0 in image.shape:
         _check_array(np.empty(image.shape, dtype=image.dtype))
     layout = infer_layout(image.shape, channel_axis, rgb)
+    if isinstance(value_range, str):
+        _check_auto(value_range)
+        value_range = _own_range(*(float(v) for v in dask.compute(*_intensity_extremes(image, layout))))
     wide_int = image.dtype.kind in "ui" and image.dtype.itemsize > 2
     if value_range is None and (image.dtype.kind == "f" or wide_int):  # the whole array's range: one pass
         low, high = (float(v) for v in dask.compute(image.min(), image.max()))
@@ -326,6 +342,11 @@ def _deblur_lazy(
     return da.moveaxis(deblur_dask(moved, model, False, (lo, hi), **options), 0, layout.channel_axis)
 
 
+def _check_auto(value_range: str) -> None:
+    if value_range != "auto":
+        raise ValueError(f'value_range must be (low, high), "auto" or None, got {value_range!r}')
+
+
 def _chunks(items: list[Tile], size: int) -> Iterator[list[Tile]]:
     for i in range(0, len(items), size):
         yield items[i : i + size]
@@ -338,7 +359,7 @@ def deblur(
     device: str = "auto",
     channel_axis: int | None = None,
     rgb: bool | None = None,
-    value_range: tuple[float, float] | None = None,
+    value_range: tuple[float, float] | Literal["auto"] | None = None,
     tile_size: int | None = 1024,
     tile_overlap: int | None = None,
     batch_size: int | None = None,
@@ -355,7 +376,9 @@ def deblur(
         channel_axis: the axis holding channels, for channel-first data; 3 or 4 channels are RGB(A),
             other counts are deblurred channel by channel.
         rgb: force (True) or forbid (False) reading a last axis of 3/4 as colour; None guesses.
-        value_range: (low, high) of a float image's values, if not its min..max.
+        value_range: (low, high) of the values that map to black..white: None for the dtype's range
+            (8/16-bit) or a float image's own range; "auto" for the image's own min..max (e.g. 12-bit
+            data stored as 16-bit).
         tile_size: largest tile (pixels) processed at once, bounding memory; None for whole frames.
         tile_overlap: overlap of neighbouring tiles, blended so no seam shows; None: 96 px, at most a
             quarter of the tile.
@@ -382,6 +405,9 @@ def deblur(
     arr = np.asarray(image)
     _check_array(arr)
     layout = infer_layout(arr.shape, channel_axis, rgb)
+    if isinstance(value_range, str):
+        _check_auto(value_range)
+        value_range = _own_range(*(float(v) for v in _intensity_extremes(arr, layout)))
     net = model if isinstance(model, ResnetGenerator) else load_model(model, device)
     dev = next(net.parameters()).device
     lo, hi = value_range_of(arr, value_range)
