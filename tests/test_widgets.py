@@ -94,15 +94,18 @@ def test_12_bit_data_can_use_its_own_range(make_napari_viewer, qtbot, tiny_model
     viewer.add_image(np.random.default_rng(4).integers(0, 255, (40, 48), dtype=np.uint8), name="8bit")
     widget = deblur_widget(viewer, tiny_model_path)
     assert widget._range.native.isHidden()  # 8-bit: nothing to choose
-    twelve_bit = np.random.default_rng(5).integers(100, 4000, (40, 48), dtype=np.uint16)
+    twelve_bit = np.random.default_rng(5).integers(100, 4000, (2, 40, 48), dtype=np.uint16)
+    twelve_bit[1] //= 2  # a dimmer second frame: its own range differs from the stack's
     viewer.add_image(twelve_bit, name="scan")
+    viewer.dims.set_point(0, 1)
     widget._image.value = viewer.layers["scan"]
     assert not widget._range.native.isHidden()
     widget._range.value = "own min..max"
-    _run(qtbot, widget)
-    result = viewer.layers["scan deblurred"].data
-    np.testing.assert_array_equal(result, deblur(twelve_bit, tiny_model_path, tile_size=512, value_range="auto"))
-    assert not np.array_equal(result, deblur(twelve_bit, tiny_model_path, tile_size=512))
+    _run(qtbot, widget)  # the current frame, mapped by the whole stack's range like the whole stack would be
+    result = viewer.layers["scan deblurred"].data[0]
+    whole_stack = deblur(twelve_bit, tiny_model_path, tile_size=512, value_range="auto")
+    np.testing.assert_array_equal(result, whole_stack[1])
+    assert not np.array_equal(result, deblur(twelve_bit[1], tiny_model_path, tile_size=512))
 
 
 def test_a_lazy_dask_stack_is_deblurred_frame_by_frame(make_napari_viewer, qtbot, tiny_model_path) -> None:
@@ -248,6 +251,9 @@ def test_training_from_a_folder_checks_its_inputs(make_napari_viewer, qtbot, tmp
         tifffile.imwrite(tmp_path / "ab" / sub / "x.tif", np.zeros((40, 40, 3), np.uint8))
     tifffile.imwrite(tmp_path / "ab" / "A" / "y.tif", np.zeros((40, 40, 3), np.uint8))
     widget._folder.value = tmp_path / "ab"
+    widget._out.value = None  # cleared: never the working directory
+    widget._start.clicked.emit()
+    assert errors[-1] == "Choose an output folder for the run first" and widget.worker is None
     widget._out.value = tmp_path / "out"
     widget._start.clicked.emit()
     with qtbot.waitSignal(widget.worker.finished, timeout=TIMEOUT):

@@ -203,8 +203,6 @@ def _train(args: argparse.Namespace) -> None:
     if args.resume and rank == 0:  # temp files of a run that was killed while saving
         for path in (checkpoint, Path(args.out) / MODEL_NAME):
             remove_stale_temp_files(path)
-        if not checkpoint.is_file():
-            print(f"--resume: {checkpoint} does not exist, so training starts at step 0", file=sys.stderr)
     try:
         trainer = Trainer(
             config,
@@ -221,6 +219,8 @@ def _train(args: argparse.Namespace) -> None:
         raise ValueError(
             f"Cannot resume from {checkpoint}: it is not a complete napari-deblurgan checkpoint ({_summary(exc)})"
         ) from exc
+    if args.resume and trainer.step == 0 and rank == 0:
+        print(f"--resume: {checkpoint} does not exist, so training starts at step 0", file=sys.stderr)
     bar = tqdm(
         total=trainer.cfg.steps, initial=trainer.step, unit="step", dynamic_ncols=True, disable=args.quiet or rank > 0
     )
@@ -250,7 +250,8 @@ def _train(args: argparse.Namespace) -> None:
             if args.until is not None and event.step >= args.until:
                 trainer.request_stop()
     except KeyboardInterrupt:
-        print(f"Quit without saving; {args.out} keeps its last checkpoint (resume with --resume)", file=sys.stderr)
+        kept = "keeps its last checkpoint (resume with --resume)" if checkpoint.is_file() else "has no checkpoint yet"
+        print(f"Quit without saving; {args.out} {kept}", file=sys.stderr)
         raise SystemExit(130) from None
     finally:
         if main_thread:

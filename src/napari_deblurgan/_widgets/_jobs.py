@@ -73,15 +73,21 @@ def with_progress(
 
 
 def deblur_job(
-    data: Any, model: Path | None, cancel: threading.Event, **options: Any
+    data: Any, model: Path | None, cancel: threading.Event, own_range_of: Any = None, **options: Any
 ) -> Generator[Progress, None, np.ndarray]:
     """Deblur ``data`` (numpy or dask), yielding ``(tiles done, total)``; ``options`` go to ``deblur``.
+
+    ``own_range_of``: map intensities by this array's own range (``intensity_range``: the whole layer,
+    so a single frame gets the same mapping as the whole stack), computed here, off the GUI thread.
 
     A dask stack (a lazy layer, e.g. from our reader) is deblurred lazily and computed frame by frame, so
     only one input frame is in memory at a time; progress then counts frames.
     """
-    from ..gan.inference import deblur
+    from ..gan.inference import deblur, intensity_range
     from ..gan.lazy import is_dask_array
+
+    if own_range_of is not None:
+        options["value_range"] = intensity_range(own_range_of, rgb=options.get("rgb"))
 
     stack_axes = data.ndim - (3 if options.get("rgb") else 2)
     if is_dask_array(data) and stack_axes > 0:

@@ -148,7 +148,7 @@ class DeblurWidget(Container):
             device=self._device.value,
             rgb=layer.rgb,
             tile_size=self._tile.value,
-            value_range="auto" if _is_16_bit(layer) and self._range.value == OWN_RANGE else None,
+            own_range_of=layer.data if _is_16_bit(layer) and self._range.value == OWN_RANGE else None,
             _connect={
                 "yielded": self._on_progress,
                 "returned": partial(self._on_result, layer, frame),

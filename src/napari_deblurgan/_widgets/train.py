@@ -92,7 +92,7 @@ class TrainWidget(Container):
             tooltip="0 = content loss only (fastest); DeblurGAN uses a WGAN-GP critic",
         )
         self._preview_every = SpinBox(label="preview every", min=1, max=100_000, value=50, tooltip="steps")
-        self._out = FileEdit(label="output folder", mode="d", value=self._run_dir)
+        self._out = FileEdit(label="output folder", mode="d", value=self._run_dir, nullable=True)
         self._resume = CheckBox(text="resume from the checkpoint in the output folder")
         self._device = ComboBox(label="device", choices=["auto", *available_devices()])
         self._start = PushButton(text="Start")
@@ -214,8 +214,11 @@ class TrainWidget(Container):
 
     def start(self) -> None:
         """Start training in a thread worker."""
+        if self._out.value is None:  # None while empty (not ".", the working directory)
+            show_error("Choose an output folder for the run first")
+            return
         run_dir = Path(self._out.value)
-        folder = self._folder.value  # None while empty (not ".", which would train on the working directory)
+        folder = self._folder.value
         if self._source.value == FOLDER and (folder is None or not Path(folder).is_dir()):
             show_error("Choose the training data folder first")
             return

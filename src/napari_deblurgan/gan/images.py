@@ -89,7 +89,8 @@ def write_image(path: str | Path, image: NDArray, channels_last: bool | None = N
     """Write an image atomically (temp file + rename) in the format its suffix names; 16-bit stays 16-bit.
 
     ``channels_last=True`` marks the last axis of a 3D TIFF as samples (channels) whatever their count,
-    so a 2- or 5-channel image reads back as channels rather than as a stack of pages.
+    so a 2- or 5-channel image reads back as channels rather than as a stack of pages; ``False`` writes a
+    3D TIFF as grayscale pages even when its last axis is 3 or 4 long; None guesses from the shape.
     """
     from .checkpoint import atomic_write
 
@@ -101,8 +102,10 @@ def write_image(path: str | Path, image: NDArray, channels_last: bool | None = N
         if suffix in (".tif", ".tiff"):
             import tifffile
 
-            rgb = image.ndim == 3 and image.shape[-1] in (3, 4)
-            if channels_last and image.ndim == 3 and not rgb:
+            rgb = channels_last is not False and image.ndim == 3 and image.shape[-1] in (3, 4)
+            if image.ndim == 3 and not rgb and channels_last is False:
+                tifffile.imwrite(tmp, image, photometric="minisblack")
+            elif channels_last and image.ndim == 3 and not rgb:
                 tifffile.imwrite(tmp, image, photometric="minisblack", planarconfig="contig")
             else:
                 tifffile.imwrite(tmp, image, photometric="rgb" if rgb else None)

@@ -119,9 +119,25 @@ def _intensity_extremes(image: Any, layout: Layout) -> tuple[Any, Any]:
     return image.min(), image.max()
 
 
-def _own_range(low: float, high: float) -> tuple[float, float]:
-    """``value_range="auto"``: the data's min..max (a constant image maps to mid-grey)."""
-    return (low, high) if high > low else (low - 0.5, low + 0.5)
+def intensity_range(
+    image: Any, channel_axis: int | None = None, rgb: bool | None = None, margin: float = 0.1
+) -> tuple[float, float]:
+    """``value_range="auto"``: the image's min..max (RGBA alpha left out; numpy or dask), widened by
+    ``margin`` of it on each side within an integer dtype's range, so deblurred highlights and shadows
+    that overshoot the blurred ones are kept. A constant image maps to mid-grey."""
+    extremes = _intensity_extremes(image, infer_layout(image.shape, channel_axis, rgb))
+    if is_dask_array(image):
+        import dask
+
+        extremes = dask.compute(*extremes)
+    low, high = (float(v) for v in extremes)
+    if not high > low:
+        return low - 0.5, low + 0.5
+    low, high = low - margin * (high - low), high + margin * (high - low)
+    if np.dtype(image.dtype).kind in "ui":
+        info = np.iinfo(image.dtype)
+        low, high = max(low, float(info.min)), min(high, float(info.max))
+    return low, high
 
 
 def _float_range(lo: float, hi: float) -> tuple[float, float]:
@@ -221,15 +237,7 @@ class PlaneDeblurrer:
         h, w = height + top + bottom, width + left + right
         if self.tile_size is None:
             return [Tile(0, 0, h, w)]
-        tiles = plan_tiles(h, w, self.tile_size, self.tile_overlap)
-        if len(tiles) > 1 and self.per_tile_statistics:
-            warnings.warn(
-                "This model has instance normalisation, which normalises each tile by its own statistics, so "
-                "tiles can differ at their seams; deblur whole frames (tile_size=None, --tile-size 0) if memory "
-                "allows, or use a model without normalisation layers (the 'fast' preset).",
-                stacklevel=2,
-            )
-        return tiles
+        return plan_tiles(h, w, self.tile_size, self.tile_overlap)
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
         x = torch.from_numpy(batch).permute(0, 3, 1, 2).to(self.device) * 2 - 1
@@ -322,7 +330,7 @@ def _deblur_lazy(
     layout = infer_layout(image.shape, channel_axis, rgb)
     if isinstance(value_range, str):
         _check_auto(value_range)
-        value_range = _own_range(*(float(v) for v in dask.compute(*_intensity_extremes(image, layout))))
+        value_range = intensity_range(image, channel_axis, rgb)
     wide_int = image.dtype.kind in "ui" and image.dtype.itemsize > 2
     if value_range is None and (image.dtype.kind == "f" or wide_int):  # the whole array's range: one pass
         low, high = (float(v) for v in dask.compute(image.min(), image.max()))
@@ -376,9 +384,10 @@ def deblur(
         channel_axis: the axis holding channels, for channel-first data; 3 or 4 channels are RGB(A),
             other counts are deblurred channel by channel.
         rgb: force (True) or forbid (False) reading a last axis of 3/4 as colour; None guesses.
-        value_range: (low, high) of the values that map to black..white: None for the dtype's range
-            (8/16-bit) or a float image's own range; "auto" for the image's own min..max (e.g. 12-bit
-            data stored as 16-bit).
+        value_range: (low, high) of the values that map to black..white. None: 8/16-bit integers by
+            their dtype's range; floats [0, 1] if inside it, else (like 32/64-bit integers) their
+            min..max. "auto": the image's own min..max with a 10 % margin (:func:`intensity_range`),
+            e.g. for 12-bit data stored as 16-bit.
         tile_size: largest tile (pixels) processed at once, bounding memory; None for whole frames.
         tile_overlap: overlap of neighbouring tiles, blended so no seam shows; None: 96 px, at most a
             quarter of the tile.
@@ -407,7 +416,7 @@ def deblur(
     layout = infer_layout(arr.shape, channel_axis, rgb)
     if isinstance(value_range, str):
         _check_auto(value_range)
-        value_range = _own_range(*(float(v) for v in _intensity_extremes(arr, layout)))
+        value_range = intensity_range(arr, channel_axis, rgb)
     net = model if isinstance(model, ResnetGenerator) else load_model(model, device)
     dev = next(net.parameters()).device
     lo, hi = value_range_of(arr, value_range)
@@ -420,6 +429,14 @@ def deblur(
     runner = PlaneDeblurrer(net, dev, tile_size, tile_overlap, batch_size=batch, half=half)
     done = plane_start = 0
     total = len(planes) * len(runner.tiles_for(*plane_shape[:2]))
+    if runner.per_tile_statistics and total > len(planes):
+        warnings.warn(
+            "This model has instance normalisation, which normalises each tile by its own statistics, so tiles "
+            "can differ at their seams; deblur whole frames if memory allows (tile_size=None, --tile-size 0, or "
+            "a tile size above the image size in the widget), or use a model without normalisation layers "
+            "(the 'fast' preset).",
+            stacklevel=2,
+        )
 
     def tick() -> None:
         nonlocal done

@@ -258,7 +258,7 @@ class Trainer:
                 f"{self.run_dir} already holds a training run; resume it (--resume) or choose another output folder"
             )
         if state is None:  # a new run must not overwrite the model or the log another run left there
-            left = [name for name in (MODEL_NAME, METRICS_NAME) if (self.run_dir / name).exists()]
+            left = [name for name in (MODEL_NAME, METRICS_NAME) if _holds_results(self.run_dir / name)]
             if left:
                 raise FileExistsError(
                     f"{self.run_dir} holds {' and '.join(left)} of another run but no checkpoint to resume; "
@@ -508,6 +508,15 @@ class Trainer:
         """Run :meth:`steps` to the end."""
         for _ in self.steps():
             pass
+
+
+def _holds_results(path: Path) -> bool:
+    """A model file, or a log with logged steps (a run that failed at its first step leaves only a header)."""
+    if path.name == METRICS_NAME:
+        with contextlib.suppress(OSError), open(path) as fh:
+            return len(fh.readlines(1 << 16)) > 1
+        return False
+    return path.exists()
 
 
 def _pairs_from(source: BatchSource, count: int = 2) -> list[tuple[np.ndarray, np.ndarray]]:
