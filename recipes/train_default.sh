@@ -1,9 +1,15 @@
 #!/bin/sh
-# Reproduces the shipped default model from scratch, on any machine (CPU: hours; one GPU: minutes).
-# Every batch is a function of (seed, step), so each stage gives the same weights wherever it stops and resumes.
+# Reproduces the shipped default model from scratch, on any machine (CPU: hours; one GPU: minutes), in
+# fresh run folders under $OUT (default runs/default-model), so nothing committed under training/ is touched.
+# Every batch is a function of (seed, step), so each stage gives the same weights wherever it stops and resumes:
+# pass --resume to continue an interrupted reproduction, --device cuda for a GPU.
 set -e
+OUT="${OUT:-runs/default-model}"
 # Stage 1: content-only pretraining on the scikit-image images; its 60,000-step schedule is cut at 19,000.
-napari-deblurgan train --config recipes/stage1.json --out training/stage1 --until 19000 "$@"
-# Stage 2: fine-tunes stage 1 (recipe "init") on augmented data; the critic joins for the final phase.
-napari-deblurgan train --config recipes/default.json --out training/default "$@"
-napari-deblurgan export training/default src/napari_deblurgan/models/default.safetensors --overwrite
+napari-deblurgan train --config recipes/stage1.json --out "$OUT/stage1" --until 19000 "$@"
+# Stage 2: fine-tunes stage 1 on augmented data (dead leaves, scale); the critic joins for the final phase.
+napari-deblurgan train --config recipes/stage2.json --out "$OUT/stage2" --init "$OUT/stage1/generator.safetensors" "$@"
+# Stage 3: soft (defocused) regions in the targets, motion-only kernels; the critic joins at the end.
+napari-deblurgan train --config recipes/stage3.json --out "$OUT/stage3" --init "$OUT/stage2/generator.safetensors" "$@"
+napari-deblurgan export "$OUT/stage3" "$OUT/default.safetensors" --overwrite
+echo "Reproduced: $OUT/default.safetensors (ship it: cp it to src/napari_deblurgan/models/default.safetensors)"
