@@ -10,6 +10,7 @@ given the true PSF (references that know the answer), and each model.
 seeds: choose between models there, then report them on the test set.
 
     python benchmarks/quality.py [--model NAME=PATH ...] [--lengths 10 20 30] [--seeds 2] [--split val]
+                                 [--ensemble 2 4 8] [--per-case]
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ def deconvolve(fn: Callable[[NDArray, NDArray], NDArray], blurred: NDArray, psf:
     return out[r:-r, r:-r]
 
 
-def methods(models: dict[str, str]) -> dict[str, Callable[[NDArray, NDArray], NDArray]]:
+def methods(models: dict[str, str], ensembles: list[int]) -> dict[str, Callable[[NDArray, NDArray], NDArray]]:
     from napari_deblurgan import deblur, load_model
 
     table: dict[str, Callable[[NDArray, NDArray], NDArray]] = {
@@ -76,6 +77,8 @@ def methods(models: dict[str, str]) -> dict[str, Callable[[NDArray, NDArray], ND
     for name, path in models.items():
         model = load_model(path or None, "cpu")
         table[f"model: {name}"] = lambda b, psf, m=model: deblur(b, m)
+        for n in ensembles:
+            table[f"model: {name}, ensemble x{n}"] = lambda b, psf, m=model, n=n: deblur(b, m, ensemble=n)
     return table
 
 
@@ -87,6 +90,9 @@ def main() -> None:
     parser.add_argument("--no-default", action="store_true", help="leave out the shipped default model")
     parser.add_argument("--split", choices=sorted(SPLIT_SEEDS), default="test", help="images to score on")
     parser.add_argument("--per-case", action="store_true", help="also print each case's PSNR gain")
+    parser.add_argument(
+        "--ensemble", type=int, nargs="*", default=[], choices=[2, 4, 8], help="also score these self-ensembles"
+    )
     args = parser.parse_args()
     models = dict(m.split("=", 1) for m in args.model)
     if not args.no_default:
@@ -98,7 +104,7 @@ def main() -> None:
     )
     print(f"{'method':<36} {'PSNR':>7} {'gain':>6} {'SSIM':>7} {'s/case':>7}")
     psnrs: dict[str, list[float]] = {}
-    for label, fn in methods(models).items():
+    for label, fn in methods(models, args.ensemble).items():
         t = time.perf_counter()
         scores = []
         for _, sharp, blurred, psf in cases:

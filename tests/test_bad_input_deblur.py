@@ -78,6 +78,7 @@ def test_unusable_arrays_are_refused_by_name(tiny, image, error, problem, fix) -
         ((20, 20), {"value_range": (1.0, 1.0)}, "high > low"),
         ((20, 20), {"tile_size": 16}, "tile_size must be at least 32"),
         ((20, 20), {"tile_size": 64, "tile_overlap": 40}, "tile_overlap must be at least 0 and less than half"),
+        ((20, 20), {"ensemble": 3}, r"ensemble must be one of \(1, 2, 4, 8\)"),
     ],
 )
 def test_bad_options_are_refused_by_name(tiny, shape, options, message) -> None:

@@ -45,6 +45,12 @@ def test_default_model_improves_psnr_on_a_fixed_synthetic_case(blurred_camera) -
     assert gain > 1.0  # the shipped model (stage 3, step 30,000) gains 1.90 dB here
 
 
+def test_self_ensemble_improves_the_default_model(blurred_camera) -> None:
+    sharp, blurred = blurred_camera
+    single = peak_signal_noise_ratio(sharp, deblur(blurred))
+    assert peak_signal_noise_ratio(sharp, deblur(blurred, ensemble=8)) > single + 0.2  # measured: +0.51 dB
+
+
 def test_no_border_ring_and_no_checkerboard(blurred_camera) -> None:
     sharp, blurred = blurred_camera
     restored = deblur(blurred)

@@ -120,6 +120,28 @@ def test_tiles_match_the_whole_frame(tiny_model_path) -> None:
     assert err.max() <= 2.0
 
 
+@pytest.mark.parametrize("ensemble", [2, 4, 8])
+def test_self_ensemble_is_the_mean_over_flipped_and_transposed_copies(tiny_model_path, natural_rgb, ensemble) -> None:
+    image = natural_rgb[:40, :52].astype(np.float32) / 255  # whole frame, no stride padding: flips commute
+    out = deblur(image, tiny_model_path, tile_size=None, ensemble=ensemble)
+    copies = []
+    for k in range(ensemble):  # bit 0: flip x, bit 1: flip y, bit 2: transpose
+        flip = (slice(None, None, -1 if k & 2 else 1), slice(None, None, -1 if k & 1 else 1))
+        x = np.swapaxes(image[flip], 0, 1) if k & 4 else image[flip]
+        y = deblur(np.ascontiguousarray(x), tiny_model_path, tile_size=None)
+        copies.append((np.swapaxes(y, 0, 1) if k & 4 else y)[flip])
+    assert len({c.tobytes() for c in copies}) == ensemble  # the random model is not flip-invariant
+    np.testing.assert_allclose(out, np.mean(copies, axis=0), atol=2e-6)
+
+
+def test_self_ensemble_keeps_odd_sizes_tiles_and_dtypes(tiny_model_path, natural_rgb) -> None:
+    odd = natural_rgb[:45, :61]
+    tiled = deblur(odd, tiny_model_path, tile_size=32, tile_overlap=8, ensemble=8)
+    assert tiled.shape == odd.shape and tiled.dtype == odd.dtype
+    whole = deblur(odd, tiny_model_path, tile_size=None, ensemble=8)
+    assert peak_signal_noise_ratio(whole, tiled) >= 40.0
+
+
 def test_tiling_an_instance_norm_model_warns_of_seams(natural_rgb) -> None:
     import warnings
 

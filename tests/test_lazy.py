@@ -22,6 +22,10 @@ def test_a_dask_stack_gives_a_lazy_result_equal_to_the_in_memory_one(tiny_model_
     assert isinstance(lazy, da.Array) and lazy.shape == stack.shape and lazy.dtype == stack.dtype
     assert lazy.numblocks[0] == 3  # one task per frame
     np.testing.assert_array_equal(lazy.compute(), deblur(stack, tiny_model_path))
+    ensembled = deblur(da.from_array(stack[:1]), tiny_model_path, ensemble=2)
+    np.testing.assert_array_equal(ensembled.compute(), deblur(stack[:1], tiny_model_path, ensemble=2))
+    with pytest.raises(ValueError, match="ensemble"):  # refused at once, not when computed
+        deblur(da.from_array(stack), tiny_model_path, ensemble=5)
 
 
 def test_large_planes_split_into_overlapping_blocks_without_seams(tiny_model_path) -> None:

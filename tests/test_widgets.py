@@ -87,6 +87,19 @@ def test_stack_current_frame_then_whole_stack_updates_in_place(make_napari_viewe
     assert [layer.name for layer in viewer.layers].count("movie deblurred") == 1
 
 
+def test_self_ensemble_choice_reaches_the_model(make_napari_viewer, qtbot, tiny_model_path) -> None:
+    from napari_deblurgan import deblur
+
+    viewer = make_napari_viewer()
+    image = np.random.default_rng(6).integers(0, 255, (40, 48, 3), dtype=np.uint8)
+    viewer.add_image(image, name="img")
+    widget = deblur_widget(viewer, tiny_model_path)
+    widget._ensemble.value = 8
+    _run(qtbot, widget)
+    expected = deblur(image, tiny_model_path, tile_size=widget._tile.value, ensemble=8)
+    np.testing.assert_array_equal(viewer.layers["img deblurred"].data, expected)
+
+
 def test_12_bit_data_can_use_its_own_range(make_napari_viewer, qtbot, tiny_model_path) -> None:
     from napari_deblurgan import deblur
 

@@ -106,6 +106,7 @@ def _deblur(args: argparse.Namespace) -> None:
                 value_range=value_range,
                 tile_size=args.tile_size or None,
                 half=args.half,
+                ensemble=args.ensemble,
                 progress=tiles,
             )
             write_image(dst, result, channels_last=axis == -1)
@@ -122,6 +123,13 @@ def _add_deblur(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     p.add_argument("--tile-size", type=_tile_size, default=1024, help="tile size in pixels; 0 for whole frames")
     p.add_argument("--half", action="store_true", help="half precision (fp16 on GPUs, bf16 on capable CPUs)")
+    p.add_argument(
+        "--ensemble",
+        type=int,
+        choices=[1, 2, 4, 8],
+        default=1,
+        help="average the model over this many flipped/transposed copies (8: best quality, 8x the time)",
+    )
     p.add_argument(
         "--value-range",
         type=_value_range,
