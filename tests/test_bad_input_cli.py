@@ -183,6 +183,9 @@ def test_multipage_tiff_is_a_stack_of_gray_frames(inputs, tmp_path, capsys, tiny
     assert _deblur(capsys, tiny_model_path, str(inputs / "s.tif"), "-o", str(out))[0] == 0
     result = read_image(out / "s.tif")
     np.testing.assert_array_equal(result[2], deblur(stack[2], tiny_model_path))
+    as_png = _deblur(capsys, tiny_model_path, str(inputs / "s.tif"), "-o", str(tmp_path / "png"), "--format", "png")
+    assert as_png[0] != 0 and "s.tif is a stack of 5 images and .png holds one" in as_png[1]
+    assert not (tmp_path / "png").exists()  # refused before any work
 
 
 def test_an_output_path_that_is_a_file_is_refused(inputs, tmp_path, capsys, identity_model_path) -> None:

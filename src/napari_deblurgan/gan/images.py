@@ -62,6 +62,18 @@ def image_info(path: str | Path) -> tuple[tuple[int, ...], np.dtype]:
         raise ValueError(f"Cannot read image {path}: {_reason(exc)}. Check that the file is a complete image.") from exc
 
 
+def tiff_layout(path: str | Path) -> tuple[int, int]:
+    """(images, channels) of a TIFF from its header: how many 2D planes it stacks (pages, slices, frames)
+    and how many samples each pixel has."""
+    import tifffile
+
+    with tifffile.TiffFile(path) as tif:
+        series = tif.series[0]
+        sizes = dict(zip(series.axes, series.shape))
+        planes = int(np.prod([n for axis, n in sizes.items() if axis not in "YXS"], dtype=np.int64))
+        return planes, sizes.get("S", 1)
+
+
 def channel_axis_of(path: str | Path, image: NDArray) -> int | None:
     """The axis of ``read_image(path)`` that holds colour channels (samples), or None for grayscale.
 
