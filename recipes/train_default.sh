@@ -11,5 +11,7 @@ napari-deblurgan train --config recipes/stage1.json --out "$OUT/stage1" --until 
 napari-deblurgan train --config recipes/stage2.json --out "$OUT/stage2" --init "$OUT/stage1/generator.safetensors" "$@"
 # Stage 3: soft (defocused) regions in the targets, motion-only kernels; the critic joins at the end.
 napari-deblurgan train --config recipes/stage3.json --out "$OUT/stage3" --init "$OUT/stage2/generator.safetensors" "$@"
-napari-deblurgan export "$OUT/stage3" "$OUT/default.safetensors" --overwrite
+# Stage 4: a second cosine cycle from stage 3 (lr 2e-4, new seed); the critic joins at the end.
+napari-deblurgan train --config recipes/stage4.json --out "$OUT/stage4" --init "$OUT/stage3/generator.safetensors" "$@"
+napari-deblurgan export "$OUT/stage4" "$OUT/default.safetensors" --overwrite
 echo "Reproduced: $OUT/default.safetensors (ship it: cp it to src/napari_deblurgan/models/default.safetensors)"
