@@ -38,22 +38,18 @@ def _collect_inputs(inputs: Sequence[str]) -> list[Path]:
     return files
 
 
-def _is_tiff(path: Path) -> bool:
-    return path.suffix.lower() in (".tif", ".tiff")
-
-
 def _plan_outputs(files: Sequence[Path], outdir: Path, suffix: str | None, overwrite: bool) -> list[Path]:
     """Output paths, checked before any work: never an input, never two the same, existing ones only with
     --overwrite, and in a format that can hold the image."""
-    from .gan.images import check_writable, image_info, tiff_layout
+    from .gan.images import check_writable, image_info, is_tiff, tiff_layout
 
     outputs = [outdir / (f.stem + (suffix or f.suffix)) for f in files]
     for src, dst in zip(files, outputs):
         shape, dtype = image_info(src)
         channels = shape[-1] if len(shape) == 3 else 1
-        if _is_tiff(src):
+        if is_tiff(src):
             planes, channels = tiff_layout(src)
-            if planes > 1 and not _is_tiff(dst):
+            if planes > 1 and not is_tiff(dst):
                 raise ValueError(
                     f"{src} is a stack of {planes} images and {dst.suffix} holds one; write it as .tif (--format tif)"
                 )

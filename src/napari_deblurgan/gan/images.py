@@ -19,7 +19,7 @@ def read_image(path: str | Path) -> NDArray:
     path = Path(path)
     _check_not_empty(path)
     try:
-        if path.suffix.lower() in (".tif", ".tiff"):
+        if is_tiff(path):
             import tifffile
 
             return np.asarray(tifffile.imread(path))
@@ -48,7 +48,7 @@ def image_info(path: str | Path) -> tuple[tuple[int, ...], np.dtype]:
     path = Path(path)
     _check_not_empty(path)
     try:
-        if path.suffix.lower() in (".tif", ".tiff"):
+        if is_tiff(path):
             import tifffile
 
             with tifffile.TiffFile(path) as tif:
@@ -60,6 +60,10 @@ def image_info(path: str | Path) -> tuple[tuple[int, ...], np.dtype]:
         return tuple(props.shape), np.dtype(props.dtype)
     except Exception as exc:
         raise ValueError(f"Cannot read image {path}: {_reason(exc)}. Check that the file is a complete image.") from exc
+
+
+def is_tiff(path: Path) -> bool:
+    return path.suffix.lower() in (".tif", ".tiff")
 
 
 def tiff_layout(path: str | Path) -> tuple[int, int]:
@@ -81,7 +85,7 @@ def channel_axis_of(path: str | Path, image: NDArray) -> int | None:
     multi-page grayscale stack (Z, Y, X) is not taken for channels.
     """
     path = Path(path)
-    if path.suffix.lower() not in (".tif", ".tiff"):
+    if not is_tiff(path):
         return -1 if image.ndim == 3 else None
     try:
         import tifffile
@@ -111,7 +115,7 @@ def write_image(path: str | Path, image: NDArray, channels_last: bool | None = N
     check_writable(path, image)
 
     def write(tmp: Path) -> None:
-        if suffix in (".tif", ".tiff"):
+        if is_tiff(path):
             import tifffile
 
             rgb = channels_last is not False and image.ndim == 3 and image.shape[-1] in (3, 4)

@@ -197,17 +197,19 @@ def _cudnn_autotune(device: torch.device) -> contextlib.AbstractContextManager[A
 ENSEMBLE_SIZES = (1, 2, 4, 8)
 
 
+def _flip(x: torch.Tensor, k: int) -> torch.Tensor:
+    dims = [d for bit, d in ((1, 3), (2, 2)) if k & bit]
+    return x.flip(dims) if dims else x
+
+
 def _dihedral(x: torch.Tensor, k: int) -> torch.Tensor:
     """The ``k``-th of the 8 flips/transposes of an (N, C, H, W) batch (bit 0: flip x, 1: flip y, 2: transpose)."""
-    dims = [d for bit, d in ((1, 3), (2, 2)) if k & bit]
-    x = x.flip(dims) if dims else x
+    x = _flip(x, k)
     return x.transpose(2, 3) if k & 4 else x
 
 
 def _undo_dihedral(y: torch.Tensor, k: int) -> torch.Tensor:
-    y = y.transpose(2, 3) if k & 4 else y
-    dims = [d for bit, d in ((1, 3), (2, 2)) if k & bit]
-    return y.flip(dims) if dims else y
+    return _flip(y.transpose(2, 3) if k & 4 else y, k)
 
 
 def check_ensemble(ensemble: int) -> None:
