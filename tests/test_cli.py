@@ -185,9 +185,10 @@ def test_train_until_stops_with_a_checkpoint_and_resume_flags_branch_the_run(tmp
     recipe.write_text(json.dumps({**TINY_RECIPE, "checkpoint_every": 100, "steps": 6, "adv_start": 3}))
     run = tmp_path / "run"
     base = ["train", str(sharp), "--out", str(run), "--config", str(recipe), "--quiet"]
-    assert main([*base, "--until", "3"]) == 0
+    assert main([*base, "--until", "3", "--ema", "0.9"]) == 0
     state = load_checkpoint(run / "checkpoint.pt")
     assert state["step"] == 3 and json.loads(state["config"])["steps"] == 6  # the schedule still spans 6 steps
+    assert json.loads(state["config"])["ema"] == 0.9 and state["ema"]["n_averaged"] == 3
     assert main([*base, "--resume", "--adv-weight", "0.1"]) == 0
     state = load_checkpoint(run / "checkpoint.pt")
     assert state["step"] == 6 and json.loads(state["config"])["adv_weight"] == 0.1 and state["critic"]

@@ -152,3 +152,26 @@ def test_resume_overrides_branch_a_run_into_its_adversarial_phase(tmp_path: Path
     assert trainer.step == 4 and trainer.cfg.adv_weight == 0.5 and trainer.cfg.adv_start == 2
     events = list(trainer.steps())
     assert events[-1].step == 6 and "critic" in events[-1].losses
+
+
+def test_ema_tracks_the_weight_average_exports_it_and_resumes_exactly(tmp_path: Path) -> None:
+    cfg = TrainConfig(**{**TINY, "steps": 4, "adv_weight": 0.0, "ema": 0.5})
+    trainer = Trainer(cfg, tmp_path / "a", "cpu", source=FixedBatch())
+    expected: dict[str, torch.Tensor] = {}
+    for _ in trainer.steps():  # the first update copies the weights, each later one halves the gap
+        live = {k: v.clone() for k, v in trainer.generator.state_dict().items()}
+        expected = {k: 0.5 * expected[k] + 0.5 * v if expected else v for k, v in live.items()}
+    averaged = trainer.model.state_dict()
+    assert all(torch.allclose(averaged[k], expected[k], atol=1e-6) for k in expected)
+    assert any(not torch.equal(averaged[k], live[k]) for k in averaged)
+    exported = load_generator(tmp_path / "a" / "generator.safetensors", "cpu").state_dict()
+    assert all(torch.equal(exported[k], averaged[k]) for k in averaged)
+
+    stopped = Trainer(cfg, tmp_path / "b", "cpu", source=FixedBatch())
+    for event in stopped.steps():
+        if event.step == 3:
+            stopped.request_stop()
+    resumed = Trainer(cfg, tmp_path / "b", "cpu", resume=True, source=FixedBatch())
+    resumed.fit()
+    again = resumed.model.state_dict()
+    assert resumed.step == 4 and all(torch.equal(again[k], averaged[k]) for k in averaged)

@@ -208,7 +208,19 @@ def _train(args: argparse.Namespace) -> None:
     rank = int(os.environ.get("RANK", "0"))
     options: dict = _read_recipe(args.config) if args.config else {}
     options["data"] = args.data if args.data is not None else options.get("data", "skimage")
-    flags = ("preset", "steps", "batch_size", "crop", "lr", "content_loss", "adv_weight", "seed", "vgg_weights", "init")
+    flags = (
+        "preset",
+        "steps",
+        "batch_size",
+        "crop",
+        "lr",
+        "content_loss",
+        "adv_weight",
+        "seed",
+        "vgg_weights",
+        "init",
+        "ema",
+    )
     given = tuple(name for name in flags if getattr(args, name) is not None)
     options.update({name: getattr(args, name) for name in given})
     config = TrainConfig.from_dict(options)
@@ -294,6 +306,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--adv-weight", type=float, help="weight of the adversarial term (0: content only)")
     p.add_argument("--vgg-weights", help="ImageNet VGG19 weights file (torchvision format) for the perceptual loss")
     p.add_argument("--seed", type=int)
+    p.add_argument("--ema", type=float, help="decay of the weight average that is validated and exported (e.g. 0.999)")
     p.add_argument("--init", help="model file (.safetensors) to start the generator from, e.g. a previous stage")
     p.add_argument("--device", default="auto")
     p.add_argument(
