@@ -26,6 +26,7 @@ from skimage.restoration import richardson_lucy, wiener
 
 from napari_deblurgan.gan.blur import blur_image, motion_kernels
 from napari_deblurgan.gan.data import SKIMAGE_SPLITS
+from napari_deblurgan.gan.ensemble import ENSEMBLE_SIZES
 from napari_deblurgan.gan.images import to_float01
 from napari_deblurgan.gan.metrics import SSIM_DESCRIPTION, psnr, ssim
 
@@ -91,7 +92,7 @@ def main() -> None:
     parser.add_argument("--split", choices=sorted(SPLIT_SEEDS), default="test", help="images to score on")
     parser.add_argument("--per-case", action="store_true", help="also print each case's PSNR gain")
     parser.add_argument(
-        "--ensemble", type=int, nargs="*", default=[], choices=[2, 4, 8], help="also score these self-ensembles"
+        "--ensemble", type=int, nargs="*", default=[], choices=ENSEMBLE_SIZES[1:], help="also score these ensembles"
     )
     args = parser.parse_args()
     models = dict(m.split("=", 1) for m in args.model)

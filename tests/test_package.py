@@ -16,6 +16,12 @@ def test_import_loads_neither_torch_nor_qt() -> None:
     assert out.stdout.strip() == ""
 
 
+def test_cli_help_answers_without_torch() -> None:
+    code = "import sys\nfrom napari_deblurgan.cli import build_parser\nbuild_parser()\nprint('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
 def test_reader_opens_folders_without_torch(tmp_path) -> None:
     """npe2 offers every folder to the reader: turning one down, or reading A/B pairs, needs no torch."""
     for sub in ("A", "B"):

@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from .gan.ensemble import ENSEMBLE_SIZES
+
 
 def _collect_inputs(inputs: Sequence[str]) -> list[Path]:
     from .gan.images import is_image_file
@@ -133,7 +135,7 @@ def _add_deblur(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--ensemble",
         type=int,
-        choices=[1, 2, 4, 8],
+        choices=ENSEMBLE_SIZES,
         default=1,
         help="average the model over this many flipped/transposed copies (8: best quality, 8x the time)",
     )

@@ -22,6 +22,7 @@ from magicgui.widgets import (
 from napari.qt.threading import GeneratorWorker, create_worker
 from napari.utils.notifications import show_error, show_info
 
+from ..gan.ensemble import ENSEMBLE_SIZES
 from ._jobs import deblur_job
 from ._layers import current_frame, image_choices, place_results, show_result, stack_ndim
 from ._state import trained_models
@@ -33,7 +34,8 @@ if TYPE_CHECKING:
 DEFAULT, FILE = "default", "file"
 CURRENT, WHOLE = "current frame", "whole stack"
 DTYPE_RANGE, OWN_RANGE = "16-bit range", "own min..max"
-ENSEMBLE_CHOICES = [("off (fastest)", 1), ("x2", 2), ("x4", 4), ("x8 (best, 8x the time)", 8)]
+ENSEMBLE_LABELS = {1: "off (fastest)", 8: "x8 (best, 8x the time)"}
+ENSEMBLE_CHOICES = [(ENSEMBLE_LABELS.get(n, f"x{n}"), n) for n in ENSEMBLE_SIZES]
 
 
 class DeblurWidget(Container):

@@ -19,6 +19,7 @@ import torch
 from numpy.typing import ArrayLike, NDArray
 
 from .device import bf16_supported, is_out_of_memory, resolve_device
+from .ensemble import check_ensemble, dihedral, undo_dihedral
 from .generator import InferenceGenerator, ResnetGenerator
 from .lazy import deblur_dask, is_dask_array
 from .tiling import Tile, plan_tiles, tile_weights
@@ -193,30 +194,6 @@ def _cudnn_autotune(device: torch.device) -> contextlib.AbstractContextManager[A
     )
 
 
-#: Allowed ``ensemble`` sizes: the identity, then flips of x, of y, of both, then the same transposed.
-ENSEMBLE_SIZES = (1, 2, 4, 8)
-
-
-def _flip(x: torch.Tensor, k: int) -> torch.Tensor:
-    dims = [d for bit, d in ((1, 3), (2, 2)) if k & bit]
-    return x.flip(dims) if dims else x
-
-
-def _dihedral(x: torch.Tensor, k: int) -> torch.Tensor:
-    """The ``k``-th of the 8 flips/transposes of an (N, C, H, W) batch (bit 0: flip x, 1: flip y, 2: transpose)."""
-    x = _flip(x, k)
-    return x.transpose(2, 3) if k & 4 else x
-
-
-def _undo_dihedral(y: torch.Tensor, k: int) -> torch.Tensor:
-    return _flip(y.transpose(2, 3) if k & 4 else y, k)
-
-
-def check_ensemble(ensemble: int) -> None:
-    if ensemble not in ENSEMBLE_SIZES:
-        raise ValueError(f"ensemble must be one of {ENSEMBLE_SIZES} (copies averaged), got {ensemble!r}")
-
-
 def default_overlap(tile_size: int | None) -> int:
     """96 px (tiles then match the whole frame within 2 grey levels), at most a quarter of the tile."""
     return 96 if tile_size is None else min(96, tile_size // 4)
@@ -268,7 +245,7 @@ class PlaneDeblurrer:
     def _run(self, batch: np.ndarray) -> np.ndarray:
         x = torch.from_numpy(batch).permute(0, 3, 1, 2).to(self.device) * 2 - 1
         with torch.inference_mode(), _precision_context(self.device, self.half), _cudnn_autotune(self.device):
-            y = sum(_undo_dihedral(self._forward(_dihedral(x, k)), k).float() for k in range(self.ensemble))
+            y = sum(undo_dihedral(self._forward(dihedral(x, k)), k).float() for k in range(self.ensemble))
         return ((y.permute(0, 2, 3, 1).cpu().numpy() / self.ensemble + 1) / 2).clip(0, 1)
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,35 @@
+"""Self-ensemble: the model averaged over flipped and transposed copies of its input.
+
+Torch-free at import (the CLI and the widgets read ``ENSEMBLE_SIZES`` before torch loads).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
+
+#: Allowed ``ensemble`` sizes: the identity, then flips of x, of y, of both, then the same transposed.
+ENSEMBLE_SIZES = (1, 2, 4, 8)
+
+
+def check_ensemble(ensemble: int) -> None:
+    if ensemble not in ENSEMBLE_SIZES:
+        raise ValueError(f"ensemble must be one of {ENSEMBLE_SIZES} (copies averaged), got {ensemble!r}")
+
+
+def _flip(x: torch.Tensor, k: int) -> torch.Tensor:
+    dims = [d for bit, d in ((1, 3), (2, 2)) if k & bit]
+    return x.flip(dims) if dims else x
+
+
+def dihedral(x: torch.Tensor, k: int) -> torch.Tensor:
+    """The ``k``-th of the 8 flips/transposes of an (N, C, H, W) batch (bit 0: flip x, 1: flip y, 2: transpose)."""
+    x = _flip(x, k)
+    return x.transpose(2, 3) if k & 4 else x
+
+
+def undo_dihedral(y: torch.Tensor, k: int) -> torch.Tensor:
+    """The inverse of :func:`dihedral`."""
+    return _flip(y.transpose(2, 3) if k & 4 else y, k)
