@@ -368,7 +368,7 @@ class Trainer:
         return self.checkpoint_path
 
     def export(self, path: str | Path) -> Path:
-        """Write the current generator as a safetensors model file that ``load_model`` reads."""
+        """Write :attr:`model` (the weight average when ``ema`` is on) as a safetensors file for ``load_model``."""
         meta = {"step": str(self.step), "recipe": json.dumps(self.cfg.to_dict())}
         return save_generator(self.model, path, meta)
 
