@@ -181,3 +181,16 @@ def test_defocus_sets_the_fraction_of_disc_kernels() -> None:
     assert 10 <= discs(0.1) <= 50 and discs(0.9) >= 230
     with pytest.raises(ValueError, match="defocus"):
         SyntheticPairs([texture], defocus=1.0)
+
+
+def test_contrast_min_lowers_the_contrast_of_targets_about_their_mean() -> None:
+    texture = np.random.default_rng(0).random((200, 200, 3)).astype(np.float32)  # std 0.289, mean 0.5
+    options = {"crop": 64, "batch_size": 16, "seed": 3, "kernel_size": 15, "gray_prob": 0}
+    full = SyntheticPairs([texture], **options).batch(0)[1] / 2  # targets in [-1, 1]: halve for [0, 1] units
+    low = SyntheticPairs([texture], contrast_min=0.2, **options).batch(0)[1] / 2
+    assert torch.allclose(full.std(dim=(2, 3)), torch.tensor(0.289), rtol=0.05)
+    contrast = low.std(dim=(2, 3)) / 0.289
+    assert contrast.min() > 0.18 and contrast.max() < 1.05 and contrast.mean() < 0.8
+    assert low.mean(dim=(2, 3)).abs().max() < 0.02  # about the crop's mean: brightness is kept
+    with pytest.raises(ValueError, match="contrast_min"):
+        SyntheticPairs([texture], contrast_min=0.0)

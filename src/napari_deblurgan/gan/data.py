@@ -118,7 +118,9 @@ class SyntheticPairs:
     Against overfitting a few images: a fraction ``dead_leaves`` of the crops comes from a pool of
     procedural dead-leaves images coloured with the images' pixels; crops are downscaled (antialiased)
     by a random factor in [``scale_min``, 1]; crops whose mean absolute gradient is below
-    ``min_detail`` (flat sky, black borders) are redrawn up to 4 times.
+    ``min_detail`` (flat sky, black borders) are redrawn up to 4 times; crops' contrast about their
+    mean is scaled by a random factor in [``contrast_min``, 1], so that low-contrast detail (fur, haze,
+    shadows), where noise hides what blur left, is as common as in photos.
     """
 
     def __init__(
@@ -137,11 +139,14 @@ class SyntheticPairs:
         pool_size: int = 48,
         soft_regions: float = 0.0,
         defocus: float = 0.1,
+        contrast_min: float = 1.0,
     ) -> None:
         if not images:
             raise ValueError("SyntheticPairs needs at least one sharp image")
         if not (0 < scale_min <= 1 and 0 <= dead_leaves <= 1):
             raise ValueError(f"need 0 < scale_min <= 1 and 0 <= dead_leaves <= 1, got {scale_min}, {dead_leaves}")
+        if not 0 < contrast_min <= 1:
+            raise ValueError(f"contrast_min is the lowest contrast factor, in (0, 1]; got {contrast_min}")
         if not 0 <= defocus <= 0.9:
             raise ValueError(f"defocus is the fraction of defocus kernels, 0 to 0.9; got {defocus}")
         self.images = [as_rgb(np.asarray(im, dtype=np.float32)) for im in images]
@@ -150,7 +155,7 @@ class SyntheticPairs:
         self.curriculum = curriculum or BlurCurriculum()
         self.max_noise, self.gray_prob = max_noise, gray_prob
         self.scale_min, self.dead_leaves, self.min_detail = scale_min, dead_leaves, min_detail
-        self.soft_regions, self.defocus = soft_regions, defocus
+        self.soft_regions, self.defocus, self.contrast_min = soft_regions, defocus, contrast_min
         areas = np.array([np.sqrt(im.shape[0] * im.shape[1]) for im in self.images])
         self.weights = areas / areas.sum()
         self.pool: list[NDArray[np.float32]] = []
@@ -180,6 +185,9 @@ class SyntheticPairs:
         (patch,) = _augment([patch], rng)
         if self.soft_regions > 0 and rng.random() < self.soft_regions:
             patch = _soften_region(patch, rng)
+        if self.contrast_min < 1:
+            mean = patch.mean(axis=(0, 1), keepdims=True)
+            patch = mean + rng.uniform(self.contrast_min, 1.0) * (patch - mean)
         return patch
 
     def kernels(self, rng: np.random.Generator, count: int, max_length: float) -> list[NDArray[np.float32]]:
