@@ -1,7 +1,8 @@
 """The command line under bad input: one-line errors naming the file and the fix (exit code 2), correct
 results for unusual images, and input files that are never modified.
 
-Complements test_cli.py (missing file, non-image file, garbage PNG, existing outputs, 16-bit colour PNG).
+Complements test_cli.py (missing file, non-image file, garbage PNG, existing outputs, formats that cannot
+hold an image).
 """
 
 from __future__ import annotations

@@ -92,22 +92,22 @@ def test_bad_input_exits_nonzero_with_one_line(tmp_path, identity_model_path, ca
     assert code == 2 and message in err and len(err.splitlines()) == 1
 
 
-def test_16bit_colour_png_is_refused_before_any_work(images, tmp_path, identity_model_path, capsys) -> None:
+def test_16bit_colour_tiff_to_png_keeps_16_bits(images: Path, tmp_path: Path, identity_model_path: Path) -> None:
     out = tmp_path / "o"
-    code = main(
-        [
-            "deblur",
-            str(images / "rgb16.tif"),
-            "-o",
-            str(out),
-            "--format",
-            "png",
-            "--model",
-            str(identity_model_path),
-            "--quiet",
-        ]
-    )
-    assert code == 2 and ".tif" in capsys.readouterr().err and not out.exists()
+    cmd = ["deblur", str(images / "rgb16.tif"), "-o", str(out), "--format", "png"]
+    assert main([*cmd, "--model", str(identity_model_path), "--quiet"]) == 0
+    np.testing.assert_array_equal(read_image(out / "rgb16.png"), read_image(images / "rgb16.tif"))
+
+
+def test_formats_that_cannot_hold_an_image_are_refused_before_any_work(
+    images: Path, tmp_path: Path, identity_model_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_image(images / "rgba.png", np.zeros((16, 16, 4), np.uint8))  # sorts after rgb8.png
+    out = tmp_path / "o"
+    cmd = ["deblur", str(images / "rgb8.png"), str(images / "rgba.png"), "-o", str(out), "--format", "jpg"]
+    code = main([*cmd, "--model", str(identity_model_path), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and "JPEG cannot hold 4 channels" in err and "rgba.jpg" in err and not out.exists()
 
 
 def test_entry_point_runs(tmp_path: Path) -> None:

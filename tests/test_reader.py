@@ -92,3 +92,12 @@ def test_a_frame_of_another_size_is_named_when_read(tmp_path: Path) -> None:
     blurred = _read(tmp_path / "p")["p blurred"][0]
     with pytest.raises(ValueError, match="b.tif"):
         np.asarray(blurred)
+
+
+def test_a_frame_of_another_bit_depth_is_named_not_wrapped_around(tmp_path: Path) -> None:
+    _write(tmp_path / "p" / "A", ["a.tif"], np.full((4, 4), 200, np.uint8))
+    _write(tmp_path / "p" / "A", ["b.tif"], np.full((4, 4), 60000, np.uint16))
+    _write(tmp_path / "p" / "B", ["a.tif", "b.tif"], np.zeros((4, 4), np.uint8))
+    blurred = _read(tmp_path / "p")["p blurred"][0]
+    with pytest.raises(ValueError, match=r"b.tif is uint16, but the first frame of its stack is uint8"):
+        np.asarray(blurred)

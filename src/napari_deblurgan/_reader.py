@@ -74,10 +74,14 @@ def _read_or_warn(pairs: Sequence[tuple[Path, Path]], root: Path) -> list[Any]:
         return list(NO_LAYERS)
 
 
-def _read_frame(path: Path, shape: tuple[int, ...]) -> np.ndarray:
+def _read_frame(path: Path, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
     image = read_image(path)
     if image.shape != shape:
         raise ValueError(f"{path} has shape {image.shape}, but the first frame of its stack has {shape}")
+    if image.dtype != dtype:  # casting would wrap 16-bit values around or misscale them
+        raise ValueError(
+            f"{path} is {image.dtype}, but the first frame of its stack is {dtype}; save all frames at one bit depth"
+        )
     return image
 
 
@@ -87,7 +91,8 @@ def lazy_stack(paths: Sequence[Path]) -> Any:
     import dask.array as da
 
     first = read_image(paths[0])
-    frames = [da.from_delayed(dask.delayed(_read_frame)(p, first.shape), first.shape, first.dtype) for p in paths]
+    shape, dtype = first.shape, first.dtype
+    frames = [da.from_delayed(dask.delayed(_read_frame)(p, shape, dtype), shape, dtype) for p in paths]
     return da.stack(frames)
 
 

@@ -15,19 +15,49 @@ def is_image_file(path: Path) -> bool:
 
 
 def read_image(path: str | Path) -> NDArray:
-    """Read an image file as (H, W) or (H, W, C), keeping its dtype (8- and 16-bit stay as they are)."""
+    """Read an image file as (H, W) or (H, W, C), keeping its dtype (8- and 16-bit stay as they are).
+
+    JPEGs are turned upright by their EXIF orientation and CMYK JPEGs converted to RGB, as photo viewers
+    show them; 1-bit images become uint8 0/255.
+    """
     path = Path(path)
     _check_not_empty(path)
     try:
         if is_tiff(path):
             import tifffile
 
-            return np.asarray(tifffile.imread(path))
-        import imageio.v3 as iio
+            image = np.asarray(tifffile.imread(path))
+        elif _png16_shape(path):  # Pillow decodes 16-bit colour PNGs to 8 bits
+            import imagecodecs
 
-        return np.asarray(iio.imread(path))
+            image = np.asarray(imagecodecs.png_decode(path.read_bytes()))
+        else:
+            import imageio.v3 as iio
+
+            cmyk = _pillow_facts(path)[0] == "CMYK"
+            image = np.asarray(iio.imread(path, rotate=True, mode="RGB" if cmyk else None))
     except Exception as exc:  # decoders raise many types; the user needs the file name and the reason
         raise ValueError(f"Cannot read image {path}: {_reason(exc)}. Check that the file is a complete image.") from exc
+    return image.astype(np.uint8) * 255 if image.dtype == bool else image
+
+
+def _png16_shape(path: Path) -> tuple[int, ...] | None:
+    """The array shape of a 16-bit PNG from its header (IHDR); None for other files."""
+    with open(path, "rb") as f:
+        head = f.read(26)
+    if len(head) < 26 or head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR" or head[24] != 16:
+        return None
+    width, height = int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+    channels = {0: 1, 2: 3, 4: 2, 6: 4}.get(head[25], 1)  # colour type: gray, RGB, gray+alpha, RGBA
+    return (height, width) if channels == 1 else (height, width, channels)
+
+
+def _pillow_facts(path: Path) -> tuple[str, int]:
+    """Pillow's mode of an image file and its EXIF orientation (1: upright)."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return im.mode, int(im.getexif().get(0x0112, 1))
 
 
 def _check_not_empty(path: Path) -> None:
@@ -44,7 +74,7 @@ def _reason(exc: BaseException) -> str:
 
 
 def image_info(path: str | Path) -> tuple[tuple[int, ...], np.dtype]:
-    """Shape and dtype of an image file, read from its header where the format allows."""
+    """Shape and dtype of :func:`read_image`'s result for a file, read from its header."""
     path = Path(path)
     _check_not_empty(path)
     try:
@@ -54,10 +84,19 @@ def image_info(path: str | Path) -> tuple[tuple[int, ...], np.dtype]:
             with tifffile.TiffFile(path) as tif:
                 series = tif.series[0]
                 return tuple(series.shape), np.dtype(series.dtype)
+        png16 = _png16_shape(path)
+        if png16:
+            return png16, np.dtype(np.uint16)
         import imageio.v3 as iio
 
         props = iio.improps(path)
-        return tuple(props.shape), np.dtype(props.dtype)
+        shape, dtype = list(props.shape), np.dtype(props.dtype)
+        mode, orientation = _pillow_facts(path)
+        if mode == "CMYK":
+            shape[-1] = 3
+        if orientation in (5, 6, 7, 8):  # EXIF: rotated by 90 degrees
+            shape[0], shape[1] = shape[1], shape[0]
+        return tuple(shape), np.dtype(np.uint8) if dtype.kind == "b" else dtype
     except Exception as exc:
         raise ValueError(f"Cannot read image {path}: {_reason(exc)}. Check that the file is a complete image.") from exc
 
@@ -125,6 +164,10 @@ def write_image(path: str | Path, image: NDArray, channels_last: bool | None = N
                 tifffile.imwrite(tmp, image, photometric="minisblack", planarconfig="contig")
             else:
                 tifffile.imwrite(tmp, image, photometric="rgb" if rgb else None)
+        elif suffix == ".png" and image.dtype == np.uint16:  # imageio (Pillow) writes 16 bits for gray only
+            import imagecodecs
+
+            tmp.write_bytes(imagecodecs.png_encode(image))
         else:
             import imageio.v3 as iio
 
@@ -132,6 +175,15 @@ def write_image(path: str | Path, image: NDArray, channels_last: bool | None = N
             iio.imwrite(tmp, image, extension=suffix, **extra)
 
     return atomic_write(path, write)
+
+
+#: What the non-TIFF formats hold: name, integer dtypes, channel counts.
+_LIMITED_FORMATS: dict[str, tuple[str, tuple[type, ...], tuple[int, ...]]] = {
+    ".jpg": ("JPEG", (np.uint8,), (1, 3)),
+    ".jpeg": ("JPEG", (np.uint8,), (1, 3)),
+    ".png": ("PNG", (np.uint8, np.uint16), (1, 2, 3, 4)),
+    ".bmp": ("BMP", (np.uint8,), (1, 3, 4)),
+}
 
 
 def check_writable(path: Path, image_or_dtype: NDArray | np.dtype, channels: int | None = None) -> None:
@@ -142,12 +194,13 @@ def check_writable(path: Path, image_or_dtype: NDArray | np.dtype, channels: int
     dtype = np.dtype(getattr(image_or_dtype, "dtype", image_or_dtype))
     if channels is None and isinstance(image_or_dtype, np.ndarray):
         channels = image_or_dtype.shape[-1] if image_or_dtype.ndim == 3 else 1
-    if suffix in (".jpg", ".jpeg") and dtype != np.uint8:
-        raise ValueError(f"JPEG holds only 8-bit images; write {dtype} data as .tif instead ({path})")
-    if suffix in (".png", ".bmp") and dtype not in (np.uint8, np.uint16):
-        raise ValueError(f"{suffix} holds only 8/16-bit integers; write {dtype} data as .tif instead ({path})")
-    if suffix == ".png" and dtype == np.uint16 and channels not in (None, 1):
-        raise ValueError(f"16-bit colour PNG cannot be written here; use .tif to keep 16 bits ({path})")
+    if suffix in _LIMITED_FORMATS:
+        name, dtypes, counts = _LIMITED_FORMATS[suffix]
+        if dtype not in dtypes:
+            bits = "/".join(f"{np.dtype(d).itemsize * 8}" for d in dtypes)
+            raise ValueError(f"{name} holds only {bits}-bit integers; write {dtype} data as .tif instead ({path})")
+        if channels is not None and channels not in counts:
+            raise ValueError(f"{name} cannot hold {channels} channels; write them as .tif instead ({path})")
 
 
 def dtype_range(dtype: np.dtype) -> tuple[float, float]:

@@ -96,9 +96,8 @@ def synthesize_pairs(
         raise FileNotFoundError(f"No .png, .jpg or .tif images in {sharp_dir}")
     plan = []
     for path in files:
-        shape, dtype = image_info(path)
-        colour16 = np.dtype(dtype) == np.uint16 and len(shape) == 3
-        name = path.stem + (".tif" if colour16 else ".png")  # no 16-bit colour PNG
+        image_info(path)  # an unreadable file stops the run before anything is written
+        name = path.stem + ".png"
         plan.append((path, _safe_child(out / "A", name, out), _safe_child(out / "B", name, out)))
     _check_targets([(src, dst) for src, a, b in plan for dst in (a, b)])  # before anything is written
     rng = np.random.default_rng(seed)
@@ -107,8 +106,6 @@ def synthesize_pairs(
         if image.dtype not in (np.uint8, np.uint16):
             image = (to_float01(image) * 255).round().astype(np.uint8)
         sharp = as_rgb(image) if image.ndim == 3 else image
-        if sharp.dtype == np.uint16 and sharp.ndim == 3 and a_path.suffix != ".tif":
-            raise ValueError(f"{path} holds 16-bit colour, which its header did not say; convert it to .tif first")
         (kernel,) = motion_kernels(rng, 1, length_range)
         blurred01 = blur_image(to_float01(sharp), kernel, noise, rng)
         lo, hi = dtype_range(sharp.dtype)

@@ -1,0 +1,53 @@
+"""Reading and writing image files: what read_image returns is what photo viewers show, with every bit
+kept, and image_info (from the header) predicts it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from napari_deblurgan.gan.images import image_info, read_image, write_image
+
+RNG = np.random.default_rng(0)
+
+
+PNG_KINDS = [(np.uint16, (9, 11, 3)), (np.uint16, (9, 11, 4)), (np.uint16, (9, 11, 2)), (np.uint16, (9, 11))]
+
+
+@pytest.mark.parametrize(("dtype", "shape"), [*PNG_KINDS, (np.uint8, (9, 11, 2))])
+def test_png_round_trips_every_bit(tmp_path: Path, dtype: type, shape: tuple[int, ...]) -> None:
+    image = RNG.integers(0, np.iinfo(dtype).max, shape, endpoint=True).astype(dtype)
+    path = write_image(tmp_path / "x.png", image)
+    assert image_info(path) == (shape, np.dtype(dtype))
+    np.testing.assert_array_equal(read_image(path), image)
+
+
+def test_exif_rotated_jpeg_is_read_upright(tmp_path: Path) -> None:
+    stored = np.zeros((20, 40, 3), np.uint8)
+    stored[:, :8] = 255  # a bright left edge in the stored pixels
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to view"
+    Image.fromarray(stored).save(tmp_path / "phone.jpg", exif=exif, quality=95)
+    image = read_image(tmp_path / "phone.jpg")
+    assert image.shape == (40, 20, 3) == image_info(tmp_path / "phone.jpg")[0]
+    assert image[:8].mean() > 200 and image[-8:].mean() < 50  # the left edge is now the top
+
+
+def test_cmyk_jpeg_is_read_as_rgb(tmp_path: Path) -> None:
+    rgb = np.zeros((16, 16, 3), np.uint8)
+    rgb[..., 0] = 200
+    Image.fromarray(rgb).convert("CMYK").save(tmp_path / "print.jpg", quality=95)
+    image = read_image(tmp_path / "print.jpg")
+    assert image.shape == (16, 16, 3) == image_info(tmp_path / "print.jpg")[0]
+    assert abs(int(image[..., 0].mean()) - 200) < 8 and image[..., 1:].mean() < 8
+
+
+def test_one_bit_png_is_read_as_uint8(tmp_path: Path) -> None:
+    mask = RNG.random((12, 10)) > 0.5
+    Image.fromarray(mask).save(tmp_path / "mask.png")
+    image = read_image(tmp_path / "mask.png")
+    assert image_info(tmp_path / "mask.png") == ((12, 10), np.dtype(np.uint8))
+    np.testing.assert_array_equal(image, mask.astype(np.uint8) * 255)
