@@ -241,6 +241,28 @@ def test_a_grayscale_tiff_stack_three_pixels_wide_stays_grayscale(tmp_path: Path
     assert not np.array_equal(expected, deblur(stack, tiny_model_path, rgb=True))  # the two readings differ
 
 
+TIFF_LAYOUTS = [
+    ("SYX", (3, 24, 20), "rgb", "separate"),
+    ("ZYXS", (4, 24, 20, 2), "minisblack", "contig"),
+    ("ZSYX", (2, 4, 24, 20), "rgb", "separate"),
+    ("YXS", (24, 20, 5), "minisblack", "contig"),
+]
+
+
+@pytest.mark.parametrize(("axes", "shape", "photometric", "planar"), TIFF_LAYOUTS)
+def test_tiff_channels_keep_their_layout(tmp_path: Path, identity_model_path: Path, axes, shape, photometric, planar):
+    import tifffile
+
+    image = np.random.default_rng(4).integers(0, 65536, shape, dtype=np.uint16)
+    tifffile.imwrite(tmp_path / "in.tif", image, photometric=photometric, planarconfig=planar, metadata={"axes": axes})
+    out = tmp_path / "out"
+    cmd = ["deblur", str(tmp_path / "in.tif"), "-o", str(out), "--model", str(identity_model_path), "--quiet"]
+    assert main(cmd) == 0
+    with tifffile.TiffFile(out / "in.tif") as tif:
+        assert tif.series[0].axes.replace("Q", "Z") == axes.replace("Q", "Z")  # channels stay channels
+        np.testing.assert_array_equal(tif.series[0].asarray(), image)  # the identity model: bit for bit
+
+
 def test_ctrl_c_saves_at_a_step_boundary_like_a_straight_run(tmp_path: Path, monkeypatch, capsys) -> None:
     import os
     import signal

@@ -118,7 +118,7 @@ def _deblur(args: argparse.Namespace) -> None:
                 ensemble=args.ensemble,
                 progress=tiles,
             )
-            write_image(dst, result, channels_last=axis == -1)
+            write_image(dst, result, channel_axis=axis)
             bar.update()
     if not args.quiet:
         print(f"Wrote {len(outputs)} image(s) to {outdir}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 from numpy.typing import NDArray
@@ -140,30 +141,33 @@ def channel_axis_of(path: str | Path, image: NDArray) -> int | None:
     return -1 if image.ndim == 3 and image.shape[-1] in (3, 4) and len(axes) != image.ndim else None
 
 
-def write_image(path: str | Path, image: NDArray, channels_last: bool | None = None) -> Path:
+def write_image(path: str | Path, image: NDArray, channel_axis: int | Literal["auto"] | None = "auto") -> Path:
     """Write an image atomically (temp file + rename) in the format its suffix names; 16-bit stays 16-bit.
 
-    ``channels_last=True`` marks the last axis of a 3D TIFF as samples (channels) whatever their count,
-    so a 2- or 5-channel image reads back as channels rather than as a stack of pages; ``False`` writes a
-    3D TIFF as grayscale pages even when its last axis is 3 or 4 long; None guesses from the shape.
+    ``channel_axis`` names the axis of colour channels (TIFF samples) whatever their count, None for none
+    (a TIFF of grayscale pages); "auto": the last axis of a 3D image if it is 3 or 4 long. A TIFF keeps
+    the channels where they are: interleaved when last, planar when right before Y and X.
     """
     from .checkpoint import atomic_write
 
     path = Path(path)
     suffix = path.suffix.lower()
     check_writable(path, image)
+    if channel_axis == "auto":
+        channel_axis = -1 if image.ndim == 3 and image.shape[-1] in (3, 4) else None
+    axis = None if channel_axis is None else channel_axis % image.ndim
 
     def write(tmp: Path) -> None:
         if is_tiff(path):
             import tifffile
 
-            rgb = channels_last is not False and image.ndim == 3 and image.shape[-1] in (3, 4)
-            if image.ndim == 3 and not rgb and channels_last is False:
+            if axis is None:
                 tifffile.imwrite(tmp, image, photometric="minisblack")
-            elif channels_last and image.ndim == 3 and not rgb:
-                tifffile.imwrite(tmp, image, photometric="minisblack", planarconfig="contig")
-            else:
-                tifffile.imwrite(tmp, image, photometric="rgb" if rgb else None)
+                return
+            planar = axis == image.ndim - 3 and image.ndim >= 3
+            data = image if planar or axis == image.ndim - 1 else np.moveaxis(image, axis, -1)
+            photometric = "rgb" if image.shape[axis] in (3, 4) else "minisblack"
+            tifffile.imwrite(tmp, data, photometric=photometric, planarconfig="separate" if planar else "contig")
         elif suffix == ".png" and image.dtype == np.uint16:  # imageio (Pillow) writes 16 bits for gray only
             import imagecodecs
 
