@@ -262,3 +262,25 @@ def test_value_range_auto_uses_the_images_own_range_without_alpha(tiny_model_pat
     assert not np.array_equal(expected, deblur(twelve_bit, tiny_model_path))  # the dtype range differs
     with pytest.raises(ValueError, match="value_range must be"):
         deblur(twelve_bit, tiny_model_path, value_range="full")
+
+
+def test_a_rewritten_model_file_is_reloaded_and_replaces_the_old_copy(tmp_path) -> None:
+    import os
+
+    from conftest import _tiny_generator
+    from napari_deblurgan.gan import inference
+    from napari_deblurgan.gan.weights import save_generator
+
+    path = save_generator(_tiny_generator(0), tmp_path / "run.safetensors")
+    first = inference.load_model(path, "cpu")
+    assert inference.load_model(path, "cpu") is first  # cached
+    for seed in (1, 2):  # a training run exporting twice
+        save_generator(_tiny_generator(seed), path)
+        os.utime(path, (0, 1000 + seed))  # a new modification time even on coarse-clock file systems
+        latest = inference.load_model(path, "cpu")
+    assert latest is not first and not _same_weights(latest, first)
+    assert [key for key in inference._CACHE if key[0] == str(path.resolve())] == [(str(path.resolve()), "cpu")]
+
+
+def _same_weights(a, b) -> bool:
+    return all((p == q).all() for p, q in zip(a.state_dict().values(), b.state_dict().values()))

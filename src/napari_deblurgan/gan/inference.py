@@ -27,23 +27,29 @@ from .weights import default_model_path, load_generator
 
 ProgressCallback = Callable[[int, int], None]
 
-_CACHE: dict[tuple[str, float, str], ResnetGenerator] = {}
+_CACHE: dict[tuple[str, str], tuple[float, ResnetGenerator]] = {}  # (file, device) -> (mtime, model)
 _CACHE_LOCK = threading.Lock()
 
 
 def load_model(path: str | Path | None = None, device: str | torch.device = "auto") -> ResnetGenerator:
-    """Load (and cache) a generator from a safetensors model file; ``None`` means the shipped default."""
+    """Load (and cache) a generator from a safetensors model file; ``None`` means the shipped default.
+
+    The cache keeps one model per file and device: a file rewritten since (a training run exporting as
+    it goes) is loaded again and replaces the old copy, so memory does not grow with each export.
+    """
     dev = resolve_device(device)
     resolved = Path(path).expanduser().resolve() if path is not None else default_model_path()
     mtime = resolved.stat().st_mtime if resolved.is_file() else 0.0
-    key = (str(resolved), mtime, str(dev))
+    key = (str(resolved), str(dev))
     with _CACHE_LOCK:
-        if key not in _CACHE:
+        cached = _CACHE.get(key)
+        if cached is None or cached[0] != mtime:
+            _CACHE.pop(key, None)  # free the old weights before loading the new ones
             model = load_generator(resolved, dev)
             if dev.type == "cpu":
                 model = model.to(memory_format=torch.channels_last)
-            _CACHE[key] = model
-        return _CACHE[key]
+            _CACHE[key] = (mtime, model)
+        return _CACHE[key][1]
 
 
 @dataclass(frozen=True)
