@@ -272,3 +272,49 @@ def test_training_from_a_folder_checks_its_inputs(make_napari_viewer, qtbot, tmp
     with qtbot.waitSignal(widget.worker.finished, timeout=TIMEOUT):
         pass
     assert "y.tif" in errors[-1] and widget._start.enabled
+
+
+def test_training_can_start_from_the_shipped_model_and_resume_locks_the_recipe(
+    make_napari_viewer, tmp_path, errors
+) -> None:
+    from napari_deblurgan.gan.weights import default_model_path, load_generator
+
+    viewer = make_napari_viewer()
+    widget = TrainWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    widget._preset.value = "paper"
+    widget._start_from.value = "shipped"  # fine-tune the default model: its architecture, locked
+    shipped = load_generator(default_model_path()).config
+    assert (widget._width.value, widget._blocks.value) == (shipped.ngf, shipped.n_blocks)
+    assert not widget._width.enabled and not widget._preset.enabled
+    cfg = widget.config()
+    assert cfg.init == str(default_model_path()) and cfg.generator_config() == shipped
+    widget._start_from.value = "file"  # no file chosen yet
+    assert not widget._init_file.native.isHidden() and widget._width.enabled
+    widget._source.value = "scikit-image"
+    widget._start.clicked.emit()
+    widget._start_from.value = "random"
+    assert widget.config().init is None
+
+    widget._resume.value = True  # the saved recipe applies: its fields are locked, steps can grow
+    assert not widget._lr.enabled and not widget._source.enabled and widget._steps.enabled
+    widget._resume.value = False
+    assert widget._lr.enabled and widget._width.enabled
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "checkpoint.pt").write_bytes(b"a run left here")
+    widget._out.value = tmp_path / "run"
+    widget._start.clicked.emit()
+    assert errors[0].startswith("Choose the model file to start from")
+    assert "already holds a training run: tick 'resume'" in errors[1] and widget.worker is None
+
+
+def test_a_finished_run_in_the_proposed_folder_proposes_a_new_one(make_napari_viewer, monkeypatch, tmp_path) -> None:
+    monkeypatch.setattr(Path, "home", lambda: tmp_path)
+    widget = TrainWidget(make_napari_viewer())
+    first = Path(widget._out.value)
+    first.mkdir(parents=True)  # the run wrote there
+    widget._on_finished()
+    assert Path(widget._out.value) != first and not Path(widget._out.value).exists()
+    widget._out.value = tmp_path / "mine"  # a folder the user chose stays chosen
+    widget._on_finished()
+    assert Path(widget._out.value) == tmp_path / "mine"

@@ -24,10 +24,11 @@ from magicgui.widgets import (
 from napari.qt.threading import GeneratorWorker, create_worker
 from napari.utils.notifications import show_error, show_info
 
-from ..gan.generator import PRESETS, preset
+from ..gan.generator import PRESETS, GeneratorConfig, preset
 from ..gan.losses import CONTENT_LOSSES
 from ..gan.pairs import check_same_shape
 from ..gan.train import CHECKPOINT_NAME, MODEL_NAME, TrainConfig, Trainer, TrainEvent
+from ..gan.weights import default_model_path, load_generator
 from ._jobs import train_job
 from ._layers import image_choices, show_preview
 from ._plot import LossPlot
@@ -39,10 +40,15 @@ if TYPE_CHECKING:
 
 FOLDER, LAYERS, SKIMAGE = "folder", "open layers", "scikit-image"
 FOLDER_KINDS = [("auto-detect", "auto"), ("pairs: A/B or GOPRO", "pairs"), ("sharp images (blur synthesised)", "sharp")]
+RANDOM, SHIPPED, MODEL_FILE = "random", "shipped", "file"
+STARTS = [("random weights", RANDOM), ("the shipped default model", SHIPPED), ("a model file", MODEL_FILE)]
 
 
 def default_run_dir() -> Path:
-    return Path.home() / "napari-deblurgan" / "runs" / time.strftime("run-%Y%m%d-%H%M%S")
+    """A new folder for a run, named by the time: ~/napari-deblurgan/runs/run-YYYYmmdd-HHMMSS[-N]."""
+    base = Path.home() / "napari-deblurgan" / "runs" / time.strftime("run-%Y%m%d-%H%M%S")
+    candidates = [base] + [base.with_name(f"{base.name}-{n}") for n in range(2, 1000)]
+    return next(p for p in candidates if not p.exists())
 
 
 class TrainWidget(Container):
@@ -56,7 +62,7 @@ class TrainWidget(Container):
         self._viewer = viewer
         self._worker: GeneratorWorker | None = None
         self._stop_requested = threading.Event()
-        self._run_dir = default_run_dir()
+        self._run_dir = self._proposed_dir = default_run_dir()
 
         def layers(_: ComboBox) -> list[tuple[str, Image]]:
             return image_choices(viewer)
@@ -70,6 +76,10 @@ class TrainWidget(Container):
         self._folder_kind = ComboBox(label="folder holds", choices=FOLDER_KINDS)
         self._blurred = ComboBox(label="blurred layer", choices=layers, visible=False)
         self._sharp = ComboBox(label="sharp layer", choices=layers, visible=False)
+        self._start_from = ComboBox(
+            label="start from", choices=STARTS, tooltip="fine-tune a trained model on your data, or train from scratch"
+        )
+        self._init_file = FileEdit(label="model file", mode="r", filter="*.safetensors", nullable=True, visible=False)
         self._preset = ComboBox(label="preset", choices=list(PRESETS), value="fast")
         self._width = SpinBox(label="width (ngf)", min=4, max=256, tooltip="generator channels; smaller trains faster")
         self._blocks = SpinBox(label="res blocks", min=0, max=32)
@@ -93,7 +103,10 @@ class TrainWidget(Container):
         )
         self._preview_every = SpinBox(label="preview every", min=1, max=100_000, value=50, tooltip="steps")
         self._out = FileEdit(label="output folder", mode="d", value=self._run_dir, nullable=True)
-        self._resume = CheckBox(text="resume from the checkpoint in the output folder")
+        self._resume = CheckBox(
+            text="resume from the checkpoint in the output folder",
+            tooltip="continues the saved run with its own recipe and data; only 'steps' (to extend it) applies",
+        )
         self._device = ComboBox(label="device", choices=["auto", *available_devices()])
         self._start = PushButton(text="Start")
         self._stop = PushButton(text="Stop", enabled=False)
@@ -107,6 +120,8 @@ class TrainWidget(Container):
                 self._folder_kind,
                 self._blurred,
                 self._sharp,
+                self._start_from,
+                self._init_file,
                 self._preset,
                 self._width,
                 self._blocks,
@@ -130,6 +145,9 @@ class TrainWidget(Container):
         self.native.layout().addWidget(self.plot)
         self._source.changed.connect(self._on_source)
         self._preset.changed.connect(self._on_preset)
+        self._start_from.changed.connect(self._on_start_from)
+        self._init_file.changed.connect(self._on_start_from)
+        self._resume.changed.connect(self._on_resume)
         self._start.changed.connect(self.start)
         self._stop.changed.connect(self.stop)
         for event in (viewer.layers.events.inserted, viewer.layers.events.removed):
@@ -150,10 +168,47 @@ class TrainWidget(Container):
         cfg = preset(name)
         self._width.value, self._blocks.value = cfg.ngf, cfg.n_blocks
 
+    def _init_path(self) -> Path | None:
+        """The model file training starts from; None for random weights (or no file chosen yet)."""
+        if self._start_from.value == SHIPPED:
+            return default_model_path()
+        if self._start_from.value == MODEL_FILE and self._init_file.value is not None:
+            return Path(self._init_file.value)
+        return None
+
+    def _init_config(self) -> GeneratorConfig | None:
+        path = self._init_path()
+        return None if path is None or not path.is_file() else load_generator(path).config
+
+    def _on_start_from(self, *_: object) -> None:
+        """A model to start from fixes the architecture: show it, and lock the architecture fields."""
+        self._init_file.visible = self._start_from.value == MODEL_FILE
+        try:
+            cfg = self._init_config()
+        except ValueError as exc:
+            show_error(str(exc))
+            self._init_file.value, cfg = None, None
+        if cfg is not None:
+            self._preset.value = "paper" if cfg.norm != "none" else "fast"
+            self._width.value, self._blocks.value = cfg.ngf, cfg.n_blocks
+        self._on_resume(self._resume.value)
+
+    def _on_resume(self, resume: bool) -> None:
+        """Resuming continues the saved recipe: only the steps, preview, device and folder apply."""
+        recipe = [self._source, self._folder, self._folder_kind, self._blurred, self._sharp, self._start_from]
+        recipe += [self._init_file, self._batch, self._crop, self._lr, self._content, self._adv]
+        for widget in recipe:
+            widget.enabled = not resume
+        for widget in (self._preset, self._width, self._blocks):
+            widget.enabled = not resume and self._init_path() is None
+
     def config(self) -> TrainConfig:
         """The training options the widget shows."""
         base = preset(self._preset.value)
         overrides = {"ngf": self._width.value, "n_blocks": self._blocks.value}
+        init, init_cfg = self._init_path(), self._init_config()
+        if init_cfg is not None:  # the model's own architecture, whatever preset it came from
+            overrides = init_cfg.to_dict()
         data, mode = "skimage", "auto"
         if self._source.value == FOLDER:
             data, mode = str(self._folder.value), self._folder_kind.value
@@ -162,6 +217,7 @@ class TrainWidget(Container):
             data_mode=mode,
             preset=self._preset.value,
             generator={k: v for k, v in overrides.items() if getattr(base, k) != v},
+            init=None if init is None else str(init),
             content_loss=self._content.value,
             adv_weight=self._adv.value,
             lr=self._lr.value,
@@ -222,6 +278,12 @@ class TrainWidget(Container):
         if self._source.value == FOLDER and (folder is None or not Path(folder).is_dir()):
             show_error("Choose the training data folder first")
             return
+        if self._start_from.value == MODEL_FILE and self._init_file.value is None:
+            show_error("Choose the model file to start from (a .safetensors file), or start from random weights")
+            return
+        if not self._resume.value and (run_dir / CHECKPOINT_NAME).is_file():
+            show_error(f"{run_dir} already holds a training run: tick 'resume' to continue it, or choose another one")
+            return
         try:
             make_trainer = self._trainer_factory(self.config(), run_dir)
         except ValueError as exc:
@@ -278,3 +340,6 @@ class TrainWidget(Container):
 
     def _on_finished(self) -> None:
         self._start.enabled, self._stop.enabled = True, False
+        if self._out.value is not None and Path(self._out.value) == self._proposed_dir:
+            self._proposed_dir = default_run_dir()  # the next Start makes a new run, not a clash with this one
+            self._out.value = self._proposed_dir
