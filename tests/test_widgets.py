@@ -318,3 +318,38 @@ def test_a_finished_run_in_the_proposed_folder_proposes_a_new_one(make_napari_vi
     widget._out.value = tmp_path / "mine"  # a folder the user chose stays chosen
     widget._on_finished()
     assert Path(widget._out.value) == tmp_path / "mine"
+
+
+def _drain(job: Any) -> tuple[list[Any], Any]:
+    events = []
+    while True:
+        try:
+            events.append(next(job))
+        except StopIteration as stop:
+            return events, stop.value
+
+
+def test_own_range_and_float_ranges_are_scanned_frame_by_frame_with_progress(tiny_model_path) -> None:
+    import threading
+
+    import dask.array as da
+
+    from napari_deblurgan import deblur
+    from napari_deblurgan._widgets._jobs import JobError, deblur_job
+    from napari_deblurgan.gan.inference import intensity_range
+
+    twelve_bit = np.random.default_rng(6).integers(100, 4000, (4, 32, 40), dtype=np.uint16)
+    lazy = da.from_array(twelve_bit, chunks=(1, 32, 40))
+    job = deblur_job(lazy, tiny_model_path, threading.Event(), own_range_of=lazy, rgb=False, device="cpu")
+    events, result = _drain(job)  # a worker can be cancelled at every one of these yields
+    assert events == [(i, 4, "frame scanned") for i in range(1, 5)] + [(i, 4, "frame") for i in range(1, 5)]
+    expected = deblur(twelve_bit, tiny_model_path, value_range=intensity_range(twelve_bit))
+    np.testing.assert_array_equal(result, expected)  # the same mapping as scanning the whole stack at once
+
+    floats = da.from_array(np.random.default_rng(7).random((3, 32, 40)).astype(np.float32) * 5, chunks=(1, 32, 40))
+    events, result = _drain(deblur_job(floats, tiny_model_path, threading.Event(), rgb=False, device="cpu"))
+    assert [e[2] for e in events] == ["frame scanned"] * 3 + ["frame"] * 3
+    np.testing.assert_allclose(result, deblur(floats.compute(), tiny_model_path), atol=1e-5)
+    broken = da.from_array(np.full((2, 32, 40), np.nan, np.float32), chunks=(1, 32, 40))
+    with pytest.raises(JobError, match="NaN"):
+        _drain(deblur_job(broken, tiny_model_path, threading.Event(), rgb=False, device="cpu"))

@@ -17,7 +17,7 @@ from ..gan.train import MODEL_NAME, Trainer, TrainEvent
 
 R = TypeVar("R")
 Y = TypeVar("Y")
-Progress = tuple[int, int]
+Progress = tuple[int, int, str]  # (done, total, what is counted: "tile", "frame" or "frame scanned")
 
 
 class JobError(Exception):
@@ -43,7 +43,7 @@ def user_errors(job: Generator[Y, None, R]) -> Generator[Y, None, R]:
 def with_progress(
     func: Callable[[Callable[[int, int], None]], R], cancel: threading.Event
 ) -> Generator[Progress, None, R]:
-    """Run ``func(progress)`` in a helper thread and yield every ``(done, total)`` it reports.
+    """Run ``func(progress)`` in a helper thread and yield every ``(done, total)`` it reports, as tiles.
 
     Returns what ``func`` returns. Once ``cancel`` is set, the next progress report raises
     :class:`Cancelled` inside ``func``, so it stops within one tile.
@@ -51,7 +51,7 @@ def with_progress(
     events: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
 
     def progress(done: int, total: int) -> None:
-        events.put(("progress", (done, total)))
+        events.put(("progress", (done, total, "tile")))
         if cancel.is_set():
             raise Cancelled
 
@@ -75,26 +75,52 @@ def with_progress(
 def deblur_job(
     data: Any, model: Path | None, cancel: threading.Event, own_range_of: Any = None, **options: Any
 ) -> Generator[Progress, None, np.ndarray]:
-    """Deblur ``data`` (numpy or dask), yielding ``(tiles done, total)``; ``options`` go to ``deblur``.
+    """Deblur ``data`` (numpy or dask), yielding progress; ``options`` go to ``deblur``.
 
     ``own_range_of``: map intensities by this array's own range (``intensity_range``: the whole layer,
-    so a single frame gets the same mapping as the whole stack), computed here, off the GUI thread.
+    so a single frame gets the same mapping as the whole stack), scanned here frame by frame, off the GUI
+    thread, with progress (a worker can be cancelled at each yield).
 
     A dask stack (a lazy layer, e.g. from our reader) is deblurred lazily and computed frame by frame, so
     only one input frame is in memory at a time; progress then counts frames.
     """
-    from ..gan.inference import deblur, intensity_range
+    return (yield from user_errors(_deblur_steps(data, model, cancel, own_range_of, options)))
+
+
+def _deblur_steps(
+    data: Any, model: Path | None, cancel: threading.Event, own_range_of: Any, options: dict[str, Any]
+) -> Generator[Progress, None, np.ndarray]:
+    from ..gan.inference import data_range, deblur, scans_own_range, widened_range
     from ..gan.lazy import is_dask_array
 
+    rgb = options.get("rgb")
     if own_range_of is not None:
-        options["value_range"] = intensity_range(own_range_of, rgb=options.get("rgb"))
-
-    stack_axes = data.ndim - (3 if options.get("rgb") else 2)
+        low, high = yield from _extremes_by_frame(own_range_of, rgb)
+        options["value_range"] = widened_range(low, high, own_range_of.dtype)
+    stack_axes = data.ndim - (3 if rgb else 2)
     if is_dask_array(data) and stack_axes > 0:
-        return (yield from user_errors(_frame_by_frame(deblur(data, model, **options), stack_axes)))
-    return (
-        yield from user_errors(with_progress(lambda p: deblur(np.asarray(data), model, progress=p, **options), cancel))
-    )
+        if options.get("value_range") is None and scans_own_range(data.dtype):  # else deblur scans it, uncancellable
+            options["value_range"] = data_range(*(yield from _extremes_by_frame(data, rgb, alpha=True)))
+        return (yield from _frame_by_frame(deblur(data, model, **options), stack_axes))
+    return (yield from with_progress(lambda p: deblur(np.asarray(data), model, progress=p, **options), cancel))
+
+
+def _extremes_by_frame(
+    data: Any, rgb: bool | None, alpha: bool = False
+) -> Generator[Progress, None, tuple[float, float]]:
+    """Minimum and maximum intensity of a (maybe lazy) stack, read one frame at a time; RGBA alpha is left
+    out unless ``alpha``."""
+    from ..gan.inference import intensity_extremes
+
+    frame_ndim = 3 if rgb else 2
+    frames = list(np.ndindex(data.shape[: data.ndim - frame_ndim]))
+    low, high = np.inf, -np.inf
+    for done, index in enumerate(frames, 1):
+        frame = np.asarray(data[index])
+        lo, hi = (frame.min(), frame.max()) if alpha else intensity_extremes(frame, rgb=rgb)
+        low, high = float(np.minimum(low, lo)), float(np.maximum(high, hi))  # NaN propagates
+        yield done, len(frames), "frame scanned"
+    return low, high
 
 
 def _frame_by_frame(lazy: Any, stack_axes: int) -> Generator[Progress, None, np.ndarray]:
@@ -102,7 +128,7 @@ def _frame_by_frame(lazy: Any, stack_axes: int) -> Generator[Progress, None, np.
     frames = list(np.ndindex(lazy.shape[:stack_axes]))
     for done, index in enumerate(frames, 1):
         out[index] = np.asarray(lazy[index])
-        yield done, len(frames)
+        yield done, len(frames), "frame"
     return out
 
 

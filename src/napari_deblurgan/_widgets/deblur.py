@@ -183,10 +183,10 @@ class DeblurWidget(Container):
         if message is not None:
             self._status.value = message
 
-    def _on_progress(self, progress: tuple[int, int]) -> None:
-        done, total = progress
+    def _on_progress(self, progress: tuple[int, int, str]) -> None:
+        done, total, unit = progress
         self._bar.max, self._bar.value = total, done
-        self._status.value = f"tile {done} of {total}"
+        self._status.value = f"{unit} {done} of {total}"
 
     def _on_cancelled(self) -> None:
         self._status.value = "cancelled"

@@ -132,19 +132,42 @@ def intensity_range(
     """``value_range="auto"``: the image's min..max (RGBA alpha left out; numpy or dask), widened by
     ``margin`` of it on each side within an integer dtype's range, so deblurred highlights and shadows
     that overshoot the blurred ones are kept. A constant image maps to mid-grey."""
-    extremes = _intensity_extremes(image, infer_layout(image.shape, channel_axis, rgb))
+    extremes = intensity_extremes(image, channel_axis, rgb)
     if is_dask_array(image):
         import dask
 
         extremes = dask.compute(*extremes)
     low, high = (float(v) for v in extremes)
+    return widened_range(low, high, image.dtype, margin)
+
+
+def intensity_extremes(image: Any, channel_axis: int | None = None, rgb: bool | None = None) -> tuple[Any, Any]:
+    """Minimum and maximum of an image's intensities (RGBA alpha left out); numpy or lazy dask scalars."""
+    return _intensity_extremes(image, infer_layout(image.shape, channel_axis, rgb))
+
+
+def widened_range(low: float, high: float, dtype: np.dtype, margin: float = 0.1) -> tuple[float, float]:
+    """:func:`intensity_range` from known extremes: ``margin`` wider each side, within an integer dtype."""
     if not high > low:
         return low - 0.5, low + 0.5
     low, high = low - margin * (high - low), high + margin * (high - low)
-    if np.dtype(image.dtype).kind in "ui":
-        info = np.iinfo(image.dtype)
+    if np.dtype(dtype).kind in "ui":
+        info = np.iinfo(dtype)
         low, high = max(low, float(info.min)), min(high, float(info.max))
     return low, high
+
+
+def scans_own_range(dtype: np.dtype) -> bool:
+    """Whether ``value_range=None`` maps this dtype by the data's own range (floats, 32/64-bit integers)."""
+    dtype = np.dtype(dtype)
+    return dtype.kind == "f" or (dtype.kind in "ui" and dtype.itemsize > 2)
+
+
+def data_range(low: float, high: float) -> tuple[float, float]:
+    """The value range of data with these extremes when it maps by its own range (see :func:`value_range_of`)."""
+    if not (np.isfinite(low) and np.isfinite(high)):
+        raise ValueError("The image contains NaN or infinite values; replace them first, e.g. da.nan_to_num(image)")
+    return _float_range(low, high)
 
 
 def _float_range(lo: float, hi: float) -> tuple[float, float]:
@@ -343,12 +366,8 @@ def _deblur_lazy(
     if isinstance(value_range, str):
         _check_auto(value_range)
         value_range = intensity_range(image, channel_axis, rgb)
-    wide_int = image.dtype.kind in "ui" and image.dtype.itemsize > 2
-    if value_range is None and (image.dtype.kind == "f" or wide_int):  # the whole array's range: one pass
-        low, high = (float(v) for v in dask.compute(image.min(), image.max()))
-        if not (np.isfinite(low) and np.isfinite(high)):
-            raise ValueError("The image contains NaN or infinite values; replace them first, e.g. da.nan_to_num(image)")
-        value_range = _float_range(low, high)
+    if value_range is None and scans_own_range(image.dtype):  # the whole array's range: one pass
+        value_range = data_range(*(float(v) for v in dask.compute(image.min(), image.max())))
     lo, hi = value_range_of(np.empty((1, 1), dtype=image.dtype), value_range)
     tile = options["tile_size"]
     overlap = default_overlap(tile) if options["tile_overlap"] is None else options["tile_overlap"]
