@@ -13,5 +13,8 @@ napari-deblurgan train --config recipes/stage2.json --out "$OUT/stage2" --init "
 napari-deblurgan train --config recipes/stage3.json --out "$OUT/stage3" --init "$OUT/stage2/generator.safetensors" "$@"
 # Stage 4: a second cosine cycle from stage 3 (lr 2e-4, new seed); the critic joins at the end.
 napari-deblurgan train --config recipes/stage4.json --out "$OUT/stage4" --init "$OUT/stage3/generator.safetensors" "$@"
-napari-deblurgan export "$OUT/stage4" "$OUT/default.safetensors" --overwrite
+# (Stage 5, recipes/stage5.json, was a third cosine cycle that did not beat stage 4: not part of the model.)
+# Stage 6: a fine-tune of stage 4 with low-contrast crops (contrast_min) and a weight average; critic at the end.
+napari-deblurgan train --config recipes/stage6.json --out "$OUT/stage6" --init "$OUT/stage4/generator.safetensors" "$@"
+napari-deblurgan export "$OUT/stage6" "$OUT/default.safetensors" --overwrite
 echo "Reproduced: $OUT/default.safetensors (ship it: cp it to src/napari_deblurgan/models/default.safetensors)"
