@@ -51,3 +51,23 @@ def test_one_bit_png_is_read_as_uint8(tmp_path: Path) -> None:
     image = read_image(tmp_path / "mask.png")
     assert image_info(tmp_path / "mask.png") == ((12, 10), np.dtype(np.uint8))
     np.testing.assert_array_equal(image, mask.astype(np.uint8) * 255)
+
+
+def test_channel_views_and_layouts_are_written_as_viewers_expect(tmp_path: Path) -> None:
+    rgba16 = RNG.integers(0, 65536, (9, 11, 4)).astype(np.uint16)
+    write_image(tmp_path / "view.png", rgba16[..., :3])  # a non-contiguous view
+    np.testing.assert_array_equal(read_image(tmp_path / "view.png"), rgba16[..., :3])
+    planar = RNG.integers(0, 256, (3, 9, 11)).astype(np.uint8)
+    write_image(tmp_path / "planar.png", planar, channel_axis=0)  # PNG holds channels last
+    np.testing.assert_array_equal(read_image(tmp_path / "planar.png"), np.moveaxis(planar, 0, -1))
+    write_image(tmp_path / "one.png", planar[:1].transpose(1, 2, 0), channel_axis=-1)  # one channel: gray
+    np.testing.assert_array_equal(read_image(tmp_path / "one.png"), planar[0])
+    with pytest.raises(ValueError, match="BMP cannot hold 4 channels"):  # its alpha would not read back
+        write_image(tmp_path / "x.bmp", rgba16.astype(np.uint8))
+
+
+def test_one_bit_tiff_info_matches_what_is_read(tmp_path: Path) -> None:
+    import tifffile
+
+    tifffile.imwrite(tmp_path / "mask.tif", RNG.random((12, 10)) > 0.5)
+    assert image_info(tmp_path / "mask.tif") == (read_image(tmp_path / "mask.tif").shape, np.dtype(np.uint8))

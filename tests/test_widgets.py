@@ -306,6 +306,10 @@ def test_training_can_start_from_the_shipped_model_and_resume_locks_the_recipe(
     widget._start.clicked.emit()
     assert errors[0].startswith("Choose the model file to start from")
     assert "already holds a training run: tick 'resume'" in errors[1] and widget.worker is None
+    widget._source.value, widget._folder.value, widget._resume.value = "folder", None, True
+    widget._out.value = tmp_path / "empty"
+    widget._start.clicked.emit()  # the data folder is the saved run's: not asked for, but a checkpoint is
+    assert "holds no checkpoint to resume" in errors[2] and widget.worker is None
 
 
 def test_a_finished_run_in_the_proposed_folder_proposes_a_new_one(make_napari_viewer, monkeypatch, tmp_path) -> None:
@@ -318,6 +322,10 @@ def test_a_finished_run_in_the_proposed_folder_proposes_a_new_one(make_napari_vi
     widget._out.value = tmp_path / "mine"  # a folder the user chose stays chosen
     widget._on_finished()
     assert Path(widget._out.value) == tmp_path / "mine"
+    widget._out.value = proposed = widget._proposed_dir
+    widget._stop_requested.set()  # a stopped run stays proposed, to be resumed
+    widget._on_finished()
+    assert Path(widget._out.value) == proposed
 
 
 def _drain(job: Any) -> tuple[list[Any], Any]:

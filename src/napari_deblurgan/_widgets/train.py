@@ -274,14 +274,17 @@ class TrainWidget(Container):
             show_error("Choose an output folder for the run first")
             return
         run_dir = Path(self._out.value)
-        folder = self._folder.value
-        if self._source.value == FOLDER and (folder is None or not Path(folder).is_dir()):
+        folder, resume = self._folder.value, self._resume.value  # a resumed run brings its own data and weights
+        if not resume and self._source.value == FOLDER and (folder is None or not Path(folder).is_dir()):
             show_error("Choose the training data folder first")
             return
-        if self._start_from.value == MODEL_FILE and self._init_file.value is None:
+        if not resume and self._start_from.value == MODEL_FILE and self._init_file.value is None:
             show_error("Choose the model file to start from (a .safetensors file), or start from random weights")
             return
-        if not self._resume.value and (run_dir / CHECKPOINT_NAME).is_file():
+        if resume and not (run_dir / CHECKPOINT_NAME).is_file():
+            show_error(f"{run_dir} holds no checkpoint to resume: choose the run's folder, or untick 'resume'")
+            return
+        if not resume and (run_dir / CHECKPOINT_NAME).is_file():
             show_error(f"{run_dir} already holds a training run: tick 'resume' to continue it, or choose another one")
             return
         try:
@@ -340,6 +343,7 @@ class TrainWidget(Container):
 
     def _on_finished(self) -> None:
         self._start.enabled, self._stop.enabled = True, False
-        if self._out.value is not None and Path(self._out.value) == self._proposed_dir:
+        finished = not self._stop_requested.is_set()  # a stopped run stays proposed, to be resumed
+        if finished and self._out.value is not None and Path(self._out.value) == self._proposed_dir:
             self._proposed_dir = default_run_dir()  # the next Start makes a new run, not a clash with this one
             self._out.value = self._proposed_dir

@@ -84,7 +84,8 @@ def image_info(path: str | Path) -> tuple[tuple[int, ...], np.dtype]:
 
             with tifffile.TiffFile(path) as tif:
                 series = tif.series[0]
-                return tuple(series.shape), np.dtype(series.dtype)
+                dtype = np.dtype(series.dtype)
+                return tuple(series.shape), np.dtype(np.uint8) if dtype.kind == "b" else dtype
         png16 = _png16_shape(path)
         if png16:
             return png16, np.dtype(np.uint16)
@@ -152,6 +153,9 @@ def write_image(path: str | Path, image: NDArray, channel_axis: int | Literal["a
 
     path = Path(path)
     suffix = path.suffix.lower()
+    if not is_tiff(path) and channel_axis not in ("auto", None) and image.ndim == 3:
+        image = np.moveaxis(image, channel_axis, -1)  # PNG/JPEG/BMP hold channels last, one channel as gray
+        image, channel_axis = (image[..., 0], None) if image.shape[-1] == 1 else (image, -1)
     check_writable(path, image)
     if channel_axis == "auto":
         channel_axis = -1 if image.ndim == 3 and image.shape[-1] in (3, 4) else None
@@ -171,7 +175,7 @@ def write_image(path: str | Path, image: NDArray, channel_axis: int | Literal["a
         elif suffix == ".png" and image.dtype == np.uint16:  # imageio (Pillow) writes 16 bits for gray only
             import imagecodecs
 
-            tmp.write_bytes(imagecodecs.png_encode(image))
+            tmp.write_bytes(imagecodecs.png_encode(np.ascontiguousarray(image)))
         else:
             import imageio.v3 as iio
 
@@ -186,7 +190,7 @@ _LIMITED_FORMATS: dict[str, tuple[str, tuple[type, ...], tuple[int, ...]]] = {
     ".jpg": ("JPEG", (np.uint8,), (1, 3)),
     ".jpeg": ("JPEG", (np.uint8,), (1, 3)),
     ".png": ("PNG", (np.uint8, np.uint16), (1, 2, 3, 4)),
-    ".bmp": ("BMP", (np.uint8,), (1, 3, 4)),
+    ".bmp": ("BMP", (np.uint8,), (1, 3)),  # Pillow reads a 32-bit BMP back without its alpha
 }
 
 
