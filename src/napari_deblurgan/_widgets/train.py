@@ -25,10 +25,11 @@ from napari.qt.threading import GeneratorWorker, create_worker
 from napari.utils.notifications import show_error, show_info
 
 from ..gan.generator import PRESETS, GeneratorConfig, preset
+from ..gan.inference import load_model
 from ..gan.losses import CONTENT_LOSSES
 from ..gan.pairs import check_same_shape
 from ..gan.train import CHECKPOINT_NAME, MODEL_NAME, TrainConfig, Trainer, TrainEvent
-from ..gan.weights import default_model_path, load_generator
+from ..gan.weights import default_model_path
 from ._jobs import train_job
 from ._layers import image_choices, show_preview
 from ._plot import LossPlot
@@ -178,7 +179,7 @@ class TrainWidget(Container):
 
     def _init_config(self) -> GeneratorConfig | None:
         path = self._init_path()
-        return None if path is None or not path.is_file() else load_generator(path).config
+        return None if path is None or not path.is_file() else load_model(path, "cpu").config  # cached
 
     def _on_start_from(self, *_: object) -> None:
         """A model to start from fixes the architecture: show it, and lock the architecture fields."""

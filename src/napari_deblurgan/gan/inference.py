@@ -118,14 +118,6 @@ def value_range_of(arr: np.ndarray, value_range: tuple[float, float] | None) -> 
     return _float_range(float(arr.min()), float(arr.max()))
 
 
-def _intensity_extremes(image: Any, layout: Layout) -> tuple[Any, Any]:
-    """Minimum and maximum of an image's intensities (RGBA alpha left out); numpy or lazy dask scalars."""
-    if layout.colour and image.shape[layout.channel_axis] == 4:
-        axes = tuple(a for a in range(image.ndim) if a != layout.channel_axis % image.ndim)
-        return image.min(axis=axes)[:3].min(), image.max(axis=axes)[:3].max()
-    return image.min(), image.max()
-
-
 def intensity_range(
     image: Any, channel_axis: int | None = None, rgb: bool | None = None, margin: float = 0.1
 ) -> tuple[float, float]:
@@ -143,7 +135,11 @@ def intensity_range(
 
 def intensity_extremes(image: Any, channel_axis: int | None = None, rgb: bool | None = None) -> tuple[Any, Any]:
     """Minimum and maximum of an image's intensities (RGBA alpha left out); numpy or lazy dask scalars."""
-    return _intensity_extremes(image, infer_layout(image.shape, channel_axis, rgb))
+    layout = infer_layout(image.shape, channel_axis, rgb)
+    if layout.colour and image.shape[layout.channel_axis] == 4:
+        axes = tuple(a for a in range(image.ndim) if a != layout.channel_axis % image.ndim)
+        return image.min(axis=axes)[:3].min(), image.max(axis=axes)[:3].max()
+    return image.min(), image.max()
 
 
 def widened_range(low: float, high: float, dtype: np.dtype, margin: float = 0.1) -> tuple[float, float]:
