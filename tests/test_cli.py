@@ -14,7 +14,7 @@ import skimage.data
 
 from _helpers import TINY_RECIPE
 from napari_deblurgan.cli import main
-from napari_deblurgan.gan.images import read_image, write_image
+from napari_deblurgan.gan.images import icc_profile, read_image, write_image
 
 
 @pytest.fixture
@@ -27,13 +27,24 @@ def images(tmp_path: Path) -> Path:
     return folder
 
 
-def test_round_trip_keeps_format_shape_and_bit_depth(images: Path, tmp_path: Path, identity_model_path: Path) -> None:
+def _rgb_profile() -> bytes:
+    from PIL import ImageCms
+
+    return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+
+
+def test_round_trip_keeps_format_shape_bit_depth_and_colour_profile(
+    images: Path, tmp_path: Path, identity_model_path: Path
+) -> None:
+    profile = _rgb_profile()
+    write_image(images / "phone.jpg", skimage.data.chelsea()[:64, :80], icc_profile=profile)
     out = tmp_path / "out"
     assert main(["deblur", str(images), "-o", str(out), "--model", str(identity_model_path), "--quiet"]) == 0
     for name in ("rgb8.png", "gray16.tif", "rgb16.tif"):
         src, dst = read_image(images / name), read_image(out / name)
         assert dst.dtype == src.dtype and dst.shape == src.shape
         np.testing.assert_array_equal(dst, src)  # the identity model gives the input back, bit for bit
+    assert icc_profile(out / "phone.jpg") == profile and icc_profile(out / "rgb8.png") is None
 
 
 def test_a_real_model_changes_the_image(images: Path, tmp_path: Path, tiny_model_path: Path) -> None:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from napari_deblurgan.gan.images import image_info, read_image, write_image
+from napari_deblurgan.gan.images import icc_profile, image_info, read_image, write_image
 
 RNG = np.random.default_rng(0)
 
@@ -34,6 +34,37 @@ def test_exif_rotated_jpeg_is_read_upright(tmp_path: Path) -> None:
     image = read_image(tmp_path / "phone.jpg")
     assert image.shape == (40, 20, 3) == image_info(tmp_path / "phone.jpg")[0]
     assert image[:8].mean() > 200 and image[-8:].mean() < 50  # the left edge is now the top
+
+
+def test_exif_rotated_16_bit_png_is_read_upright(tmp_path: Path) -> None:
+    stored = RNG.integers(0, 65536, (20, 40)).astype(np.uint16)
+    exif = Image.Exif()
+    exif[0x0112] = 8  # "rotate 90 degrees counter-clockwise to view"
+    Image.fromarray(stored).save(tmp_path / "scan.png", exif=exif)  # 16-bit gray PNG with an eXIf chunk
+    assert image_info(tmp_path / "scan.png") == ((40, 20), np.dtype(np.uint16))
+    np.testing.assert_array_equal(read_image(tmp_path / "scan.png"), np.rot90(stored))  # every bit, upright
+
+
+def _srgb_profile() -> bytes:
+    from PIL import ImageCms
+
+    return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+
+
+@pytest.mark.parametrize(
+    ("name", "dtype"), [("x.tif", np.uint16), ("x.png", np.uint8), ("x.png", np.uint16), ("x.jpg", np.uint8)]
+)
+def test_colour_profiles_are_carried_to_outputs_that_fit_them(tmp_path: Path, name: str, dtype: type) -> None:
+    profile = _srgb_profile()
+    image = RNG.integers(0, 200, (9, 11, 3)).astype(dtype)
+    path = write_image(tmp_path / name, image, icc_profile=profile)
+    assert icc_profile(path) == profile
+    if name != "x.jpg":
+        np.testing.assert_array_equal(read_image(path), image)  # the profile changes no value
+    gray = write_image(tmp_path / f"gray{path.suffix}", image[..., 0], icc_profile=profile)
+    assert icc_profile(gray) is None  # an RGB profile does not describe gray values
+    cmyk = profile[:16] + b"CMYK" + profile[20:]  # a CMYK JPEG's profile, once its pixels are RGB
+    assert icc_profile(write_image(tmp_path / f"rgb{path.suffix}", image, icc_profile=cmyk)) is None
 
 
 def test_cmyk_jpeg_is_read_as_rgb(tmp_path: Path) -> None:

@@ -86,7 +86,7 @@ def _deblur_image(image: Any, axis: int | None, gray_alpha: bool, model: Any, **
 def _deblur(args: argparse.Namespace) -> None:
     from tqdm import tqdm
 
-    from .gan.images import channel_axis_of, read_image, write_image
+    from .gan.images import channel_axis_of, icc_profile, read_image, write_image
     from .gan.inference import load_model
 
     files = _collect_inputs(args.inputs)
@@ -118,7 +118,7 @@ def _deblur(args: argparse.Namespace) -> None:
                 ensemble=args.ensemble,
                 progress=tiles,
             )
-            write_image(dst, result, channel_axis=axis)
+            write_image(dst, result, channel_axis=axis, icc_profile=icc_profile(src))
             bar.update()
     if not args.quiet:
         print(f"Wrote {len(outputs)} image(s) to {outdir}")

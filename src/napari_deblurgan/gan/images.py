@@ -18,8 +18,8 @@ def is_image_file(path: Path) -> bool:
 def read_image(path: str | Path) -> NDArray:
     """Read an image file as (H, W) or (H, W, C), keeping its dtype (8- and 16-bit stay as they are).
 
-    JPEGs are turned upright by their EXIF orientation and CMYK JPEGs converted to RGB, as photo viewers
-    show them; 1-bit images become uint8 0/255.
+    JPEGs and PNGs are turned upright by their EXIF orientation and CMYK JPEGs converted to RGB, as photo
+    viewers show them; 1-bit images become uint8 0/255.
     """
     path = Path(path)
     _check_not_empty(path)
@@ -31,7 +31,7 @@ def read_image(path: str | Path) -> NDArray:
         elif _png16_shape(path):  # Pillow decodes 16-bit colour PNGs to 8 bits
             import imagecodecs
 
-            image = np.asarray(imagecodecs.png_decode(path.read_bytes()))
+            image = _orient(np.asarray(imagecodecs.png_decode(path.read_bytes())), _pillow_facts(path)[1])
         else:
             import imageio.v3 as iio
 
@@ -51,6 +51,19 @@ def _png16_shape(path: Path) -> tuple[int, ...] | None:
     width, height = int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
     channels = {0: 1, 2: 3, 4: 2, 6: 4}.get(head[25], 1)  # colour type: gray, RGB, gray+alpha, RGBA
     return (height, width) if channels == 1 else (height, width, channels)
+
+
+#: EXIF orientation -> (transpose Y and X, then flip Y, flip X) that turns the stored pixels upright.
+_ORIENTATIONS = {2: (False, False, True), 3: (False, True, True), 4: (False, True, False), 5: (True, False, False)}
+_ORIENTATIONS |= {6: (True, False, True), 7: (True, True, True), 8: (True, True, False)}
+
+
+def _orient(image: NDArray, orientation: int) -> NDArray:
+    """Stored pixels (H, W[, C]) turned upright by their EXIF ``orientation`` (1: already upright)."""
+    transpose, flip_y, flip_x = _ORIENTATIONS.get(orientation, (False, False, False))
+    if transpose:
+        image = image.swapaxes(0, 1)
+    return np.ascontiguousarray(image[:: -1 if flip_y else 1, :: -1 if flip_x else 1])
 
 
 def _pillow_facts(path: Path) -> tuple[str, int]:
@@ -87,13 +100,14 @@ def image_info(path: str | Path) -> tuple[tuple[int, ...], np.dtype]:
                 dtype = np.dtype(series.dtype)
                 return tuple(series.shape), np.dtype(np.uint8) if dtype.kind == "b" else dtype
         png16 = _png16_shape(path)
-        if png16:
-            return png16, np.dtype(np.uint16)
-        import imageio.v3 as iio
-
-        props = iio.improps(path)
-        shape, dtype = list(props.shape), np.dtype(props.dtype)
         mode, orientation = _pillow_facts(path)
+        if png16:
+            shape, dtype = list(png16), np.dtype(np.uint16)
+        else:
+            import imageio.v3 as iio
+
+            props = iio.improps(path)
+            shape, dtype = list(props.shape), np.dtype(props.dtype)
         if mode == "CMYK":
             shape[-1] = 3
         if orientation in (5, 6, 7, 8):  # EXIF: rotated by 90 degrees
@@ -101,6 +115,41 @@ def image_info(path: str | Path) -> tuple[tuple[int, ...], np.dtype]:
         return tuple(shape), np.dtype(np.uint8) if dtype.kind == "b" else dtype
     except Exception as exc:
         raise ValueError(f"Cannot read image {path}: {_reason(exc)}. Check that the file is a complete image.") from exc
+
+
+def icc_profile(path: str | Path) -> bytes | None:
+    """The ICC colour profile embedded in an image file (a phone's Display P3, a camera's Adobe RGB), or
+    None: the values are then sRGB. :func:`write_image` embeds it again so that colours do not shift."""
+    path = Path(path)
+    try:
+        if is_tiff(path):
+            import tifffile
+
+            with tifffile.TiffFile(path) as tif:
+                tag = tif.pages[0].tags.get(34675)  # InterColorProfile
+                return bytes(tag.value) if tag is not None else None
+        from PIL import Image
+
+        with Image.open(path) as im:
+            return im.info.get("icc_profile") or None
+    except Exception:  # only metadata: the pixels were read, a damaged profile must not stop the job
+        return None
+
+
+def _profile_fits(profile: bytes, channels: int) -> bool:
+    """Whether an ICC profile's colour space (named in its header) is that of images with ``channels``:
+    an RGB profile for RGB(A), a gray one for gray(+alpha); a CMYK JPEG's profile fits no output."""
+    return profile[16:20] == (b"RGB " if channels in (3, 4) else b"GRAY" if channels in (1, 2) else b"")
+
+
+def _png_with_profile(png: bytes, profile: bytes) -> bytes:
+    """A PNG with an iCCP chunk (name, compression 0, zlib data) right after its header chunk (IHDR)."""
+    import zlib
+
+    body = b"iCCP" + b"ICC profile\0\0" + zlib.compress(profile)
+    chunk = (len(body) - 4).to_bytes(4, "big") + body + zlib.crc32(body).to_bytes(4, "big")
+    end_of_ihdr = 8 + 4 + 4 + 13 + 4  # signature, IHDR length, type, data, CRC
+    return png[:end_of_ihdr] + chunk + png[end_of_ihdr:]
 
 
 def is_tiff(path: Path) -> bool:
@@ -142,12 +191,19 @@ def channel_axis_of(path: str | Path, image: NDArray) -> int | None:
     return -1 if image.ndim == 3 and image.shape[-1] in (3, 4) and len(axes) != image.ndim else None
 
 
-def write_image(path: str | Path, image: NDArray, channel_axis: int | Literal["auto"] | None = "auto") -> Path:
+def write_image(
+    path: str | Path,
+    image: NDArray,
+    channel_axis: int | Literal["auto"] | None = "auto",
+    icc_profile: bytes | None = None,
+) -> Path:
     """Write an image atomically (temp file + rename) in the format its suffix names; 16-bit stays 16-bit.
 
     ``channel_axis`` names the axis of colour channels (TIFF samples) whatever their count, None for none
     (a TIFF of grayscale pages); "auto": the last axis of a 3D image if it is 3 or 4 long. A TIFF keeps
     the channels where they are: interleaved when last, planar when right before Y and X.
+    ``icc_profile`` (from :func:`icc_profile`) is embedded in TIFF, PNG and JPEG files when its colour
+    space fits the channels written (BMP holds none).
     """
     from .checkpoint import atomic_write
 
@@ -160,26 +216,32 @@ def write_image(path: str | Path, image: NDArray, channel_axis: int | Literal["a
     if channel_axis == "auto":
         channel_axis = -1 if image.ndim == 3 and image.shape[-1] in (3, 4) else None
     axis = None if channel_axis is None else channel_axis % image.ndim
+    channels = 1 if axis is None else image.shape[axis]
+    profile = icc_profile if icc_profile and _profile_fits(icc_profile, channels) else None
 
     def write(tmp: Path) -> None:
         if is_tiff(path):
             import tifffile
 
             if axis is None:
-                tifffile.imwrite(tmp, image, photometric="minisblack")
+                tifffile.imwrite(tmp, image, photometric="minisblack", iccprofile=profile)
                 return
             planar = axis == image.ndim - 3 and image.ndim >= 3
             data = image if planar or axis == image.ndim - 1 else np.moveaxis(image, axis, -1)
             photometric = "rgb" if image.shape[axis] in (3, 4) else "minisblack"
-            tifffile.imwrite(tmp, data, photometric=photometric, planarconfig="separate" if planar else "contig")
+            planarconfig = "separate" if planar else "contig"
+            tifffile.imwrite(tmp, data, photometric=photometric, planarconfig=planarconfig, iccprofile=profile)
         elif suffix == ".png" and image.dtype == np.uint16:  # imageio (Pillow) writes 16 bits for gray only
             import imagecodecs
 
-            tmp.write_bytes(imagecodecs.png_encode(np.ascontiguousarray(image)))
+            png = imagecodecs.png_encode(np.ascontiguousarray(image))
+            tmp.write_bytes(_png_with_profile(png, profile) if profile else png)
         else:
             import imageio.v3 as iio
 
-            extra = {"quality": 95} if suffix in (".jpg", ".jpeg") else {}
+            extra: dict[str, object] = {"quality": 95} if suffix in (".jpg", ".jpeg") else {}
+            if profile and suffix != ".bmp":
+                extra["icc_profile"] = profile
             iio.imwrite(tmp, image, extension=suffix, **extra)
 
     return atomic_write(path, write)
