@@ -194,3 +194,19 @@ def test_contrast_min_lowers_the_contrast_of_targets_about_their_mean() -> None:
     assert low.mean(dim=(2, 3)).abs().max() < 0.02  # about the crop's mean: brightness is kept
     with pytest.raises(ValueError, match="contrast_min"):
         SyntheticPairs([texture], contrast_min=0.0)
+
+
+def test_small_blur_sets_the_fraction_of_slight_kernels() -> None:
+    texture = np.zeros((64, 64, 3), np.float32)
+    r2 = np.add.outer(np.arange(-7, 8) ** 2, np.arange(-7, 8) ** 2)
+
+    def slight(small_blur: float, defocus: float = 0.0) -> int:
+        pairs = SyntheticPairs([texture], kernel_size=15, defocus=defocus, small_blur=small_blur)
+        kernels = pairs.kernels(np.random.default_rng(1), 300, 20)
+        return sum(float(np.sqrt((k * r2).sum())) < 1.0 for k in kernels)  # RMS radius under a pixel
+
+    none, some, most = slight(0.0), slight(0.2), slight(0.9)
+    assert none < 60 and some > none + 25 and most > 250
+    assert slight(0.8, defocus=0.1) > 220
+    with pytest.raises(ValueError, match="small_blur"):
+        SyntheticPairs([texture], defocus=0.5, small_blur=0.5)

@@ -109,8 +109,10 @@ class BlurCurriculum:
 class SyntheticPairs:
     """Pairs made on the fly: random crops of sharp images blurred by random kernels, plus noise.
 
-    Kernels: random-trajectory motion (most), straight-line motion (10 %) and a fraction ``defocus`` of
-    defocus discs (0 keeps defocus, e.g. an intentionally soft background, as it is). The blur is a valid
+    Kernels: random-trajectory motion (most), straight-line motion (10 %), a fraction ``defocus`` of
+    defocus discs (0 keeps defocus, e.g. an intentionally soft background, as it is) and a fraction
+    ``small_blur`` of slight motion (paths of at most 3 px: next to no blur), so that the network
+    learns to leave an image that is already sharp, or only slightly soft, as it is. The blur is a valid
     convolution of a larger crop, so there is no border effect, and the PSFs are centred, so blurred
     and sharp are aligned. Noise is gaussian with sigma up to ``max_noise``; blurred values are then
     quantised to 8 bits like a real photo.
@@ -140,6 +142,7 @@ class SyntheticPairs:
         soft_regions: float = 0.0,
         defocus: float = 0.1,
         contrast_min: float = 1.0,
+        small_blur: float = 0.0,
     ) -> None:
         if not images:
             raise ValueError("SyntheticPairs needs at least one sharp image")
@@ -147,8 +150,11 @@ class SyntheticPairs:
             raise ValueError(f"need 0 < scale_min <= 1 and 0 <= dead_leaves <= 1, got {scale_min}, {dead_leaves}")
         if not 0 < contrast_min <= 1:
             raise ValueError(f"contrast_min is the lowest contrast factor, in (0, 1]; got {contrast_min}")
-        if not 0 <= defocus <= 0.9:
-            raise ValueError(f"defocus is the fraction of defocus kernels, 0 to 0.9; got {defocus}")
+        if min(defocus, small_blur) < 0 or defocus + small_blur > 0.9:
+            raise ValueError(
+                f"defocus and small_blur are fractions of the kernels, >= 0 and 0.9 at most together; "
+                f"got {defocus} and {small_blur}"
+            )
         self.images = [as_rgb(np.asarray(im, dtype=np.float32)) for im in images]
         self.crop, self.batch_size, self.seed = crop, batch_size, seed
         self.kernel_size = kernel_size
@@ -156,6 +162,7 @@ class SyntheticPairs:
         self.max_noise, self.gray_prob = max_noise, gray_prob
         self.scale_min, self.dead_leaves, self.min_detail = scale_min, dead_leaves, min_detail
         self.soft_regions, self.defocus, self.contrast_min = soft_regions, defocus, contrast_min
+        self.small_blur = small_blur
         areas = np.array([np.sqrt(im.shape[0] * im.shape[1]) for im in self.images])
         self.weights = areas / areas.sum()
         self.pool: list[NDArray[np.float32]] = []
@@ -192,15 +199,18 @@ class SyntheticPairs:
 
     def kernels(self, rng: np.random.Generator, count: int, max_length: float) -> list[NDArray[np.float32]]:
         size = self.kernel_size
-        kinds = rng.choice(3, size=count, p=[0.9 - self.defocus, 0.1, self.defocus])
+        kinds = rng.choice(4, size=count, p=[0.9 - self.defocus - self.small_blur, 0.1, self.defocus, self.small_blur])
         motion = iter(motion_kernels(rng, int((kinds == 0).sum()), (1.0, max_length), size))
+        slight = iter(motion_kernels(rng, int((kinds == 3).sum()), (0.0, 3.0), size))
         out = []
         for kind in kinds:
             if kind == 0:
                 out.append(next(motion))
+            elif kind == 3:
+                out.append(next(slight))
             elif kind == 1:
                 out.append(linear_kernel(rng.uniform(1.0, min(max_length, size - 3)), rng.uniform(0, 180), size))
-            else:
+            else:  # kind 2
                 out.append(defocus_kernel(rng.uniform(0.5, min(max_length / 4, size // 2 - 1)), size))
         return out
 

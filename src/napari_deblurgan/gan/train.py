@@ -93,6 +93,7 @@ class TrainConfig:
     soft_regions: float = 0.0  # synthetic data: fraction of sharp crops with a defocused (soft) side
     defocus: float = 0.1  # synthetic data: fraction of blur kernels that are defocus discs, not motion
     contrast_min: float = 1.0  # synthetic data: sharp crops' contrast scaled by a factor in [contrast_min, 1]
+    small_blur: float = 0.0  # synthetic data: fraction of blur kernels that are slight motion (0 to 3 px)
     init: str | None = None  # model file (.safetensors) whose weights start the generator (a previous stage)
     checkpoint_every: int = 500
     validate_every: int = 500
@@ -188,6 +189,7 @@ def build_source(cfg: TrainConfig) -> BatchSource:
         soft_regions=cfg.soft_regions,
         defocus=cfg.defocus,
         contrast_min=cfg.contrast_min,
+        small_blur=cfg.small_blur,
     )
 
 
