@@ -7,7 +7,8 @@ at full resolution, for the blurred input, unsharp masking, Wiener and Richardso
 given the true PSF (references that know the answer), and each model.
 
 ``--split val`` builds the same kind of set from the validation images (coins, gravel) with other
-seeds: choose between models there, then report them on the test set.
+seeds: choose between models there, then report them on the test set. ``--lengths 0`` scores sharp
+inputs (noise only): how much a model harms an image that has no blur to remove.
 
     python benchmarks/quality.py [--model NAME=PATH ...] [--lengths 10 20 30] [--seeds 2] [--split val]
                                  [--ensemble 2 4 8] [--per-case]
