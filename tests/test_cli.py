@@ -55,17 +55,18 @@ def test_a_real_model_changes_the_image(images: Path, tmp_path: Path, tiny_model
     assert main([*small, "--tile-size", "64", "--quiet"]) == 0  # any size from 32 px: overlap shrinks with it
 
 
-def test_deblur_ensemble_matches_the_api(images: Path, tmp_path: Path, tiny_model_path: Path) -> None:
+def test_deblur_ensemble_and_strength_match_the_api(images: Path, tmp_path: Path, tiny_model_path: Path) -> None:
     from napari_deblurgan import deblur
 
     out = tmp_path / "out"
     cmd = ["deblur", str(images / "rgb8.png"), "-o", str(out), "--model", str(tiny_model_path), "--quiet"]
-    assert main([*cmd, "--ensemble", "4"]) == 0
-    expected = deblur(read_image(images / "rgb8.png"), tiny_model_path, ensemble=4)
+    assert main([*cmd, "--ensemble", "4", "--strength", "0.7"]) == 0
+    expected = deblur(read_image(images / "rgb8.png"), tiny_model_path, ensemble=4, strength=0.7)
     np.testing.assert_array_equal(read_image(out / "rgb8.png"), expected)
-    assert not np.array_equal(expected, deblur(read_image(images / "rgb8.png"), tiny_model_path))
-    with pytest.raises(SystemExit):
-        main([*cmd, "--ensemble", "3"])
+    assert not np.array_equal(expected, deblur(read_image(images / "rgb8.png"), tiny_model_path, ensemble=4))
+    for bad in (["--ensemble", "3"], ["--strength", "1.5"]):
+        with pytest.raises(SystemExit):
+            main([*cmd, "--overwrite", *bad])
 
 
 def test_existing_outputs_and_inputs_are_never_overwritten(images, tmp_path, identity_model_path, capsys) -> None:

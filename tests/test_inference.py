@@ -142,6 +142,18 @@ def test_self_ensemble_keeps_odd_sizes_tiles_and_dtypes(tiny_model_path, natural
     assert peak_signal_noise_ratio(whole, tiled) >= 40.0
 
 
+def test_strength_applies_a_share_of_the_correction(tiny_model_path, natural_rgb) -> None:
+    image = natural_rgb[:45, :61]
+    full = deblur(image, tiny_model_path, tile_size=32, tile_overlap=8).astype(np.float64)
+    assert np.abs(full - image).mean() > 2  # the random model changes the image
+    np.testing.assert_array_equal(deblur(image, tiny_model_path, tile_size=32, tile_overlap=8, strength=0), image)
+    half = deblur(image, tiny_model_path, tile_size=32, tile_overlap=8, strength=0.5)
+    assert np.abs(half - (image + full) / 2).max() <= 1  # halfway, up to rounding to 8 bits
+    for bad in (-0.1, 1.5):
+        with pytest.raises(ValueError, match="strength"):
+            deblur(image, tiny_model_path, strength=bad)
+
+
 def test_tiling_an_instance_norm_model_warns_of_seams(natural_rgb) -> None:
     import warnings
 

@@ -24,6 +24,8 @@ def test_a_dask_stack_gives_a_lazy_result_equal_to_the_in_memory_one(tiny_model_
     np.testing.assert_array_equal(lazy.compute(), deblur(stack, tiny_model_path))
     ensembled = deblur(da.from_array(stack[:1]), tiny_model_path, ensemble=2)
     np.testing.assert_array_equal(ensembled.compute(), deblur(stack[:1], tiny_model_path, ensemble=2))
+    gentle = deblur(da.from_array(stack[:1]), tiny_model_path, strength=0.5)
+    np.testing.assert_array_equal(gentle.compute(), deblur(stack[:1], tiny_model_path, strength=0.5))
     with pytest.raises(ValueError, match="ensemble"):  # refused at once, not when computed
         deblur(da.from_array(stack), tiny_model_path, ensemble=5)
 

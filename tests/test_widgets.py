@@ -87,7 +87,7 @@ def test_stack_current_frame_then_whole_stack_updates_in_place(make_napari_viewe
     assert [layer.name for layer in viewer.layers].count("movie deblurred") == 1
 
 
-def test_self_ensemble_choice_reaches_the_model(make_napari_viewer, qtbot, tiny_model_path) -> None:
+def test_self_ensemble_and_strength_choices_reach_the_model(make_napari_viewer, qtbot, tiny_model_path) -> None:
     from napari_deblurgan import deblur
 
     viewer = make_napari_viewer()
@@ -95,9 +95,11 @@ def test_self_ensemble_choice_reaches_the_model(make_napari_viewer, qtbot, tiny_
     viewer.add_image(image, name="img")
     widget = deblur_widget(viewer, tiny_model_path)
     widget._ensemble.value = 8
+    widget._strength.value = 0.6
     _run(qtbot, widget)
-    expected = deblur(image, tiny_model_path, tile_size=widget._tile.value, ensemble=8)
+    expected = deblur(image, tiny_model_path, tile_size=widget._tile.value, ensemble=8, strength=0.6)
     np.testing.assert_array_equal(viewer.layers["img deblurred"].data, expected)
+    assert not np.array_equal(expected, deblur(image, tiny_model_path, tile_size=widget._tile.value, ensemble=8))
 
 
 def test_12_bit_data_can_use_its_own_range(make_napari_viewer, qtbot, tiny_model_path) -> None:

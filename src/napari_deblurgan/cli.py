@@ -116,6 +116,7 @@ def _deblur(args: argparse.Namespace) -> None:
                 tile_size=args.tile_size or None,
                 half=args.half,
                 ensemble=args.ensemble,
+                strength=args.strength,
                 progress=tiles,
             )
             write_image(dst, result, channel_axis=axis, icc_profile=icc_profile(src))
@@ -138,6 +139,12 @@ def _add_deblur(sub: argparse._SubParsersAction) -> None:
         choices=ENSEMBLE_SIZES,
         default=1,
         help="average the model over this many flipped/transposed copies (8: best quality, 8x the time)",
+    )
+    p.add_argument(
+        "--strength",
+        type=_strength,
+        default=1.0,
+        help="share of the model's correction applied, 0 to 1 (default 1); lower it where results look over-sharpened",
     )
     p.add_argument(
         "--value-range",
@@ -163,6 +170,13 @@ def _value_range(text: str) -> str | tuple[float, float]:
     if not high > low:
         raise argparse.ArgumentTypeError(f"{text!r}: HI must be larger than LO")
     return low, high
+
+
+def _strength(text: str) -> float:
+    value = float(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"{value} is outside 0..1: 1 applies the model's full correction, 0 none")
+    return value
 
 
 def _tile_size(text: str) -> int:

@@ -13,6 +13,7 @@ from magicgui.widgets import (
     ComboBox,
     Container,
     FileEdit,
+    FloatSlider,
     Label,
     ProgressBar,
     PushButton,
@@ -60,6 +61,14 @@ class DeblurWidget(Container):
             value=1,
             tooltip="average the model over flipped/transposed copies: cleaner results, 2-8x the time",
         )
+        self._strength = FloatSlider(
+            label="strength",
+            min=0.0,
+            max=1.0,
+            step=0.05,
+            value=1.0,
+            tooltip="share of the model's correction applied: lower it where the result looks over-sharpened",
+        )
         self._range = RadioButtons(
             label="intensities",
             choices=[DTYPE_RANGE, OWN_RANGE],
@@ -85,6 +94,7 @@ class DeblurWidget(Container):
                 self._device,
                 self._tile,
                 self._ensemble,
+                self._strength,
                 self._range,
                 self._frames,
                 self._beside,
@@ -159,6 +169,7 @@ class DeblurWidget(Container):
             rgb=layer.rgb,
             tile_size=self._tile.value,
             ensemble=self._ensemble.value,
+            strength=self._strength.value,
             own_range_of=layer.data if _is_16_bit(layer) and self._range.value == OWN_RANGE else None,
             _connect={
                 "yielded": self._on_progress,

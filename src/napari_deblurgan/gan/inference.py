@@ -400,6 +400,7 @@ def deblur(
     batch_size: int | None = None,
     half: bool = False,
     ensemble: int = 1,
+    strength: float = 1.0,
     progress: ProgressCallback | None = None,
 ) -> np.ndarray:
     """Deblur an image or a stack of images; returns a new array of the input's shape and dtype.
@@ -423,12 +424,16 @@ def deblur(
         half: float16 on CUDA/MPS, bfloat16 on CPUs that support it (faster, slightly less exact).
         ensemble: self-ensemble: average the model's outputs on 1, 2, 4 or 8 flipped/transposed copies
             of each tile (8: about +0.2-0.3 dB on ``benchmarks/quality.py``, 8x the time).
+        strength: how much of the model's correction to apply, 0 to 1: ``input + strength * (output -
+            input)``; below 1 for a gentler result where the model over-sharpens (slight blur, fur, skin).
         progress: called as ``progress(done, total)`` after every tile (not for dask input).
 
     A dask array gives a lazy dask array, computed block by block (see :mod:`.lazy`); pass a model
     file path rather than a loaded model when computing on a distributed cluster.
     """
     check_ensemble(ensemble)
+    if not 0 <= strength <= 1:
+        raise ValueError(f"strength is the share of the model's correction applied, 0 to 1; got {strength}")
     if is_dask_array(image):
         return _deblur_lazy(
             image,
@@ -442,6 +447,7 @@ def deblur(
             device=device,
             half=half,
             ensemble=ensemble,
+            strength=strength,
         )
     arr = np.asarray(image)
     _check_array(arr)
@@ -487,6 +493,8 @@ def deblur(
         unit = _to_unit(plane, lo, hi)
         rgb_in = unit[..., :3] if layout.colour else np.repeat(unit[..., None], 3, axis=2)
         result = runner(np.ascontiguousarray(rgb_in), tick, retile)
+        if strength != 1:
+            result = rgb_in + strength * (result - rgb_in)
         if layout.colour:
             out[i, ..., :3] = _restore_dtype(result, arr.dtype, lo, hi)
             if plane.shape[-1] == 4:
