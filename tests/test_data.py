@@ -208,5 +208,8 @@ def test_small_blur_sets_the_fraction_of_slight_kernels() -> None:
     none, some, most = slight(0.0), slight(0.2), slight(0.9)
     assert none < 60 and some > none + 25 and most > 250
     assert slight(0.8, defocus=0.1) > 220
-    with pytest.raises(ValueError, match="small_blur"):
-        SyntheticPairs([texture], defocus=0.5, small_blur=0.5)
+    for defocus, small_blur in ((0.5, 0.5), (float("nan"), 0.0), (0.0, float("nan"))):
+        with pytest.raises(ValueError, match="small_blur"):
+            SyntheticPairs([texture], defocus=defocus, small_blur=small_blur)
+    edge = SyntheticPairs([texture], kernel_size=15, defocus=0.67, small_blur=0.23)  # 0.9 - 0.67 - 0.23 < 0
+    assert len(edge.kernels(np.random.default_rng(0), 50, 20)) == 50

@@ -65,6 +65,19 @@ def test_colour_profiles_are_carried_to_outputs_that_fit_them(tmp_path: Path, na
     assert icc_profile(gray) is None  # an RGB profile does not describe gray values
     cmyk = profile[:16] + b"CMYK" + profile[20:]  # a CMYK JPEG's profile, once its pixels are RGB
     assert icc_profile(write_image(tmp_path / f"rgb{path.suffix}", image, icc_profile=cmyk)) is None
+    gray_profile = profile[:16] + b"GRAY" + profile[20:]  # the header names the colour space
+    assert (
+        icc_profile(write_image(tmp_path / f"g{path.suffix}", image[..., 0], icc_profile=gray_profile)) == gray_profile
+    )
+
+
+def test_16_bit_png_metadata_is_read_from_chunk_headers_without_pillow_limits(tmp_path: Path, monkeypatch) -> None:
+    image = RNG.integers(0, 65536, (30, 40, 3)).astype(np.uint16)
+    path = write_image(tmp_path / "big.png", image, icc_profile=_srgb_profile())
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # Pillow would refuse this file as a decompression bomb
+    assert image_info(path) == ((30, 40, 3), np.dtype(np.uint16))
+    np.testing.assert_array_equal(read_image(path), image)
+    assert icc_profile(path) == _srgb_profile()
 
 
 def test_cmyk_jpeg_is_read_as_rgb(tmp_path: Path) -> None:
@@ -95,6 +108,13 @@ def test_channel_views_and_layouts_are_written_as_viewers_expect(tmp_path: Path)
     np.testing.assert_array_equal(read_image(tmp_path / "one.png"), planar[0])
     with pytest.raises(ValueError, match="BMP cannot hold 4 channels"):  # its alpha would not read back
         write_image(tmp_path / "x.bmp", rgba16.astype(np.uint8))
+
+
+def test_one_channel_last_tiff_is_written(tmp_path: Path) -> None:
+    image = RNG.integers(0, 256, (9, 11, 1)).astype(np.uint8)
+    np.testing.assert_array_equal(read_image(write_image(tmp_path / "c.tif", image, channel_axis=-1)), image)
+    planar = image.transpose(2, 0, 1)
+    np.testing.assert_array_equal(read_image(write_image(tmp_path / "p.tif", planar, channel_axis=0)), planar)
 
 
 def test_one_bit_tiff_info_matches_what_is_read(tmp_path: Path) -> None:

@@ -149,7 +149,7 @@ def test_strength_applies_a_share_of_the_correction(tiny_model_path, natural_rgb
     np.testing.assert_array_equal(deblur(image, tiny_model_path, tile_size=32, tile_overlap=8, strength=0), image)
     half = deblur(image, tiny_model_path, tile_size=32, tile_overlap=8, strength=0.5)
     assert np.abs(half - (image + full) / 2).max() <= 1  # halfway, up to rounding to 8 bits
-    for bad in (-0.1, 1.5):
+    for bad in (-0.1, 1.5, float("nan"), True, "0.5", None):
         with pytest.raises(ValueError, match="strength"):
             deblur(image, tiny_model_path, strength=bad)
 

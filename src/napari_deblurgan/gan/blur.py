@@ -69,6 +69,8 @@ def motion_kernels(
     is as small as its path allows; otherwise all have ``size`` (odd), and a path that would not fit
     is shrunk until it does.
     """
+    if count == 0:  # draws nothing either way; skips the paths' 511-step loop
+        return []
     lengths = rng.uniform(*length_range, size=count)
     exposures = rng.uniform(0.6, 1.0, size=count)
     paths = random_trajectories(rng, lengths / exposures)

@@ -150,7 +150,7 @@ class SyntheticPairs:
             raise ValueError(f"need 0 < scale_min <= 1 and 0 <= dead_leaves <= 1, got {scale_min}, {dead_leaves}")
         if not 0 < contrast_min <= 1:
             raise ValueError(f"contrast_min is the lowest contrast factor, in (0, 1]; got {contrast_min}")
-        if min(defocus, small_blur) < 0 or defocus + small_blur > 0.9:
+        if not (defocus >= 0 and small_blur >= 0 and defocus + small_blur <= 0.9):  # NaN fails too
             raise ValueError(
                 f"defocus and small_blur are fractions of the kernels, >= 0 and 0.9 at most together; "
                 f"got {defocus} and {small_blur}"
@@ -199,7 +199,8 @@ class SyntheticPairs:
 
     def kernels(self, rng: np.random.Generator, count: int, max_length: float) -> list[NDArray[np.float32]]:
         size = self.kernel_size
-        kinds = rng.choice(4, size=count, p=[0.9 - self.defocus - self.small_blur, 0.1, self.defocus, self.small_blur])
+        motion_share = max(0.0, 0.9 - self.defocus - self.small_blur)  # not -1e-17 from rounding
+        kinds = rng.choice(4, size=count, p=[motion_share, 0.1, self.defocus, self.small_blur])
         motion = iter(motion_kernels(rng, int((kinds == 0).sum()), (1.0, max_length), size))
         slight = iter(motion_kernels(rng, int((kinds == 3).sum()), (0.0, 3.0), size))
         out = []

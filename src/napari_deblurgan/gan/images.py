@@ -9,6 +9,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def is_image_file(path: Path) -> bool:
@@ -31,7 +32,7 @@ def read_image(path: str | Path) -> NDArray:
         elif _png16_shape(path):  # Pillow decodes 16-bit colour PNGs to 8 bits
             import imagecodecs
 
-            image = _orient(np.asarray(imagecodecs.png_decode(path.read_bytes())), _pillow_facts(path)[1])
+            image = _orient(np.asarray(imagecodecs.png_decode(path.read_bytes())), _png_orientation(path))
         else:
             import imageio.v3 as iio
 
@@ -46,7 +47,7 @@ def _png16_shape(path: Path) -> tuple[int, ...] | None:
     """The array shape of a 16-bit PNG from its header (IHDR); None for other files."""
     with open(path, "rb") as f:
         head = f.read(26)
-    if len(head) < 26 or head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR" or head[24] != 16:
+    if len(head) < 26 or head[:8] != PNG_SIGNATURE or head[12:16] != b"IHDR" or head[24] != 16:
         return None
     width, height = int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
     channels = {0: 1, 2: 3, 4: 2, 6: 4}.get(head[25], 1)  # colour type: gray, RGB, gray+alpha, RGBA
@@ -64,6 +65,42 @@ def _orient(image: NDArray, orientation: int) -> NDArray:
     if transpose:
         image = image.swapaxes(0, 1)
     return np.ascontiguousarray(image[:: -1 if flip_y else 1, :: -1 if flip_x else 1])
+
+
+def _is_png(path: Path) -> bool:
+    with open(path, "rb") as f:
+        return f.read(8) == PNG_SIGNATURE
+
+
+def _png_chunks(path: Path, types: set[bytes]) -> dict[bytes, bytes]:
+    """The data of a PNG's chunks of the given ``types``, found by seeking from chunk header to chunk header
+    (nothing is decoded, so this costs the same for any image size)."""
+    found = {}
+    with open(path, "rb") as f:
+        f.seek(8)  # the signature
+        while len(head := f.read(8)) == 8 and head[4:] != b"IEND":
+            length = int.from_bytes(head[:4], "big")
+            if head[4:] in types:
+                found[head[4:]] = f.read(length)
+                f.seek(4, 1)  # CRC
+            else:
+                f.seek(length + 4, 1)
+    return found
+
+
+def _png_orientation(path: Path) -> int:
+    """The EXIF orientation of a PNG (its eXIf chunk); 1 (upright) when it has none or it cannot be read."""
+    from PIL import Image
+
+    data = _png_chunks(path, {b"eXIf"}).get(b"eXIf")
+    if not data:
+        return 1
+    try:
+        exif = Image.Exif()
+        exif.load(data)
+        return int(exif.get(0x0112, 1))
+    except Exception:  # only metadata: the pixels can be read, a damaged EXIF block must not stop that
+        return 1
 
 
 def _pillow_facts(path: Path) -> tuple[str, int]:
@@ -100,11 +137,13 @@ def image_info(path: str | Path) -> tuple[tuple[int, ...], np.dtype]:
                 dtype = np.dtype(series.dtype)
                 return tuple(series.shape), np.dtype(np.uint8) if dtype.kind == "b" else dtype
         png16 = _png16_shape(path)
-        mode, orientation = _pillow_facts(path)
         if png16:
+            mode, orientation = "", _png_orientation(path)
             shape, dtype = list(png16), np.dtype(np.uint16)
         else:
             import imageio.v3 as iio
+
+            mode, orientation = _pillow_facts(path)
 
             props = iio.improps(path)
             shape, dtype = list(props.shape), np.dtype(props.dtype)
@@ -128,6 +167,11 @@ def icc_profile(path: str | Path) -> bytes | None:
             with tifffile.TiffFile(path) as tif:
                 tag = tif.pages[0].tags.get(34675)  # InterColorProfile
                 return bytes(tag.value) if tag is not None else None
+        if _is_png(path):
+            import zlib
+
+            chunk = _png_chunks(path, {b"iCCP"}).get(b"iCCP")  # name, NUL, compression method, zlib data
+            return zlib.decompress(chunk[chunk.index(b"\0") + 2 :]) if chunk else None
         from PIL import Image
 
         with Image.open(path) as im:
@@ -223,7 +267,7 @@ def write_image(
         if is_tiff(path):
             import tifffile
 
-            if axis is None:
+            if axis is None or image.shape[axis] == 1:  # tifffile takes one sample per pixel as no channel axis
                 tifffile.imwrite(tmp, image, photometric="minisblack", iccprofile=profile)
                 return
             planar = axis == image.ndim - 3 and image.ndim >= 3

@@ -7,6 +7,7 @@ array -> planes of (H, W, 3) float32 in [0, 1] -> symmetric border padding -> ov
 from __future__ import annotations
 
 import contextlib
+import numbers
 import threading
 import warnings
 from collections.abc import Callable, Iterator
@@ -432,8 +433,8 @@ def deblur(
     file path rather than a loaded model when computing on a distributed cluster.
     """
     check_ensemble(ensemble)
-    if not 0 <= strength <= 1:
-        raise ValueError(f"strength is the share of the model's correction applied, 0 to 1; got {strength}")
+    if isinstance(strength, bool) or not isinstance(strength, numbers.Real) or not 0 <= strength <= 1:
+        raise ValueError(f"strength is the share of the model's correction applied, a number 0 to 1; got {strength!r}")
     if is_dask_array(image):
         return _deblur_lazy(
             image,
