@@ -185,6 +185,9 @@ def test_train_resume_and_export(tmp_path: Path, capsys) -> None:
     from napari_deblurgan.gan.weights import read_metadata
 
     assert read_metadata(tmp_path / "m.safetensors")["step"] == "4"
+    assert main(["export", str(run), str(tmp_path / "half.safetensors"), "--half"]) == 0
+    full, half = (tmp_path / "m.safetensors").stat().st_size, (tmp_path / "half.safetensors").stat().st_size
+    assert half < 0.6 * full  # the header (architecture, recipe) is the same size in both
 
 
 def test_train_until_stops_with_a_checkpoint_and_resume_flags_branch_the_run(tmp_path: Path, capsys) -> None:

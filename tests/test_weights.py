@@ -23,6 +23,22 @@ def test_round_trip_keeps_config_weights_and_metadata(tmp_path: Path) -> None:
     assert read_metadata(path)["step"] == "42"
 
 
+def test_half_precision_files_load_as_float32_and_refuse_overflow(tmp_path: Path) -> None:
+    model = ResnetGenerator(GeneratorConfig(ngf=8, n_blocks=2, norm="none", upsample="resize", dropout=0.0))
+    path = save_generator(model, tmp_path / "h.safetensors", half=True)
+    loaded = load_generator(path)
+    for k, v in model.state_dict().items():
+        assert loaded.state_dict()[k].dtype == torch.float32
+        torch.testing.assert_close(loaded.state_dict()[k], v, rtol=1e-3, atol=1e-4)  # float16 rounding only
+    x = torch.rand(1, 3, 32, 32) * 2 - 1
+    with torch.no_grad():
+        assert (loaded(x) - model(x)).abs().max() < 1e-2
+        next(model.parameters()).fill_(1e5)  # beyond float16's 65504
+    with pytest.raises(ValueError, match="float16"):
+        save_generator(model, tmp_path / "big.safetensors", half=True)
+    assert not (tmp_path / "big.safetensors").exists()
+
+
 class _Payload:
     def __reduce__(self):
         return (Path.touch, (Path(_Payload.marker),))

@@ -384,7 +384,7 @@ def _export(args: argparse.Namespace) -> None:
     if out.exists() and not args.overwrite:
         raise FileExistsError(f"{out} already exists; pass --overwrite to replace it")
     with torch.no_grad():
-        save_generator(model, out, {"step": str(step), "recipe": state["config"]})
+        save_generator(model, out, {"step": str(step), "recipe": state["config"]}, half=args.half)
     print(f"Exported the generator at step {step} to {out}")
 
 
@@ -450,6 +450,7 @@ def _add_others(sub: argparse._SubParsersAction) -> None:
     p.add_argument("checkpoint", help="run folder or checkpoint.pt")
     p.add_argument("output", help="model file to write (.safetensors)")
     p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--half", action="store_true", help="store float16 weights: half the file size")
     p.set_defaults(func=_export)
 
     p = sub.add_parser("synthesize", help="write blurred/sharp A/B pairs from a folder of sharp images")

@@ -22,10 +22,21 @@ def default_model_path() -> Path:
     return Path(str(files("napari_deblurgan") / "models" / DEFAULT_MODEL_NAME))
 
 
-def save_generator(model: ResnetGenerator, path: str | Path, metadata: dict[str, str] | None = None) -> Path:
-    """Write ``model`` to ``path`` (safetensors, float32) atomically; ``metadata`` is stored alongside."""
+def save_generator(
+    model: ResnetGenerator, path: str | Path, metadata: dict[str, str] | None = None, half: bool = False
+) -> Path:
+    """Write ``model`` to ``path`` (safetensors) atomically; ``metadata`` is stored alongside.
+
+    Weights are float32, or float16 with ``half`` (half the file; loaded back as float32).
+    """
+    dtype = torch.float16 if half else torch.float32
+    state = model.state_dict()
+    tensors = {k: v.detach().cpu().to(dtype if v.is_floating_point() else torch.float32) for k, v in state.items()}
+    tensors = {k: v.contiguous() for k, v in tensors.items()}
+    overflow = [k for k, v in tensors.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if overflow:
+        raise ValueError(f"Weights {overflow[:5]} do not fit float16; export without half precision")
     meta = {**(metadata or {}), "format": FORMAT, "config": json.dumps(model.config.to_dict())}
-    tensors = {k: v.detach().float().cpu().contiguous() for k, v in model.state_dict().items()}
     return atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=meta))
 
 
