@@ -16,7 +16,7 @@ import torch
 
 from napari_deblurgan.gan.train import TrainConfig, Trainer
 
-RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "stage6.json"  # the last stage of the shipped model
+RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "stage8.json"  # the last stage of the shipped model
 
 
 def steps_per_second(options: dict, steps: int, device: str) -> float:
