@@ -37,6 +37,7 @@ def test_half_precision_files_load_as_float32_and_refuse_overflow(tmp_path: Path
     with pytest.raises(ValueError, match="float16"):
         save_generator(model, tmp_path / "big.safetensors", half=True)
     assert not (tmp_path / "big.safetensors").exists()
+    save_generator(model, tmp_path / "big32.safetensors")  # float32 holds them: no refusal without half
 
 
 class _Payload:

@@ -33,7 +33,8 @@ def save_generator(
     state = model.state_dict()
     tensors = {k: v.detach().cpu().to(dtype if v.is_floating_point() else torch.float32) for k, v in state.items()}
     tensors = {k: v.contiguous() for k, v in tensors.items()}
-    overflow = [k for k, v in tensors.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    finite = {k: bool(torch.isfinite(v).all()) for k, v in state.items() if v.is_floating_point()}
+    overflow = [k for k, ok in finite.items() if ok and not bool(torch.isfinite(tensors[k]).all())]
     if overflow:
         raise ValueError(f"Weights {overflow[:5]} do not fit float16; export without half precision")
     meta = {**(metadata or {}), "format": FORMAT, "config": json.dumps(model.config.to_dict())}
