@@ -143,10 +143,9 @@ def image_info(path: str | Path) -> tuple[tuple[int, ...], np.dtype]:
         else:
             import imageio.v3 as iio
 
-            mode, orientation = _pillow_facts(path)
-
             props = iio.improps(path)
             shape, dtype = list(props.shape), np.dtype(props.dtype)
+            mode, orientation = _pillow_facts(path)
         if mode == "CMYK":
             shape[-1] = 3
         if orientation in (5, 6, 7, 8):  # EXIF: rotated by 90 degrees

@@ -29,13 +29,12 @@ def save_generator(
 
     Weights are float32, or float16 with ``half`` (half the file; loaded back as float32).
     """
-    dtype = torch.float16 if half else torch.float32
     state = model.state_dict()
-    tensors = {k: v.detach().cpu().to(dtype if v.is_floating_point() else torch.float32) for k, v in state.items()}
-    tensors = {k: v.contiguous() for k, v in tensors.items()}
-    finite = {k: bool(torch.isfinite(v).all()) for k, v in state.items() if v.is_floating_point()}
-    overflow = [k for k, ok in finite.items() if ok and not bool(torch.isfinite(tensors[k]).all())]
-    if overflow:
+    half_keys = {k for k, v in state.items() if half and v.is_floating_point()}  # other buffers stay float32
+    dtypes = {k: torch.float16 if k in half_keys else torch.float32 for k in state}
+    tensors = {k: v.detach().cpu().to(dtypes[k]).contiguous() for k, v in state.items()}
+    overflow = [k for k in half_keys if torch.isfinite(state[k]).all() and not torch.isfinite(tensors[k]).all()]
+    if overflow:  # finite in float32 but beyond float16's range (65504)
         raise ValueError(f"Weights {overflow[:5]} do not fit float16; export without half precision")
     meta = {**(metadata or {}), "format": FORMAT, "config": json.dumps(model.config.to_dict())}
     return atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=meta))
