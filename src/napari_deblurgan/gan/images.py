@@ -67,17 +67,13 @@ def _orient(image: NDArray, orientation: int) -> NDArray:
     return np.ascontiguousarray(image[:: -1 if flip_y else 1, :: -1 if flip_x else 1])
 
 
-def _is_png(path: Path) -> bool:
-    with open(path, "rb") as f:
-        return f.read(8) == PNG_SIGNATURE
-
-
-def _png_chunks(path: Path, types: set[bytes]) -> dict[bytes, bytes]:
+def _png_chunks(path: Path, types: set[bytes]) -> dict[bytes, bytes] | None:
     """The data of a PNG's chunks of the given ``types``, found by seeking from chunk header to chunk header
-    (nothing is decoded, so this costs the same for any image size)."""
+    (nothing is decoded, so this costs the same for any image size); None if the file is not a PNG."""
     found = {}
     with open(path, "rb") as f:
-        f.seek(8)  # the signature
+        if f.read(8) != PNG_SIGNATURE:
+            return None
         while len(head := f.read(8)) == 8 and head[4:] != b"IEND":
             length = int.from_bytes(head[:4], "big")
             if head[4:] in types:
@@ -92,7 +88,7 @@ def _png_orientation(path: Path) -> int:
     """The EXIF orientation of a PNG (its eXIf chunk); 1 (upright) when it has none or it cannot be read."""
     from PIL import Image
 
-    data = _png_chunks(path, {b"eXIf"}).get(b"eXIf")
+    data = (_png_chunks(path, {b"eXIf"}) or {}).get(b"eXIf")
     if not data:
         return 1
     try:
@@ -166,10 +162,10 @@ def icc_profile(path: str | Path) -> bytes | None:
             with tifffile.TiffFile(path) as tif:
                 tag = tif.pages[0].tags.get(34675)  # InterColorProfile
                 return bytes(tag.value) if tag is not None else None
-        if _is_png(path):
+        if (chunks := _png_chunks(path, {b"iCCP"})) is not None:
             import zlib
 
-            chunk = _png_chunks(path, {b"iCCP"}).get(b"iCCP")  # name, NUL, compression method, zlib data
+            chunk = chunks.get(b"iCCP")  # name, NUL, compression method, zlib data
             return zlib.decompress(chunk[chunk.index(b"\0") + 2 :]) if chunk else None
         from PIL import Image
 
