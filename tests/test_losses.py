@@ -62,6 +62,9 @@ def test_pixel_content_losses() -> None:
     assert content_loss("l1")(a, b).item() == pytest.approx(0.5)
     assert content_loss("mse")(a, b).item() == pytest.approx(0.25)
     assert content_loss("charbonnier")(a, b).item() == pytest.approx(0.5, rel=1e-5)
+    # a constant error of 0.5 is one DC coefficient of 0.5 * 4 (orthonormal 4x4) among 4 x 3 rfft2 bins
+    assert content_loss("charbonnier+fft")(a, b).item() == pytest.approx(0.5 + 2 / 12, rel=1e-5)
+    assert content_loss("charbonnier+fft")(a.bfloat16(), b.bfloat16()).dtype == torch.float32
     with pytest.raises(ValueError, match="choose one of"):
         content_loss("ssim")
 
