@@ -318,7 +318,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int)
     p.add_argument("--crop", type=int)
     p.add_argument("--lr", type=float)
-    p.add_argument("--content-loss", help="l1, mse, charbonnier, perceptual, l1+perceptual")
+    p.add_argument("--content-loss", help="l1, mse, charbonnier, charbonnier+fft, perceptual, l1+perceptual")
     p.add_argument("--adv-weight", type=float, help="weight of the adversarial term (0: content only)")
     p.add_argument("--vgg-weights", help="ImageNet VGG19 weights file (torchvision format) for the perceptual loss")
     p.add_argument("--seed", type=int)
