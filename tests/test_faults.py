@@ -224,3 +224,18 @@ def test_cli_reports_oom_in_one_line_after_saving(tmp_path, sharp, recipe, monke
     assert "out of memory at step 4" in err and "e.g. batch size 1;" in err and str(run) in err  # crop 32 is minimal
     assert load_checkpoint(run / "checkpoint.pt")["step"] == 3
     assert np.isfinite(next(iter(load_generator(run / "generator.safetensors").parameters())).detach()).all()
+
+
+def test_cli_reports_a_diverged_run_in_one_line(tmp_path, sharp, recipe, monkeypatch, capsys) -> None:
+    from napari_deblurgan.gan.data import SyntheticPairs
+
+    real = SyntheticPairs.batch
+
+    def nan_batch(self: SyntheticPairs, step: int, rank: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        blurred, sharp_ = real(self, step, rank)
+        return blurred * float("nan"), sharp_
+
+    monkeypatch.setattr(SyntheticPairs, "batch", nan_batch)
+    code = main(["train", str(sharp), "--out", str(tmp_path / "run"), "--config", str(recipe), "--device", "cpu"])
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert code == 2 and err.startswith("napari-deblurgan train: error: Training diverged"), err

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from napari_deblurgan.gan.checkpoint import load_checkpoint
-from napari_deblurgan.gan.train import TrainConfig, Trainer, lr_factor
+from napari_deblurgan.gan.train import MAX_NONFINITE_STEPS, TrainConfig, Trainer, TrainingDiverged, lr_factor
 from napari_deblurgan.gan.weights import load_generator
 
 TINY = dict(
@@ -175,3 +175,42 @@ def test_ema_tracks_the_weight_average_exports_it_and_resumes_exactly(tmp_path: 
     resumed.fit()
     again = resumed.model.state_dict()
     assert resumed.step == 4 and all(torch.equal(again[k], averaged[k]) for k in averaged)
+
+
+class PoisonedBatch(FixedBatch):
+    """FixedBatch, with a NaN in the blurred input at the training steps in ``bad`` (all when None)."""
+
+    def __init__(self, bad: set[int] | None) -> None:
+        super().__init__()
+        self.bad = bad
+
+    def batch(self, step: int, rank: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        blurred, sharp = super().batch(step, rank)
+        if step < 2**31 - 1 and (self.bad is None or step in self.bad):  # that step is validation's batch
+            blurred[0, 0, 5, 5] = float("nan")
+        return blurred, sharp
+
+
+@pytest.mark.parametrize("grad_clip", [1.0, 0.0])
+def test_a_step_with_nan_gradients_is_skipped_and_leaves_the_weights_finite(tmp_path: Path, grad_clip: float) -> None:
+    cfg = TrainConfig(**{**TINY, "steps": 4, "adv_weight": 0.0, "ema": 0.5, "grad_clip": grad_clip})
+    trainer = Trainer(cfg, tmp_path / "nan", "cpu", source=PoisonedBatch({1}))
+    after: list[dict[str, torch.Tensor]] = []
+    for event in trainer.steps():
+        after.append({k: v.clone() for k, v in trainer.generator.state_dict().items()})
+        assert np.isnan(event.losses["content"]) == (event.step == 2)
+    assert all(torch.equal(after[0][k], after[1][k]) for k in after[0])  # step 2 did not move the weights
+    assert any(not torch.equal(after[1][k], after[2][k]) for k in after[1])  # step 3 did
+    assert trainer.step == 4 and all(torch.isfinite(v).all() for v in trainer.model.state_dict().values())
+    exported = load_generator(tmp_path / "nan" / "generator.safetensors")  # refuses non-finite weights
+    assert all(torch.isfinite(p).all() for p in exported.parameters())
+
+
+def test_a_run_whose_gradients_stay_nan_stops_with_advice(tmp_path: Path) -> None:
+    cfg = TrainConfig(**{**TINY, "steps": 100, "adv_weight": 0.0, "checkpoint_every": 5})
+    trainer = Trainer(cfg, tmp_path, "cpu", source=PoisonedBatch(None))
+    with pytest.raises(TrainingDiverged, match=f"NaN or infinite in {MAX_NONFINITE_STEPS} steps in a row") as info:
+        trainer.fit()
+    assert "lower learning rate (--lr)" in str(info.value) and trainer.step == MAX_NONFINITE_STEPS - 1
+    assert load_checkpoint(tmp_path / "checkpoint.pt")["step"] == 15  # the checkpoints before stay
+    assert all(torch.isfinite(p).all() for p in load_generator(tmp_path / "generator.safetensors").parameters())

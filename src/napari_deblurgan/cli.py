@@ -486,7 +486,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         args.func(args)
-    except (ValueError, TypeError, OSError, MemoryError) as exc:
+    except (ValueError, TypeError, OSError, MemoryError, FloatingPointError) as exc:
         message = " ".join(str(exc).split()) or exc.__class__.__name__  # always one line
         print(f"napari-deblurgan {args.command}: error: {message}", file=sys.stderr)
         return 2

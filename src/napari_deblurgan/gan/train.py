@@ -45,6 +45,15 @@ class TrainingOutOfMemory(MemoryError):
     """A training step ran out of (GPU or CPU) memory; the message says what was saved and what to change."""
 
 
+class TrainingDiverged(FloatingPointError):
+    """The generator's gradients were NaN or infinite for :data:`MAX_NONFINITE_STEPS` steps in a row."""
+
+
+#: Generator steps in a row with NaN/infinite gradients (each skipped: the weights keep their last finite
+#: values) before a run is called diverged. A lone bad step (an overflow in reduced precision) is skipped.
+MAX_NONFINITE_STEPS = 20
+
+
 def _first_line(exc: BaseException, limit: int = 200) -> str:
     text = str(exc).strip().splitlines()
     line = text[0] if text else exc.__class__.__name__
@@ -317,6 +326,7 @@ class Trainer:
         self.source = source if source is not None else build_source(config)
         self._own_source = source is None
         self._stop = False
+        self._nonfinite_steps = 0  # generator steps in a row skipped for NaN/infinite gradients
         self._val = val_pairs
 
     # -- state ---------------------------------------------------------------------------------
@@ -388,7 +398,8 @@ class Trainer:
 
     def _backward(
         self, loss: torch.Tensor, opt: torch.optim.Optimizer, net: nn.Module, all_reduce: bool = False
-    ) -> None:
+    ) -> bool:
+        """Backpropagate ``loss`` and step ``opt``; False (and no step) when the gradients are not finite."""
         opt.zero_grad(set_to_none=True)
         if self.scaler is not None:
             self.scaler.scale(loss).backward()
@@ -401,13 +412,16 @@ class Trainer:
             for p in params:
                 dist.all_reduce(p.grad)
                 p.grad /= world
-        if self.cfg.grad_clip > 0:
-            nn.utils.clip_grad_norm_(params, self.cfg.grad_clip)
-        if self.scaler is not None:
+        norm = nn.utils.clip_grad_norm_(params, self.cfg.grad_clip if self.cfg.grad_clip > 0 else math.inf)
+        if self.scaler is not None:  # float16: the scaler skips non-finite steps itself and lowers its scale
             self.scaler.step(opt)
             self.scaler.update()
-        else:
-            opt.step()
+            return True
+        if not bool(torch.isfinite(norm)):
+            opt.zero_grad(set_to_none=True)
+            return False
+        opt.step()
+        return True
 
     def train_step(self) -> dict[str, float]:
         """One generator step (preceded by ``critic_steps`` critic steps in the adversarial phase)."""
@@ -445,9 +459,19 @@ class Trainer:
                 critic.requires_grad_(True)
                 g_loss = g_loss + cfg.adv_weight * adv
                 losses["adversarial"] = adv.item()
-        self._backward(g_loss, self.opt_g, self.generator)
-        if self.ema is not None:
-            self.ema.update_parameters(self.generator)
+        if self._backward(g_loss, self.opt_g, self.generator):
+            self._nonfinite_steps = 0
+            if self.ema is not None:
+                self.ema.update_parameters(self.generator)
+        else:
+            self._nonfinite_steps += 1
+            if self._nonfinite_steps >= MAX_NONFINITE_STEPS:
+                raise TrainingDiverged(
+                    f"Training diverged: the gradients were NaN or infinite in {MAX_NONFINITE_STEPS} steps in a "
+                    f"row (to step {self.step + 1}); those steps were skipped, so the weights and the last "
+                    f"checkpoint in {self.run_dir} are finite. Resume with a lower learning rate (--lr) or "
+                    'without mixed precision (amp "off").'
+                )
         losses["content"] = c_loss.item()
         self.step += 1
         return losses
