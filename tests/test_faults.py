@@ -236,6 +236,7 @@ def test_cli_reports_a_diverged_run_in_one_line(tmp_path, sharp, recipe, monkeyp
         return blurred * float("nan"), sharp_
 
     monkeypatch.setattr(SyntheticPairs, "batch", nan_batch)
-    code = main(["train", str(sharp), "--out", str(tmp_path / "run"), "--config", str(recipe), "--device", "cpu"])
+    run = ["train", str(sharp), "--out", str(tmp_path / "run"), "--config", str(recipe), "--device", "cpu"]
+    code = main([*run, "--steps", "40"])  # the recipe's 100,000 steps would hide a missed divergence
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert code == 2 and err.startswith("napari-deblurgan train: error: Training diverged"), err

@@ -211,6 +211,22 @@ def test_a_run_whose_gradients_stay_nan_stops_with_advice(tmp_path: Path) -> Non
     trainer = Trainer(cfg, tmp_path, "cpu", source=PoisonedBatch(None))
     with pytest.raises(TrainingDiverged, match=f"NaN or infinite in {MAX_NONFINITE_STEPS} steps in a row") as info:
         trainer.fit()
-    assert "lower learning rate (--lr)" in str(info.value) and trainer.step == MAX_NONFINITE_STEPS - 1
-    assert load_checkpoint(tmp_path / "checkpoint.pt")["step"] == 15  # the checkpoints before stay
+    assert f"--init {tmp_path / 'generator.safetensors'} --lr" in str(info.value)
+    assert trainer.step == MAX_NONFINITE_STEPS - 1 == load_checkpoint(tmp_path / "checkpoint.pt")["step"]
     assert all(torch.isfinite(p).all() for p in load_generator(tmp_path / "generator.safetensors").parameters())
+
+
+@pytest.mark.parametrize(("bad", "diverges"), [({0, 2}, False), ({1, 2}, True)])
+def test_only_bad_steps_in_a_row_count_as_divergence(
+    tmp_path: Path, monkeypatch, bad: set[int], diverges: bool
+) -> None:
+    monkeypatch.setattr("napari_deblurgan.gan.train.MAX_NONFINITE_STEPS", 2)
+    trainer = Trainer(
+        TrainConfig(**{**TINY, "steps": 4, "adv_weight": 0.0}), tmp_path, "cpu", source=PoisonedBatch(bad)
+    )
+    if diverges:
+        with pytest.raises(TrainingDiverged, match="in 2 steps in a row"):
+            trainer.fit()
+    else:
+        trainer.fit()
+        assert trainer.step == 4

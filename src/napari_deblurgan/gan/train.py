@@ -308,7 +308,8 @@ class Trainer:
             torch.optim.Adam(self.critic.parameters(), config.critic_lr, betas=config.betas) if self.critic else None
         )
         self.amp_dtype = _autocast_dtype(config, self.device)
-        self.scaler = torch.amp.GradScaler("cuda") if self.amp_dtype == torch.float16 else None
+        cuda_fp16 = self.amp_dtype == torch.float16 and self.device.type == "cuda"
+        self.scaler = torch.amp.GradScaler("cuda") if cuda_fp16 else None
         self.content = content_loss(config.content_loss, config.vgg_weights)
         if isinstance(self.content, nn.Module):
             self.content.to(self.device)
@@ -401,22 +402,21 @@ class Trainer:
     ) -> bool:
         """Backpropagate ``loss`` and step ``opt``; False (and no step) when the gradients are not finite."""
         opt.zero_grad(set_to_none=True)
-        if self.scaler is not None:
-            self.scaler.scale(loss).backward()
-            self.scaler.unscale_(opt)
-        else:
-            loss.backward()
+        (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
         params = [p for p in net.parameters() if p.grad is not None]
-        if all_reduce and self.distributed:
+        if all_reduce and self.distributed:  # before unscaling, so every rank's scaler sees the same gradients
             world = dist.get_world_size()
             for p in params:
                 dist.all_reduce(p.grad)
                 p.grad /= world
+        if self.scaler is not None:
+            self.scaler.unscale_(opt)
         norm = nn.utils.clip_grad_norm_(params, self.cfg.grad_clip if self.cfg.grad_clip > 0 else math.inf)
-        if self.scaler is not None:  # float16: the scaler skips non-finite steps itself and lowers its scale
+        if self.scaler is not None:  # float16: the scaler skips a non-finite step itself and lowers its scale
+            scale = self.scaler.get_scale()
             self.scaler.step(opt)
             self.scaler.update()
-            return True
+            return self.scaler.get_scale() >= scale
         if not bool(torch.isfinite(norm)):
             opt.zero_grad(set_to_none=True)
             return False
@@ -466,11 +466,13 @@ class Trainer:
         else:
             self._nonfinite_steps += 1
             if self._nonfinite_steps >= MAX_NONFINITE_STEPS:
+                path = self.save()  # the weights of the last finite step: the bad ones were skipped
                 raise TrainingDiverged(
                     f"Training diverged: the gradients were NaN or infinite in {MAX_NONFINITE_STEPS} steps in a "
-                    f"row (to step {self.step + 1}); those steps were skipped, so the weights and the last "
-                    f"checkpoint in {self.run_dir} are finite. Resume with a lower learning rate (--lr) or "
-                    'without mixed precision (amp "off").'
+                    f"row (to step {self.step + 1}). Those steps were skipped: the weights of the last good step "
+                    f"are saved in {path or self.checkpoint_path} and {self.run_dir / MODEL_NAME}. Start a new run "
+                    f"from them with a lower learning rate (--init {self.run_dir / MODEL_NAME} --lr ...) or "
+                    'without mixed precision ("amp": "off" in the recipe).'
                 )
         losses["content"] = c_loss.item()
         self.step += 1
