@@ -86,12 +86,12 @@ def charbonnier(output: torch.Tensor, target: torch.Tensor, eps: float = 1e-3) -
     return torch.sqrt((output - target) ** 2 + eps**2).mean()
 
 
-def charbonnier_fft(output: torch.Tensor, target: torch.Tensor, weight: float = 1.0) -> torch.Tensor:
-    """Charbonnier plus ``weight`` x the mean absolute difference of the orthonormal 2D spectra, which weighs
-    an error at each spatial frequency about alike (the fine detail that blur removes is a small share of the
-    pixel error); the spectra are computed in float32, also under autocast."""
+def charbonnier_fft(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Charbonnier plus the mean absolute difference of the orthonormal 2D spectra, which weighs an error at
+    each spatial frequency about alike (the fine detail that blur removes is a small share of the pixel
+    error); the spectra are computed in float32, also under autocast."""
     spectrum = torch.fft.rfft2((output - target).float(), norm="ortho")
-    return charbonnier(output, target) + weight * spectrum.abs().mean()
+    return charbonnier(output, target) + spectrum.abs().mean()
 
 
 def content_loss(
