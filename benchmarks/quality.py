@@ -4,7 +4,8 @@ The test images (``SKIMAGE_SPLITS["test"]``) are never trained or validated on. 
 random-trajectory PSFs drawn with a seed the training never uses, at several path lengths up to 30 px,
 plus mild gaussian noise (sigma 0.01) and 8-bit quantisation. Scores: mean PSNR (dB) and standard SSIM
 at full resolution, for the blurred input, unsharp masking, Wiener and Richardson-Lucy deconvolution
-given the true PSF (references that know the answer), and each model.
+given the true PSF (references that know the answer), and each model: its generator alone
+(``refine=False``) and with PSF refinement (``deblur``'s default, :mod:`napari_deblurgan.gan.psf_refine`).
 
 ``--split val`` builds the same kind of set from the validation images (coins, gravel) with other
 seeds: choose between models there, then report them on the test set. ``--lengths 0`` scores sharp
@@ -88,6 +89,7 @@ def methods(models: dict[str, str], ensembles: list[int]) -> dict[str, Callable[
     }
     for name, path in models.items():
         model = load_model(path or None, "cpu")
+        table[f"model: {name}, generator only"] = lambda b, psf, m=model: deblur(b, m, refine=False)
         table[f"model: {name}"] = lambda b, psf, m=model: deblur(b, m)
         for n in ensembles:
             table[f"model: {name}, ensemble x{n}"] = lambda b, psf, m=model, n=n: deblur(b, m, ensemble=n)

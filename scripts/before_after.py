@@ -4,7 +4,8 @@
 
 ``clock_motion.png``: scikit-image's ``clock``, a photo with real motion blur (no ground truth), with
 a 2x zoom of its centre. ``synthetic.png``: a held-out test image (``coffee``) with an unseen 20 px
-camera-shake PSF as in ``benchmarks/quality.py``: blurred, deblurred and sharp, with PSNR.
+camera-shake PSF as in ``benchmarks/quality.py``: blurred, deblurred and sharp, with PSNR. Both show
+the generator alone (``refine=False``) and ``deblur``'s default (with PSF refinement).
 """
 
 from __future__ import annotations
@@ -54,15 +55,22 @@ def main() -> None:
     clock = skimage.data.clock()
     h, w = clock.shape
     centre = (slice(h // 2 - 60, h // 2 + 60), slice(w // 2 - 80, w // 2 + 80))
-    panels(out / "clock_motion.png", [("clock (real motion blur)", clock), ("deblurred", deblur(clock, model))], centre)
+    images = [
+        ("clock (real motion blur)", clock),
+        ("generator only", deblur(clock, model, refine=False)),
+        ("deblurred (default: + PSF refinement)", deblur(clock, model)),
+    ]
+    panels(out / "clock_motion.png", images, centre)
 
     rng = np.random.default_rng(90210)
     sharp = skimage.data.coffee()
     psf = motion_kernels(rng, 1, (16.0, 20.0))[0]
     blurred = (blur_image(sharp / 255.0, psf, 0.01, rng) * 255).round().astype(np.uint8)
-    restored = deblur(blurred, model)
-    p_b, p_r = psnr(sharp / 255.0, blurred / 255.0), psnr(sharp / 255.0, restored / 255.0)
-    images = [(f"blurred ({p_b:.2f} dB)", blurred), (f"deblurred ({p_r:.2f} dB)", restored), ("sharp", sharp)]
+    images = [(f"blurred ({psnr(sharp / 255.0, blurred / 255.0):.2f} dB)", blurred)]
+    for title, refine in (("generator only", False), ("deblurred, default", True)):
+        restored = deblur(blurred, model, refine=refine)
+        images.append((f"{title} ({psnr(sharp / 255.0, restored / 255.0):.2f} dB)", restored))
+    images.append(("sharp", sharp))
     panels(out / "synthetic.png", images, (slice(100, 260), slice(200, 420)))
 
 

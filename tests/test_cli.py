@@ -69,6 +69,19 @@ def test_deblur_ensemble_and_strength_match_the_api(images: Path, tmp_path: Path
             main([*cmd, "--overwrite", *bad])
 
 
+def test_no_refine_gives_the_generator_output_alone(tmp_path: Path, identity_model_path: Path) -> None:
+    from scipy import ndimage
+
+    src = tmp_path / "shaken.png"
+    camera = skimage.data.camera()[100:260, 150:310].astype(np.float32)
+    write_image(src, ndimage.uniform_filter1d(camera, 9, axis=1).round().astype(np.uint8))  # a 9 px blur
+    cmd = ["deblur", str(src), "--model", str(identity_model_path), "--quiet", "-o"]
+    assert main([*cmd, str(tmp_path / "plain"), "--no-refine"]) == 0
+    np.testing.assert_array_equal(read_image(tmp_path / "plain" / src.name), read_image(src))  # identity model
+    assert main([*cmd, str(tmp_path / "refined")]) == 0  # the default: deconvolved by the estimated PSF
+    assert np.abs(read_image(tmp_path / "refined" / src.name).astype(int) - read_image(src)).mean() > 1
+
+
 def test_existing_outputs_and_inputs_are_never_overwritten(images, tmp_path, identity_model_path, capsys) -> None:
     out = tmp_path / "out"
     out.mkdir()

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import skimage.data
 
 from _helpers import deblur_widget
 
@@ -100,6 +101,22 @@ def test_self_ensemble_and_strength_choices_reach_the_model(make_napari_viewer, 
     expected = deblur(image, tiny_model_path, tile_size=widget._tile.value, ensemble=8, strength=0.6)
     np.testing.assert_array_equal(viewer.layers["img deblurred"].data, expected)
     assert not np.array_equal(expected, deblur(image, tiny_model_path, tile_size=widget._tile.value, ensemble=8))
+
+
+def test_refine_checkbox_reaches_deblur(make_napari_viewer, qtbot, identity_model_path) -> None:
+    from scipy import ndimage
+
+    camera = skimage.data.camera()[100:260, 150:310].astype(np.float32)
+    shaken = ndimage.uniform_filter1d(camera, 9, axis=1).round().astype(np.uint8)  # a 9 px blur
+    viewer = make_napari_viewer()
+    viewer.add_image(shaken, name="img")
+    widget = deblur_widget(viewer, identity_model_path)
+    assert widget._refine.value  # on by default, as in deblur()
+    _run(qtbot, widget)
+    assert np.abs(viewer.layers["img deblurred"].data.astype(int) - shaken).mean() > 1  # deconvolved
+    widget._refine.value = False
+    _run(qtbot, widget)
+    np.testing.assert_array_equal(viewer.layers["img deblurred"].data, shaken)  # the identity model alone
 
 
 def test_12_bit_data_can_use_its_own_range(make_napari_viewer, qtbot, tiny_model_path) -> None:

@@ -116,6 +116,7 @@ def _deblur(args: argparse.Namespace) -> None:
                 tile_size=args.tile_size or None,
                 half=args.half,
                 ensemble=args.ensemble,
+                refine=args.refine,
                 strength=args.strength,
                 progress=tiles,
             )
@@ -140,6 +141,7 @@ def _add_deblur(sub: argparse._SubParsersAction) -> None:
         default=1,
         help="average the model over this many flipped/transposed copies (8: best quality, 8x the time)",
     )
+    _add_refine(p)
     p.add_argument(
         "--strength",
         type=_strength,
@@ -158,6 +160,16 @@ def _add_deblur(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace existing output files (never inputs)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_deblur)
+
+
+def _add_refine(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--no-refine",
+        dest="refine",
+        action="store_false",
+        help="the generator's output alone, without deconvolving by the blur kernel estimated from it "
+        "(try it where halos appear: blur that differs across the image)",
+    )
 
 
 def _value_range(text: str) -> str | tuple[float, float]:
@@ -351,7 +363,7 @@ def _evaluate(args: argparse.Namespace) -> None:
     pairs = find_pairs(args.data, args.gopro_blur)
     model = load_model(args.model, args.device)
     with tqdm(total=len(pairs), unit="image", dynamic_ncols=True, disable=args.quiet) as bar:
-        scores = evaluate_pairs(pairs, model, args.tile_size or None, on_pair=lambda _: bar.update())
+        scores = evaluate_pairs(pairs, model, args.tile_size or None, args.refine, on_pair=lambda _: bar.update())
     write_scores(scores, csv_path)
     mean = {
         k: sum(getattr(s, k) for s in scores) / len(scores) for k in ("psnr_blurred", "ssim_blurred", "psnr", "ssim")
@@ -443,6 +455,7 @@ def _add_others(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace an existing CSV")
     p.add_argument("--device", default="auto")
     p.add_argument("--tile-size", type=_tile_size, default=1024, help="tile size in pixels; 0 for whole frames")
+    _add_refine(p)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_evaluate)
 

@@ -61,6 +61,12 @@ class DeblurWidget(Container):
             value=1,
             tooltip="average the model over flipped/transposed copies: cleaner results, 2-8x the time",
         )
+        self._refine = CheckBox(
+            text="refine with the estimated blur (PSF)",
+            value=True,
+            tooltip="deconvolve with a blur kernel estimated from the model's output: much sharper on camera "
+            "shake; untick for blur that differs across the image (moving objects) if halos appear",
+        )
         self._strength = FloatSlider(
             label="strength",
             min=0.0,
@@ -94,6 +100,7 @@ class DeblurWidget(Container):
                 self._device,
                 self._tile,
                 self._ensemble,
+                self._refine,
                 self._strength,
                 self._range,
                 self._frames,
@@ -169,6 +176,7 @@ class DeblurWidget(Container):
             rgb=layer.rgb,
             tile_size=self._tile.value,
             ensemble=self._ensemble.value,
+            refine=self._refine.value,
             strength=self._strength.value,
             own_range_of=layer.data if _is_16_bit(layer) and self._range.value == OWN_RANGE else None,
             _connect={

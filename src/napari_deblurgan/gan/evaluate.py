@@ -29,16 +29,17 @@ def evaluate_pairs(
     pairs: Sequence[tuple[Path, Path]],
     model: ResnetGenerator,
     tile_size: int | None = 1024,
+    refine: bool = True,
     on_pair: Callable[[PairScore], None] | None = None,
 ) -> list[PairScore]:
     """Deblur each blurred image and score it (and the blurred input) against the sharp image.
 
-    The output is quantised to 8 bits first, as a saved result would be.
+    The output is quantised to 8 bits first, as a saved result would be. ``refine``: as in ``deblur``.
     """
     scores = []
     for blurred_path, sharp_path in pairs:
         blurred, sharp = load_pair(blurred_path, sharp_path)
-        restored = deblur(blurred, model, tile_size=tile_size)
+        restored = deblur(blurred, model, tile_size=tile_size, refine=refine)
         restored = np.round(restored * 255) / 255
         score = PairScore(
             blurred_path.name, psnr(sharp, blurred), ssim(sharp, blurred), psnr(sharp, restored), ssim(sharp, restored)

@@ -1,0 +1,90 @@
+"""PSF refinement: the PSF estimate, the regularised deconvolution and the safeguards around them."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import skimage.data
+from skimage.metrics import peak_signal_noise_ratio
+
+from napari_deblurgan.gan import psf_refine
+from napari_deblurgan.gan.blur import blur_image, motion_kernels
+from napari_deblurgan.gan.psf_refine import (
+    KERNEL_SIZE,
+    border_weights,
+    deconvolve,
+    estimate_psf,
+    point_psf,
+    radius_of_gyration,
+    refine,
+)
+
+
+@pytest.fixture(scope="module")
+def case() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(sharp, blurred, psf): a camera crop with a 12-16 px random camera-shake PSF and mild noise."""
+    rng = np.random.default_rng(5)
+    sharp = skimage.data.camera()[60:316, 100:356].astype(np.float32) / 255
+    psf = motion_kernels(rng, 1, (12.0, 16.0))[0]
+    return sharp, blur_image(sharp, psf, 0.005, rng).astype(np.float32), psf
+
+
+def _centred(psf: np.ndarray, size: int = KERNEL_SIZE) -> np.ndarray:
+    return np.pad(psf, (size - psf.shape[0]) // 2)
+
+
+def test_estimate_psf_recovers_the_blur_from_a_sharp_latent(case) -> None:
+    sharp, blurred, psf = case
+    estimate = estimate_psf(blurred, sharp)
+    assert estimate.shape == (KERNEL_SIZE, KERNEL_SIZE) and estimate.sum() == pytest.approx(1, abs=1e-5)
+    truth = _centred(psf)
+    correlation = (estimate * truth).sum() / np.sqrt((estimate**2).sum() * (truth**2).sum())
+    assert correlation > 0.9
+    assert radius_of_gyration(estimate) == pytest.approx(radius_of_gyration(truth), abs=0.5)
+
+
+def test_deconvolving_by_the_true_psf_restores_detail_without_a_shift(case) -> None:
+    sharp, blurred, psf = case
+    restored = deconvolve(blurred, blurred, psf)
+    assert peak_signal_noise_ratio(sharp, restored, data_range=1) > peak_signal_noise_ratio(sharp, blurred) + 4
+    unchanged = deconvolve(sharp, sharp, point_psf(), smoothness=0)  # no blur, no smoothing: the image itself
+    np.testing.assert_allclose(unchanged, sharp, atol=1e-4)
+
+
+def test_large_planes_are_deconvolved_in_tiles_that_match_the_whole(case, monkeypatch) -> None:
+    _, blurred, psf = case
+    colour = np.stack([blurred, blurred[::-1], blurred[:, ::-1]], axis=2)[:200, :150]
+    whole = deconvolve(colour, colour, _centred(psf))  # estimates come as 41 px: 164 px of context
+    monkeypatch.setattr(psf_refine, "DECONVOLVE_TILE", 64)
+    tiled = deconvolve(colour, colour, _centred(psf))
+    assert np.abs(whole - tiled).max() < 0.5 / 255
+
+
+def test_sharp_and_small_inputs_keep_the_generator_output(case) -> None:
+    sharp, _, _ = case
+    rng = np.random.default_rng(0)
+    noisy = (sharp + rng.normal(0, 0.01, sharp.shape)).astype(np.float32)
+    out, psf = refine(noisy, noisy)
+    assert out is noisy and radius_of_gyration(psf) < psf_refine.POINT_LIKE
+    small = noisy[: 3 * KERNEL_SIZE - 1]
+    out, psf = refine(small, small)
+    assert out is small and radius_of_gyration(psf) == 0
+
+
+def test_refinement_is_the_same_on_gray_and_on_gray_rgb(case) -> None:
+    _, blurred, _ = case
+    stand_in = np.clip(2 * blurred - np.roll(blurred, 1, axis=1), 0, 1)  # any sharper-looking output
+    gray, psf_gray = refine(blurred, stand_in)
+    rgb, psf_rgb = refine(np.repeat(blurred[..., None], 3, 2), np.repeat(stand_in[..., None], 3, 2))
+    np.testing.assert_allclose(psf_gray, psf_rgb, atol=1e-5)
+    for c in range(3):
+        np.testing.assert_allclose(rgb[..., c], gray, atol=1e-5)  # no colour cast
+
+
+def test_border_weights_fade_the_refinement_out_at_the_frame_edges() -> None:
+    psf = np.zeros((KERNEL_SIZE, KERNEL_SIZE), np.float32)
+    psf[20, 11:30] = 1 / 19  # horizontal, 19 px: reaches 20 px into the frame sideways, 2 px up and down
+    weights = border_weights((100, 120), psf)
+    assert weights[:, 0].max() == 0 and weights[0].max() == 0
+    assert weights[50, 20] == 1 and weights[50, 19] < 1 and weights[2, 60] == 1
+    assert (np.diff(weights[50, :60]) >= 0).all()
