@@ -88,3 +88,31 @@ def test_border_weights_fade_the_refinement_out_at_the_frame_edges() -> None:
     assert weights[:, 0].max() == 0 and weights[0].max() == 0
     assert weights[50, 20] == 1 and weights[50, 19] < 1 and weights[2, 60] == 1
     assert (np.diff(weights[50, :60]) >= 0).all()
+
+
+def _odd_images() -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(3)
+    impulse = np.zeros((130, 141), np.float32)
+    impulse[60, 70] = 1
+    checker = (np.indices((131, 140)).sum(axis=0) % 2).astype(np.uint8) * 255
+    step = np.zeros((150, 133), np.uint16)
+    step[:, 66:] = 65535
+    return {
+        "constant": np.full((128, 128), 0.5, np.float32),
+        "impulse": impulse,
+        "noise": rng.integers(0, 256, (140, 129, 3), dtype=np.uint8),
+        "checker": checker,
+        "saturated step, 16-bit": step,
+    }
+
+
+@pytest.mark.parametrize("name", list(_odd_images()))
+def test_refinement_of_odd_images_stays_finite_and_in_range(name, identity_model_path) -> None:
+    from napari_deblurgan import deblur
+
+    image = _odd_images()[name]  # large enough to be refined (3 PSF sides), unlike the Hypothesis cases
+    out = deblur(image, identity_model_path)
+    assert out.shape == image.shape and out.dtype == image.dtype
+    assert np.isfinite(out).all() and out.min() >= image.min() and out.max() <= image.max()
+    if name == "constant":
+        np.testing.assert_array_equal(out, image)  # nothing to estimate a PSF from: unchanged

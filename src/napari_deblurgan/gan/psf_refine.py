@@ -26,8 +26,9 @@ FloatArray = NDArray[np.float32]
 
 #: Side of the estimated PSF (pixels): blur paths up to about 35 px fit inside it.
 KERNEL_SIZE = 41
-#: Largest square (pixels) of the plane's centre used to estimate the PSF.
-ESTIMATE_WINDOW = 2048
+#: Largest square (pixels) of the plane's centre used to estimate the PSF (0.6 MP: enough edges in
+#: photos, and the estimate's cost stops growing with the image).
+ESTIMATE_WINDOW = 768
 #: Planes larger than this per side are deconvolved in tiles of this size (bounded memory).
 DECONVOLVE_TILE = 2048
 #: Radius of gyration (px) of the PSF below which the generator's output is kept, and above which the
@@ -35,12 +36,13 @@ DECONVOLVE_TILE = 2048
 POINT_LIKE, BLUR_LIKE = 1.1, 1.5
 
 
-def shock_filter(image: FloatArray, iterations: int = 5, step: float = 0.5, sigma: float = 1.0) -> FloatArray:
+def shock_filter(image: FloatArray, iterations: int = 3, step: float = 0.5, sigma: float = 1.0) -> FloatArray:
     """Osher-Rudin shock filter: steepens blurry edges into steps (the sign of a smoothed Laplacian
-    decides which way each pixel moves)."""
-    out = ndimage.gaussian_filter(image, 0.5)
+    decides which way each pixel moves). Gaussians are cut at 2 sigma (5 taps for sigma 1): as good
+    on the validation set as 4 sigma and 5 iterations, in half the time."""
+    out = ndimage.gaussian_filter(image, 0.5, truncate=2.0)
     for _ in range(iterations):
-        laplacian = ndimage.laplace(ndimage.gaussian_filter(out, sigma))
+        laplacian = ndimage.laplace(ndimage.gaussian_filter(out, sigma, truncate=2.0))
         gy, gx = np.gradient(out)
         out = out - step * np.sign(laplacian) * np.hypot(gx, gy)
     return out
@@ -204,10 +206,9 @@ def refine(
     gray_blurred = _centre(blurred.mean(axis=2) if blurred.ndim == 3 else blurred, ESTIMATE_WINDOW)
     gray_restored = _centre(restored.mean(axis=2) if restored.ndim == 3 else restored, ESTIMATE_WINDOW)
     gray_blurred, gray_restored = gray_blurred.astype(np.float32), gray_restored.astype(np.float32)
-    latent, psf = gray_restored, point_psf(size)
-    for _ in range(iterations):
-        psf = estimate_psf(gray_blurred, shock_filter(latent), size)
-        latent = deconvolve(gray_blurred, gray_restored, psf)
+    psf = estimate_psf(gray_blurred, shock_filter(gray_restored), size)
+    for _ in range(iterations - 1):  # each estimate from the image deconvolved by the one before
+        psf = estimate_psf(gray_blurred, shock_filter(deconvolve(gray_blurred, gray_restored, psf)), size)
     weight = float(np.clip((radius_of_gyration(psf) - POINT_LIKE) / (BLUR_LIKE - POINT_LIKE), 0, 1))
     if weight == 0:
         return restored, psf
