@@ -54,7 +54,7 @@ def test_deconvolving_by_the_true_psf_restores_detail_without_a_shift(case) -> N
 def test_large_planes_are_deconvolved_in_tiles_that_match_the_whole(case, monkeypatch) -> None:
     _, blurred, psf = case
     colour = np.stack([blurred, blurred[::-1], blurred[:, ::-1]], axis=2)[:200, :150]
-    whole = deconvolve(colour, colour, _centred(psf))  # estimates come as 41 px: 164 px of context
+    whole = deconvolve(colour, colour, _centred(psf))  # estimates come as 41 px: 82 px of context
     monkeypatch.setattr(psf_refine, "DECONVOLVE_TILE", 64)
     tiled = deconvolve(colour, colour, _centred(psf))
     assert np.abs(whole - tiled).max() < 0.5 / 255

@@ -148,11 +148,11 @@ def deconvolve(
 ) -> FloatArray:
     """Deconvolve ``blurred`` by ``psf``, regularised towards ``prior`` and by a Laplacian penalty.
 
-    Planes are (H, W) or (H, W, C). Borders are padded by 4 PSF sizes with ramps down to 0, so the
+    Planes are (H, W) or (H, W, C). Borders are padded by 2 PSF sizes with ramps down to 0, so the
     Fourier solution's wrap-around meets no edge; planes larger than :data:`DECONVOLVE_TILE` are solved
     in tiles that read that much context around them.
     """
-    margin = 4 * psf.shape[0]
+    margin = 2 * psf.shape[0]
     pad = ((margin, margin), (margin, margin)) + (((0, 0),) if blurred.ndim == 3 else ())
     blurred_p = np.pad(blurred.astype(np.float32), pad, mode="linear_ramp")
     prior_p = np.pad(prior.astype(np.float32), pad, mode="linear_ramp")
