@@ -47,7 +47,7 @@ def test_deconvolving_by_the_true_psf_restores_detail_without_a_shift(case) -> N
     sharp, blurred, psf = case
     restored = deconvolve(blurred, blurred, psf)
     assert peak_signal_noise_ratio(sharp, restored, data_range=1) > peak_signal_noise_ratio(sharp, blurred) + 4
-    unchanged = deconvolve(sharp, sharp, point_psf(), smoothness=0)  # no blur, no smoothing: the image itself
+    unchanged = deconvolve(sharp, sharp, point_psf(), tv_weight=0)  # no blur, no smoothing: the image itself
     np.testing.assert_allclose(unchanged, sharp, atol=1e-4)
 
 
@@ -57,7 +57,8 @@ def test_large_planes_are_deconvolved_in_tiles_that_match_the_whole(case, monkey
     whole = deconvolve(colour, colour, _centred(psf))  # estimates come as 41 px: 82 px of context
     monkeypatch.setattr(psf_refine, "DECONVOLVE_TILE", 64)
     tiled = deconvolve(colour, colour, _centred(psf))
-    assert np.abs(whole - tiled).max() < 0.5 / 255
+    # total variation is not linear, so tiles differ a little near their cuts (as the generator's tiles do)
+    assert np.abs(whole - tiled).max() < 3 / 255 and np.abs(whole - tiled).mean() < 0.2 / 255
 
 
 def test_sharp_and_small_inputs_keep_the_generator_output(case) -> None:
