@@ -51,14 +51,28 @@ def test_deconvolving_by_the_true_psf_restores_detail_without_a_shift(case) -> N
     np.testing.assert_allclose(unchanged, sharp, atol=1e-4)
 
 
-def test_large_planes_are_deconvolved_in_tiles_that_match_the_whole(case, monkeypatch) -> None:
+@pytest.mark.parametrize("shape", ["camera shake", "straight line"])
+def test_large_planes_are_deconvolved_in_tiles_that_match_the_whole(case, monkeypatch, shape) -> None:
     _, blurred, psf = case
+    if shape == "straight line":  # rings furthest from a cut: the hardest case for tiles
+        psf = np.zeros((KERNEL_SIZE, KERNEL_SIZE), np.float32)
+        psf[20, 5:36] = 1 / 31
     colour = np.stack([blurred, blurred[::-1], blurred[:, ::-1]], axis=2)[:200, :150]
-    whole = deconvolve(colour, colour, _centred(psf))  # estimates come as 41 px: 82 px of context
+    whole = deconvolve(colour, colour, _centred(psf))  # estimates come as 41 px
     monkeypatch.setattr(psf_refine, "DECONVOLVE_TILE", 64)
     tiled = deconvolve(colour, colour, _centred(psf))
     # total variation is not linear, so tiles differ a little near their cuts (as the generator's tiles do)
     assert np.abs(whole - tiled).max() < 3 / 255 and np.abs(whole - tiled).mean() < 0.2 / 255
+
+
+def test_a_lopsided_psf_is_centred_without_wrapping_around() -> None:
+    path = np.zeros((KERNEL_SIZE, KERNEL_SIZE))
+    path[20, 3:38] = 1
+    path[20, 33:38] = 6  # half the mass in the last 5 px: the centre of mass is 6 px right of the middle
+    centred = psf_refine._clean_psf(path, threshold=0.0)
+    columns = np.nonzero(centred[20])[0]
+    assert (columns.min(), columns.max()) == (0, 31)  # moved 6 px left; the 3 px beyond the edge dropped
+    assert centred.sum() == pytest.approx(1) and centred[20, 27:32].min() > centred[20, 0]
 
 
 def test_sharp_and_small_inputs_keep_the_generator_output(case) -> None:

@@ -109,11 +109,15 @@ def _clean_psf(psf: NDArray[np.float64], threshold: float) -> FloatArray:
         psf[labels != 1 + int(np.argmax(mass))] = 0
     if not psf.sum() > 0:
         return point_psf(size)
-    psf /= psf.sum()
     ys, xs = np.mgrid[:size, :size]
     r = size // 2
-    shift = (round(float((psf * ys).sum()) - r), round(float((psf * xs).sum()) - r))
-    return np.roll(psf, (-shift[0], -shift[1]), axis=(0, 1)).astype(np.float32)
+    centre = (round(float((psf * ys).sum() / psf.sum())) - r, round(float((psf * xs).sum() / psf.sum())) - r)
+    shifted = np.zeros_like(psf)  # move the centre of mass to the middle; what leaves the square is dropped
+    (dy, dx), n = centre, size
+    shifted[max(0, -dy) : n - max(0, dy), max(0, -dx) : n - max(0, dx)] = psf[
+        max(0, dy) : n - max(0, -dy), max(0, dx) : n - max(0, -dx)
+    ]
+    return (shifted / shifted.sum()).astype(np.float32)
 
 
 def point_psf(size: int = KERNEL_SIZE) -> FloatArray:
@@ -166,26 +170,38 @@ def deconvolve(
     Fourier solution's wrap-around meets no edge, and edge-tapered: over :data:`EDGE_TAPER` PSF sizes
     inside the frame the input fades into itself blurred by the PSF, which agrees with the blur model
     (the frame's edge pixels hold blur of content outside the frame, which would ring inwards). Planes
-    larger than :data:`DECONVOLVE_TILE` are solved in tiles that read that much context around them.
-    ``rounds`` of half-quadratic splitting follow the quadratic solution (0: no total variation).
+    larger than :data:`DECONVOLVE_TILE` are solved in tiles, each as a frame of its own with 4 PSF
+    sizes of context that are then cut away. ``rounds`` of half-quadratic splitting follow the
+    quadratic solution (0: no total variation).
     """
+    args = (psf, prior_weight, tv_weight, rounds)
+    h, w = blurred.shape[:2]
+    if max(h, w) <= DECONVOLVE_TILE:
+        return _deconvolve_frame(blurred, prior, *args)
+    context = 4 * psf.shape[0]
+    out = np.empty(blurred.shape, dtype=np.float32)
+    for y in range(0, h, DECONVOLVE_TILE):
+        for x in range(0, w, DECONVOLVE_TILE):
+            th, tw = min(DECONVOLVE_TILE, h - y), min(DECONVOLVE_TILE, w - x)
+            y0, x0 = max(0, y - context), max(0, x - context)
+            window = (slice(y0, min(h, y + th + context)), slice(x0, min(w, x + tw + context)))
+            solved = _deconvolve_frame(blurred[window], prior[window], *args)
+            out[y : y + th, x : x + tw] = solved[y - y0 : y - y0 + th, x - x0 : x - x0 + tw]
+    return out
+
+
+def _deconvolve_frame(
+    blurred: FloatArray, prior: FloatArray, psf: FloatArray, prior_weight: float, tv_weight: float, rounds: int
+) -> FloatArray:
     margin = 2 * psf.shape[0]
     pad = ((margin, margin), (margin, margin)) + (((0, 0),) if blurred.ndim == 3 else ())
     blurred_p = np.pad(blurred.astype(np.float32), pad, mode="linear_ramp")
     prior_p = np.pad(prior.astype(np.float32), pad, mode="linear_ramp")
     h, w = blurred.shape[:2]
     reach = EDGE_TAPER * psf.shape[0]
-    taper_y, taper_x = _inside_ramp(h, margin, reach), _inside_ramp(w, margin, reach)
-    out = np.empty(blurred.shape, dtype=np.float32)
-    for y in range(0, h, DECONVOLVE_TILE):
-        for x in range(0, w, DECONVOLVE_TILE):
-            th, tw = min(DECONVOLVE_TILE, h - y), min(DECONVOLVE_TILE, w - x)
-            window = (slice(y, y + th + 2 * margin), slice(x, x + tw + 2 * margin))
-            taper = np.minimum(taper_y[window[0], None], taper_x[None, window[1]])
-            args = (psf, taper, prior_weight, tv_weight, rounds)
-            solved = _solve_channels(blurred_p[window], prior_p[window], *args)
-            out[y : y + th, x : x + tw] = solved[margin : margin + th, margin : margin + tw]
-    return out
+    taper = np.minimum(_inside_ramp(h, margin, reach)[:, None], _inside_ramp(w, margin, reach)[None, :])
+    solved = _solve_channels(blurred_p, prior_p, psf, taper, prior_weight, tv_weight, rounds)
+    return solved[margin : margin + h, margin : margin + w]
 
 
 def _inside_ramp(n: int, margin: int, reach: float) -> NDArray[np.float32]:
