@@ -13,9 +13,9 @@ while the PSF is estimated, in the gradient domain on its strongest (shock-filte
 keeps a frequency, the data decide; where it erases one, the generator's output fills it in; the
 total-variation term keeps flat regions flat, so edges do not ring. A PSF that comes out nearly a
 point (the input had little blur to remove) hands the result back to the generator, so sharp inputs
-are not sharpened further; so does a band along the frame's edges as wide as the PSF, where the blur
-drew on content outside the frame and deconvolution would ring. The blur is taken as one PSF per plane
-(uniform camera shake); the dask path of ``deblur`` estimates one per block.
+are not sharpened further. From the frame's edges the refinement fades in over the PSF's extent along
+each axis: there the blur drew on content outside the frame, and deconvolution would ring. The blur is
+taken as one PSF per plane (uniform camera shake); the dask path of ``deblur`` estimates one per block.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ FloatArray = NDArray[np.float32]
 
 #: Side of the estimated PSF (pixels): blur paths up to about 35 px fit inside it.
 KERNEL_SIZE = 41
-#: Largest square (pixels) of the plane's centre used to estimate the PSF (0.6 MP: enough edges in
+#: Largest square (pixels) of the plane's centre used to estimate the PSF (0.4 MP: enough edges in
 #: photos, and the estimate's cost stops growing with the image).
 ESTIMATE_WINDOW = 640
 #: Planes larger than this per side are deconvolved in tiles of this size (bounded memory).
