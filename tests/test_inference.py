@@ -173,6 +173,17 @@ def test_progress_reports_every_tile(tiny_model_path, natural_rgb) -> None:
     assert calls[-1][0] == calls[-1][1] == len(calls) > 1
 
 
+def test_progress_counts_the_psf_refinement_as_one_more_step(tiny_model_path, natural_rgb) -> None:
+    totals = {}
+    for refine in (False, True):
+        calls: list[tuple[int, int]] = []
+        report = calls.append
+        deblur(natural_rgb, tiny_model_path, tile_size=256, refine=refine, progress=lambda d, t, r=report: r((d, t)))
+        assert calls[-1][0] == calls[-1][1] == len(calls)
+        totals[refine] = calls[-1][1]
+    assert totals[True] == totals[False] + 1  # one plane: its tiles, then its refinement
+
+
 @pytest.mark.parametrize(
     ("image", "message"),
     [

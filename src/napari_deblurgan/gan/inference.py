@@ -434,7 +434,8 @@ def deblur(
             generator's output alone.
         strength: how much of the model's correction to apply, 0 to 1: ``input + strength * (output -
             input)``; below 1 for a gentler result where the model over-sharpens (slight blur, fur, skin).
-        progress: called as ``progress(done, total)`` after every tile (not for dask input).
+        progress: called as ``progress(done, total)`` after every tile and each plane's PSF refinement
+            (not for dask input).
 
     A dask array gives a lazy dask array, computed block by block (see :mod:`.lazy`); pass a model
     file path rather than a loaded model when computing on a distributed cluster.
@@ -474,9 +475,13 @@ def deblur(
     planes = work.reshape((-1, *plane_shape))
     batch = batch_size or (1 if dev.type == "cpu" else 4)
     runner = PlaneDeblurrer(net, dev, tile_size, tile_overlap, batch_size=batch, half=half, ensemble=ensemble)
+
+    def steps_per_plane() -> int:  # its tiles, and its PSF refinement as one more step
+        return len(runner.tiles_for(*plane_shape[:2])) + (1 if refine else 0)
+
     done = plane_start = 0
-    total = len(planes) * len(runner.tiles_for(*plane_shape[:2]))
-    if runner.per_tile_statistics and total > len(planes):
+    total = len(planes) * steps_per_plane()
+    if runner.per_tile_statistics and len(runner.tiles_for(*plane_shape[:2])) > 1:
         warnings.warn(
             "This model has instance normalisation, which normalises each tile by its own statistics, so tiles "
             "can differ at their seams; deblur whole frames if memory allows (tile_size=None, --tile-size 0, or "
@@ -494,7 +499,7 @@ def deblur(
     def retile() -> None:  # smaller tiles after an out-of-memory: this plane starts over
         nonlocal done, total
         done = plane_start
-        total = plane_start + (len(planes) - i) * len(runner.tiles_for(*plane_shape[:2]))
+        total = plane_start + (len(planes) - i) * steps_per_plane()
 
     out = np.empty(planes.shape, dtype=arr.dtype)
     for i, plane in enumerate(planes):
@@ -506,6 +511,7 @@ def deblur(
             rgb_in, result = unit, result.mean(axis=2)
         if refine:
             result = refine_with_psf(rgb_in, result)[0]
+            tick()
         if strength != 1:
             result = rgb_in + strength * (result - rgb_in)
         if layout.colour:
