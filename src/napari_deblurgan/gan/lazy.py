@@ -20,9 +20,13 @@ def is_dask_array(obj: Any) -> bool:
 
 
 def _block_size(length: int, block: int, multiple: int = 4) -> int:
+    """Equal blocks of at most about ``block`` pixels (a multiple of 4), so that no thin leftover block
+    at the far edge lacks the context (or, for PSF refinement, the size) the others have."""
     if length <= block * 1.5:
         return length
-    return max(multiple, block - block % multiple)
+    count = -(-length // block)
+    size = -(-length // count)
+    return size + (-size) % multiple
 
 
 def deblur_dask(
