@@ -334,3 +334,9 @@ def as_rgb(image: NDArray) -> NDArray:
     if image.ndim == 3 and image.shape[2] in (1, 3, 4):
         return np.repeat(image, 3, axis=2) if image.shape[2] == 1 else image[:, :, :3]
     raise ValueError(f"Expected a grayscale or RGB(A) image, got shape {image.shape}")
+
+
+def centre_crop(image: NDArray, size: int) -> NDArray:
+    """The central ``size`` x ``size`` part of an image (each side only as far as it reaches)."""
+    y, x = max(0, (image.shape[0] - size) // 2), max(0, (image.shape[1] - size) // 2)
+    return image[y : y + size, x : x + size]

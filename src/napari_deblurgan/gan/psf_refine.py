@@ -28,6 +28,8 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import fft, ndimage
 
+from .images import centre_crop
+
 FloatArray = NDArray[np.float32]
 
 #: Side of the estimated PSF (pixels): blur paths up to about 35 px fit inside it.
@@ -199,16 +201,18 @@ def _deconvolve_frame(
     prior_p = np.pad(prior.astype(np.float32), pad, mode="linear_ramp")
     h, w = blurred.shape[:2]
     reach = EDGE_TAPER * psf.shape[0]
-    taper = np.minimum(_inside_ramp(h, margin, reach)[:, None], _inside_ramp(w, margin, reach)[None, :])
-    solved = _solve_channels(blurred_p, prior_p, psf, taper, prior_weight, tv_weight, rounds)
+    taper = np.minimum(_edge_ramp(h, reach, margin, 0.5)[:, None], _edge_ramp(w, reach, margin, 0.5)[None, :])
+    shape = _fast_shape(*blurred_p.shape[:2])  # zeros past the ramps: sizes the FFT factors quickly
+    operators = (_otf(psf, shape), _gradient_power(shape))
+    solved = _solve_channels(blurred_p, prior_p, shape, operators, taper, prior_weight, tv_weight, rounds)
     return solved[margin : margin + h, margin : margin + w]
 
 
-def _inside_ramp(n: int, margin: int, reach: float) -> NDArray[np.float32]:
-    """Along a padded axis (``margin`` + ``n`` + ``margin``): 0 in the padding, rising to 1 over
-    ``reach`` pixels inside the frame."""
+def _edge_ramp(n: int, reach: float, margin: int = 0, offset: float = 0.0) -> NDArray[np.float32]:
+    """Along an axis of ``n`` pixels padded by ``margin`` on each side: 0 in the padding, then
+    (distance from the frame's edge + ``offset``) / ``reach``, up to 1."""
     i = np.arange(n + 2 * margin)
-    inside = np.minimum(i - margin, n + margin - 1 - i) + 0.5
+    inside = np.minimum(i - margin, n + margin - 1 - i) + offset
     return np.clip(inside / reach, 0, 1).astype(np.float32)
 
 
@@ -225,18 +229,18 @@ def _solve_channels(blurred: FloatArray, prior: FloatArray, *args: Any) -> Float
 def _solve(
     blurred: FloatArray,
     prior: FloatArray,
-    psf: FloatArray,
+    shape: tuple[int, int],
+    operators: tuple[NDArray[np.complex64], NDArray[np.float32]],
     taper: NDArray[np.float32],
     prior_weight: float,
     tv_weight: float,
     rounds: int,
     workers: int,
 ) -> FloatArray:
+    """One channel; ``operators``: the PSF's OTF and |FFT of the gradients|^2 on the rfft2 grid of ``shape``."""
     h, w = blurred.shape[:2]
-    shape = _fast_shape(h, w)  # zeros past the ramps: sizes the FFT factors quickly
-    otf = _otf(psf, shape)
+    otf, gradient_power = operators
     data_power = np.abs(otf) ** 2 + prior_weight
-    gradient_power = _gradient_power(shape)
     observed = fft.rfft2(blurred, s=shape, workers=workers)
     if taper.min() < 1:  # a window at the frame's edge: edge taper (see deconvolve)
         reblurred = fft.irfft2(otf * observed, s=shape, workers=workers)[:h, :w]
@@ -267,10 +271,8 @@ def _fast_shape(h: int, w: int) -> tuple[int, int]:
     return fft.next_fast_len(h, real=True), fft.next_fast_len(w, real=True)
 
 
-def _centre(plane: FloatArray, side: int) -> FloatArray:
-    y = max(0, (plane.shape[0] - side) // 2)
-    x = max(0, (plane.shape[1] - side) // 2)
-    return plane[y : y + side, x : x + side]
+def _gray(plane: FloatArray) -> FloatArray:
+    return (plane.mean(axis=2) if plane.ndim == 3 else plane).astype(np.float32)
 
 
 def refine(
@@ -283,9 +285,7 @@ def refine(
     """
     if min(blurred.shape[:2]) < 3 * size:
         return restored, point_psf(size)
-    gray_blurred = _centre(blurred.mean(axis=2) if blurred.ndim == 3 else blurred, ESTIMATE_WINDOW)
-    gray_restored = _centre(restored.mean(axis=2) if restored.ndim == 3 else restored, ESTIMATE_WINDOW)
-    gray_blurred, gray_restored = gray_blurred.astype(np.float32), gray_restored.astype(np.float32)
+    gray_blurred, gray_restored = (_gray(centre_crop(plane, ESTIMATE_WINDOW)) for plane in (blurred, restored))
     psf = estimate_psf(gray_blurred, shock_filter(gray_restored), size)
     for _ in range(iterations - 1):  # each estimate from the image deconvolved by the one before
         psf = estimate_psf(gray_blurred, shock_filter(deconvolve(gray_blurred, gray_restored, psf)), size)
@@ -301,7 +301,4 @@ def border_weights(shape: tuple[int, int], psf: FloatArray) -> FloatArray:
     """0 on the frame's edge rising to 1 at the PSF's full extent inwards (per axis), 1 inside."""
     support = np.argwhere(psf > 0)
     reach_y, reach_x = (int(np.ptp(support[:, axis])) + 2 for axis in (0, 1))
-    h, w = shape
-    from_y = np.minimum(np.arange(h), np.arange(h)[::-1])[:, None] / reach_y
-    from_x = np.minimum(np.arange(w), np.arange(w)[::-1])[None, :] / reach_x
-    return np.clip(np.minimum(from_y, from_x), 0, 1).astype(np.float32)
+    return np.minimum(_edge_ramp(shape[0], reach_y)[:, None], _edge_ramp(shape[1], reach_x)[None, :])

@@ -31,6 +31,7 @@ from .critic import CriticConfig, PatchCritic
 from .data import BatchSource, BlurCurriculum, PairedCrops, SyntheticPairs, skimage_images
 from .device import bf16_supported, is_out_of_memory, resolve_device
 from .generator import PRESETS, GeneratorConfig, ResnetGenerator, preset
+from .images import centre_crop
 from .losses import content_loss, gradient_penalty
 from .metrics import psnr, ssim
 from .pairs import aligned_pairs, find_pairs, load_pair, split_holdout
@@ -226,12 +227,7 @@ def validation_pairs(cfg: TrainConfig, size: int = 256) -> list[tuple[np.ndarray
         return out
     _, held = split_holdout(folder_pairs(cfg))
     picked = [held[i] for i in np.unique(np.linspace(0, len(held) - 1, min(4, len(held))).astype(int))]
-    return [tuple(_centre(im, size) for im in load_pair(*p)) for p in picked]  # type: ignore[misc]
-
-
-def _centre(image: np.ndarray, size: int) -> np.ndarray:
-    y, x = max(0, (image.shape[0] - size) // 2), max(0, (image.shape[1] - size) // 2)
-    return image[y : y + size, x : x + size]
+    return [tuple(centre_crop(im, size) for im in load_pair(*p)) for p in picked]  # type: ignore[misc]
 
 
 def _autocast_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
