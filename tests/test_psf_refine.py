@@ -105,6 +105,31 @@ def test_border_weights_fade_the_refinement_out_at_the_frame_edges() -> None:
     assert (np.diff(weights[50, :60]) >= 0).all()
 
 
+def test_psfs_that_fill_their_window_or_disagree_with_the_cross_check_are_unreliable() -> None:
+    streak = np.zeros((KERNEL_SIZE, KERNEL_SIZE), np.float32)
+    streak[1:40, 20] = 1 / 39  # 39 px tall: within 1 px of the top and bottom
+    assert psf_refine.fills_window(streak) and psf_refine.unreliable(streak, streak)
+    path = _centred(motion_kernels(np.random.default_rng(2), 1, (30.0, 35.0))[0])
+    assert not psf_refine.fills_window(path) and not psf_refine.unreliable(path, path)
+    shorter = np.zeros_like(path)
+    shorter[20, 17:24] = 1 / 7
+    assert psf_refine.unreliable(path, shorter)  # wider than 1.3 times the cross-check
+    assert not psf_refine.unreliable(shorter, path)
+
+
+def test_an_estimate_that_diverges_on_a_brick_wall_keeps_the_generator_output(monkeypatch) -> None:
+    rng = np.random.default_rng(1)
+    sharp = skimage.data.brick().astype(np.float32) / 255
+    blurred = blur_image(sharp, motion_kernels(rng, 1, (8.0, 10.0))[0], 0.01, rng).astype(np.float32)
+    out, psf = refine(blurred, blurred)  # a generator that removed nothing: the worst guide
+    assert out is blurred
+    assert radius_of_gyration(psf) > 5  # diverged: an 8-10 px path's is about 2.5
+    monkeypatch.setattr(psf_refine, "unreliable", lambda psf, cross_check: False)
+    unguarded, _ = refine(blurred, blurred)
+    blurred_psnr = peak_signal_noise_ratio(sharp, blurred, data_range=1)
+    assert peak_signal_noise_ratio(sharp, np.clip(unguarded, 0, 1), data_range=1) < blurred_psnr - 5  # measured -7.2
+
+
 def _odd_images() -> dict[str, np.ndarray]:
     rng = np.random.default_rng(3)
     impulse = np.zeros((130, 141), np.float32)
