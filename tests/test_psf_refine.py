@@ -75,6 +75,15 @@ def test_a_lopsided_psf_is_centred_without_wrapping_around() -> None:
     assert centred.sum() == pytest.approx(1) and centred[20, 27:32].min() > centred[20, 0]
 
 
+def test_psfs_are_centred_to_a_fraction_of_a_pixel() -> None:
+    path = np.zeros((KERNEL_SIZE, KERNEL_SIZE))
+    path[18, 15:24] = 1
+    path[19, 22:26] = 2  # centre of mass 1.53 px up and 1.12 px right of the middle: whole pixels leave 0.5
+    centred = psf_refine._clean_psf(path, threshold=0.0)
+    ys, xs = np.mgrid[:KERNEL_SIZE, :KERNEL_SIZE] - KERNEL_SIZE // 2
+    assert abs((centred * ys).sum()) < 0.01 and abs((centred * xs).sum()) < 0.01
+
+
 def test_sharp_and_small_inputs_keep_the_generator_output(case) -> None:
     sharp, _, _ = case
     rng = np.random.default_rng(0)
