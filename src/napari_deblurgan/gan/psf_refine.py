@@ -4,7 +4,7 @@ image is deconvolved with that PSF, regularised towards the generator's output.
 The generator alone removes only part of a long blur and paints fine texture flat; deconvolution with the
 true PSF does far better but needs the PSF. Here the generator's output stands in for the sharp image
 while the PSF is estimated, in the gradient domain on its strongest (shock-filtered) edges (Cho and Lee
-2009), four times over, each time from the latest deconvolved estimate. Every deconvolution solves
+2009), eight times over, each time from the latest deconvolved estimate. Every deconvolution solves
 
     min_x |k * x - y|^2 + prior_weight |x - g|^2 + tv_weight |grad x|_1
 
@@ -274,7 +274,7 @@ def _gray(plane: FloatArray) -> FloatArray:
 
 
 def refine(
-    blurred: FloatArray, restored: FloatArray, size: int = KERNEL_SIZE, iterations: int = 4
+    blurred: FloatArray, restored: FloatArray, size: int = KERNEL_SIZE, iterations: int = 8
 ) -> tuple[FloatArray, FloatArray]:
     """Refine the generator's output ``restored`` of ``blurred`` (both (H, W) or (H, W, C) in [0, 1]).
 
