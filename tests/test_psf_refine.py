@@ -114,6 +114,17 @@ def test_border_weights_fade_the_refinement_out_at_the_frame_edges() -> None:
     assert (np.diff(weights[50, :60]) >= 0).all()
 
 
+@pytest.mark.parametrize(("converged", "estimates"), [(0.0, 1 + 8), (2.0, 1 + 2)])
+def test_the_estimates_stop_once_the_psf_settles(case, monkeypatch, converged, estimates) -> None:
+    _, blurred, _ = case
+    calls = []
+    estimate = psf_refine.estimate_psf
+    monkeypatch.setattr(psf_refine, "estimate_psf", lambda *a, **k: calls.append(1) or estimate(*a, **k))
+    monkeypatch.setattr(psf_refine, "CONVERGED", converged)  # 2: any change (two PSFs differ by at most 2)
+    refine(blurred, blurred, iterations=8)
+    assert len(calls) == estimates  # the cross-check, then the first and the further estimates
+
+
 def test_psfs_that_fill_their_window_or_disagree_with_the_cross_check_are_unreliable() -> None:
     streak = np.zeros((KERNEL_SIZE, KERNEL_SIZE), np.float32)
     streak[1:40, 20] = 1 / 39  # 39 px tall: within 1 px of the top and bottom
