@@ -107,11 +107,20 @@ def test_refinement_is_the_same_on_gray_and_on_gray_rgb(case) -> None:
 
 def test_border_weights_fade_the_refinement_out_at_the_frame_edges() -> None:
     psf = np.zeros((KERNEL_SIZE, KERNEL_SIZE), np.float32)
-    psf[20, 11:30] = 1 / 19  # horizontal, 19 px: reaches 20 px into the frame sideways, 2 px up and down
+    psf[20, 11:30] = 1 / 19  # horizontal, 19 px: reaches 9 px beyond the left and right edges, 0 up and down
     weights = border_weights((100, 120), psf)
     assert weights[:, 0].max() == 0 and weights[0].max() == 0
-    assert weights[50, 20] == 1 and weights[50, 19] < 1 and weights[2, 60] == 1
+    assert weights[50, 11] == 1 and weights[50, 10] < 1 and weights[2, 60] == 1 and weights[1, 60] < 1
+    assert weights[50, 119 - 11] == 1 and weights[50, 119 - 10] < 1
     assert (np.diff(weights[50, :60]) >= 0).all()
+
+
+def test_border_weights_fade_in_per_side_as_far_as_the_psf_reaches_beyond_that_edge() -> None:
+    psf = np.zeros((KERNEL_SIZE, KERNEL_SIZE), np.float32)
+    psf[20, 20:35] = 1 / 15  # from the centre to the right: y(x) = sum_t k(t) x(x - t) draws on x - 14 .. x
+    weights = border_weights((100, 120), psf)
+    assert weights[50, 16] == 1 and weights[50, 15] < 1  # the left edge: content up to 14 px beyond it
+    assert weights[50, 119 - 2] == 1 and weights[50, 119 - 1] < 1  # the right edge: none
 
 
 @pytest.mark.parametrize(("converged", "estimates"), [(0.0, 1 + 8), (2.0, 1 + 2)])

@@ -13,8 +13,8 @@ while the PSF is estimated, in the gradient domain on its strongest (shock-filte
 keeps a frequency, the data decide; where it erases one, the generator's output fills it in; the
 total-variation term keeps flat regions flat, so edges do not ring. A PSF that comes out nearly a
 point (the input had little blur to remove) hands the result back to the generator, so sharp inputs
-are not sharpened further. From the frame's edges the refinement fades in over the PSF's extent along
-each axis: there the blur drew on content outside the frame, and deconvolution would ring. The blur is
+are not sharpened further. From each edge of the frame the refinement fades in over as far as the PSF
+reaches beyond that edge: there the blur drew on content outside the frame, and deconvolution would ring. The blur is
 taken as one PSF per plane (uniform camera shake); the dask path of ``deblur`` estimates one per block.
 """
 
@@ -199,19 +199,22 @@ def _deconvolve_frame(
     prior_p = np.pad(prior.astype(np.float32), pad, mode="linear_ramp")
     h, w = blurred.shape[:2]
     reach = EDGE_TAPER * psf.shape[0]
-    taper = np.minimum(_edge_ramp(h, reach, margin, 0.5)[:, None], _edge_ramp(w, reach, margin, 0.5)[None, :])
+    ramp_y, ramp_x = (_edge_ramp(n, (reach, reach), margin, 0.5) for n in (h, w))
+    taper = np.minimum(ramp_y[:, None], ramp_x[None, :])
     shape = _fast_shape(*blurred_p.shape[:2])  # zeros past the ramps: sizes the FFT factors quickly
     operators = (_otf(psf, shape), _gradient_power(shape))
     solved = _solve_channels(blurred_p, prior_p, shape, operators, taper, prior_weight, tv_weight, rounds)
     return solved[margin : margin + h, margin : margin + w]
 
 
-def _edge_ramp(n: int, reach: float, margin: int = 0, offset: float = 0.0) -> NDArray[np.float32]:
+def _edge_ramp(n: int, reach: tuple[float, float], margin: int = 0, offset: float = 0.0) -> NDArray[np.float32]:
     """Along an axis of ``n`` pixels padded by ``margin`` on each side: 0 in the padding, then
-    (distance from the frame's edge + ``offset``) / ``reach``, up to 1."""
+    (distance from the frame's edge + ``offset``) / reach, up to 1; ``reach`` is (from the first
+    edge, from the last)."""
     i = np.arange(n + 2 * margin)
-    inside = np.minimum(i - margin, n + margin - 1 - i) + offset
-    return np.clip(inside / reach, 0, 1).astype(np.float32)
+    before = (i - margin + offset) / reach[0]
+    after = (n + margin - 1 - i + offset) / reach[1]
+    return np.clip(np.minimum(before, after), 0, 1).astype(np.float32)
 
 
 def _solve_channels(blurred: FloatArray, prior: FloatArray, *args: Any) -> FloatArray:
@@ -336,7 +339,13 @@ def fills_window(psf: FloatArray) -> bool:
 
 
 def border_weights(shape: tuple[int, int], psf: FloatArray) -> FloatArray:
-    """0 on the frame's edge rising to 1 at the PSF's full extent inwards (per axis), 1 inside."""
+    """0 on the frame's edge rising to 1 as far inwards as the PSF reaches content beyond that edge
+    (per side: a pixel ``t`` px from the top drew on content up to the PSF's extent below its centre
+    away, and so on), plus 2 px; 1 inside."""
     support = np.argwhere(psf > 0)
-    reach_y, reach_x = (int(np.ptp(support[:, axis])) + 2 for axis in (0, 1))
-    return np.minimum(_edge_ramp(shape[0], reach_y)[:, None], _edge_ramp(shape[1], reach_x)[None, :])
+    r = psf.shape[0] // 2
+    ramp_y, ramp_x = (
+        _edge_ramp(n, (float(support[:, axis].max() - r + 2), float(r - support[:, axis].min() + 2)))
+        for axis, n in enumerate(shape)
+    )
+    return np.minimum(ramp_y[:, None], ramp_x[None, :])
