@@ -48,7 +48,7 @@ def test_default_model_improves_psnr_on_a_fixed_synthetic_case(blurred_camera) -
 def test_psf_refinement_improves_on_the_generator_alone(blurred_camera) -> None:
     sharp, blurred = blurred_camera
     refined = peak_signal_noise_ratio(sharp, deblur(blurred))
-    assert refined > peak_signal_noise_ratio(sharp, deblur(blurred, refine=False)) + 1.5  # measured: +3.49 dB
+    assert refined > peak_signal_noise_ratio(sharp, deblur(blurred, refine=False)) + 1.5  # measured: +3.54 dB
 
 
 def test_self_ensemble_improves_the_default_generator(blurred_camera) -> None:
