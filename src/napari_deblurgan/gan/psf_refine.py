@@ -339,9 +339,9 @@ def fills_window(psf: FloatArray) -> bool:
 
 
 def border_weights(shape: tuple[int, int], psf: FloatArray) -> FloatArray:
-    """0 on the frame's edge rising to 1 as far inwards as the PSF reaches content beyond that edge
-    (per side: a pixel ``t`` px from the top drew on content up to the PSF's extent below its centre
-    away, and so on), plus 2 px; 1 inside."""
+    """0 on the frame's edge rising to 1 as far inwards as the blur drew on content beyond that edge,
+    plus 2 px; 1 inside. Per side: the top rows drew on content above the frame as far as the (centred)
+    PSF extends below its centre, the left columns as far as it extends right of it, and so on."""
     support = np.argwhere(psf > 0)
     r = psf.shape[0] // 2
     ramp_y, ramp_x = (
