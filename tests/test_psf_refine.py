@@ -131,7 +131,7 @@ def test_the_estimates_stop_once_the_psf_settles(case, monkeypatch, converged, e
     monkeypatch.setattr(psf_refine, "estimate_psf", lambda *a, **k: calls.append(1) or estimate(*a, **k))
     monkeypatch.setattr(psf_refine, "CONVERGED", converged)  # 2: any change (two PSFs differ by at most 2)
     refine(blurred, blurred, iterations=8)
-    assert len(calls) == estimates  # the cross-check, then the first and the further estimates
+    assert len(calls) == estimates  # the first and the further estimates, then the cross-check
 
 
 def test_psfs_that_fill_their_window_or_disagree_with_the_cross_check_are_unreliable() -> None:

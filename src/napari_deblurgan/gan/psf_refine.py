@@ -294,7 +294,6 @@ def refine(
         return restored, point_psf(size)
     gray_blurred, gray_restored = (_gray(centre_crop(plane, ESTIMATE_WINDOW)) for plane in (blurred, restored))
     latent = shock_filter(gray_restored)
-    cross_check = estimate_psf(gray_blurred, latent, size, keep=CROSS_CHECK_KEEP)
     psf = estimate_psf(gray_blurred, latent, size)
     for _ in range(iterations - 1):  # each estimate from the image deconvolved by the one before
         previous = psf
@@ -302,7 +301,7 @@ def refine(
         if np.abs(psf - previous).sum() < CONVERGED:
             break
     weight = float(np.clip((radius_of_gyration(psf) - POINT_LIKE) / (BLUR_LIKE - POINT_LIKE), 0, 1))
-    if weight == 0 or unreliable(psf, cross_check):
+    if weight == 0 or unreliable(psf, estimate_psf(gray_blurred, latent, size, keep=CROSS_CHECK_KEEP)):
         return restored, psf
     weights = weight * border_weights(blurred.shape[:2], psf)
     change = deconvolve(blurred, restored, psf) - restored
