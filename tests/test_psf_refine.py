@@ -123,15 +123,55 @@ def test_border_weights_fade_in_per_side_as_far_as_the_psf_reaches_beyond_that_e
     assert weights[50, 119 - 2] == 1 and weights[50, 119 - 1] < 1  # the right edge: none
 
 
-@pytest.mark.parametrize(("converged", "estimates"), [(0.0, 1 + 8), (2.0, 1 + 2)])
+@pytest.mark.parametrize(("converged", "estimates"), [(0.0, 7), (2.0, 1)])
 def test_the_estimates_stop_once_the_psf_settles(case, monkeypatch, converged, estimates) -> None:
     _, blurred, _ = case
     calls = []
     estimate = psf_refine.estimate_psf
     monkeypatch.setattr(psf_refine, "estimate_psf", lambda *a, **k: calls.append(1) or estimate(*a, **k))
     monkeypatch.setattr(psf_refine, "CONVERGED", converged)  # 2: any change (two PSFs differ by at most 2)
-    refine(blurred, blurred, iterations=8)
-    assert len(calls) == estimates  # the first and the further estimates, then the cross-check
+    psf_refine.settle(blurred, blurred, estimate(blurred, blurred), steps=7)
+    assert len(calls) == estimates
+
+
+def test_wide_structures_leave_out_thin_lines_and_keep_wide_edges() -> None:
+    image = np.zeros((64, 96), np.float32)
+    image[:, 20:22] = 1  # a 2 px line: its two edges' gradients cancel in a 9 px window
+    image[:, 60:] = 1  # a step: the edge of a wide structure
+    wide = psf_refine.wide_structures(image)
+    assert not wide[32, 19] and not wide[32, 21]  # the line's edges (forward differences at 19 and 21)
+    assert wide[32, 59]
+
+
+def test_the_true_psf_explains_the_input_better_than_a_shorter_one(case) -> None:
+    sharp, blurred, psf = case
+    truth = _centred(psf)
+    shorter = np.zeros_like(truth)
+    shorter[20, 17:24] = 1 / 7
+    residuals = [psf_refine.reblur_residual(blurred, sharp, k) for k in (truth, shorter)]
+    assert residuals[0] < residuals[1] / 2  # measured 2.3e-5 and 8.7e-5
+
+
+def test_the_coarse_to_fine_start_finds_the_blur_from_a_sharp_latent(case) -> None:
+    sharp, blurred, psf = case
+    start = psf_refine._coarse_start(blurred, sharp, KERNEL_SIZE)
+    truth = _centred(psf)
+    assert start.shape == truth.shape and start.sum() == pytest.approx(1, abs=1e-5)
+    assert radius_of_gyration(start) == pytest.approx(radius_of_gyration(truth), rel=0.25)
+
+
+def test_refine_uses_the_trusted_estimate_that_best_explains_the_input(case, monkeypatch) -> None:
+    _, blurred, _ = case
+    stand_in = np.clip(2 * blurred - np.roll(blurred, 1, axis=1), 0, 1)
+    residuals: list[tuple[float, np.ndarray]] = []
+    measure = psf_refine.reblur_residual
+    monkeypatch.setattr(
+        psf_refine, "reblur_residual", lambda b, r, k: residuals.append((measure(b, r, k), k)) or residuals[-1][0]
+    )
+    _, psf = refine(blurred, stand_in)
+    assert len(residuals) == 3  # one per start: strongest edges, coarse to fine, wide structures
+    best = min(residuals, key=lambda pair: pair[0])[1]
+    np.testing.assert_array_equal(psf, best)
 
 
 def test_psfs_that_fill_their_window_or_disagree_with_the_cross_check_are_unreliable() -> None:

@@ -4,7 +4,10 @@ image is deconvolved with that PSF, regularised towards the generator's output.
 The generator alone removes only part of a long blur and paints fine texture flat; deconvolution with the
 true PSF does far better but needs the PSF. Here the generator's output stands in for the sharp image
 while the PSF is estimated, in the gradient domain on its strongest (shock-filtered) edges (Cho and Lee
-2009), up to eight times over, each time from the latest deconvolved estimate. Every deconvolution solves
+2009), up to eight times over, each time from the latest deconvolved estimate. Three such estimates
+start from different evidence (all strong edges; the same at half resolution first; only edges of
+structures wider than a thin line, Xu and Jia 2010), and the one whose deconvolution, blurred again,
+comes closest to the input is used. Every deconvolution solves
 
     min_x |k * x - y|^2 + prior_weight |x - g|^2 + tv_weight |grad x|_1
 
@@ -27,6 +30,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 from scipy import fft, ndimage
+from skimage import transform
 
 from .images import centre_crop
 
@@ -71,14 +75,16 @@ def estimate_psf(
     keep: float = 0.02,
     regularisation: float = 1e-2,
     threshold: float = 0.1,
+    usable: NDArray[np.bool_] | None = None,
 ) -> FloatArray:
     """The (size, size) PSF that best blurs ``latent`` into ``blurred`` (2D gray planes, same shape).
 
     Least squares on image gradients, only where ``latent``'s gradients are in its strongest ``keep``
-    share (strong edges constrain a PSF best), solved in Fourier space with Tikhonov ``regularisation``
-    (relative to the mean spectral energy). Then: values below ``threshold`` of the peak are dropped,
-    only the connected part holding most of the mass is kept, and the PSF is normalised to sum 1 and
-    centred on its centre of mass (so deconvolving with it does not shift the image).
+    share (strong edges constrain a PSF best; of the ``usable`` pixels only, if given), solved in
+    Fourier space with Tikhonov ``regularisation`` (relative to the mean spectral energy). Then: values
+    below ``threshold`` of the peak are dropped, only the connected part holding most of the mass is
+    kept, and the PSF is normalised to sum 1 and centred on its centre of mass (so deconvolving with it
+    does not shift the image).
     """
     h, w = blurred.shape
     margin = min(size, h // 4, w // 4)
@@ -86,6 +92,8 @@ def estimate_psf(
     inside[margin : h - margin, margin : w - margin] = 1
     latent_grads, blurred_grads = _gradients(latent), _gradients(blurred)
     magnitude = np.hypot(*latent_grads)
+    if usable is not None:
+        magnitude *= usable
     strong = magnitude >= np.quantile(magnitude[inside > 0], 1 - keep)
     shape = _fast_shape(h, w)  # zero padding is harmless: the gradients are masked to the inside anyway
     numerator: NDArray[np.complex64] | float = 0.0
@@ -279,6 +287,8 @@ def _gray(plane: FloatArray) -> FloatArray:
 #: The estimates stop early once one moves less than this share of the PSF's mass (L1 change): on the
 #: validation and test sets 5-6 estimates of the 8 on average, scores within 0.01 dB of all 8.
 CONVERGED = 0.05
+#: Where :func:`refine`'s three PSF estimates start (see there).
+STARTS = ("strongest edges", "coarse to fine", "wide structures")
 
 
 def refine(
@@ -286,26 +296,121 @@ def refine(
 ) -> tuple[FloatArray, FloatArray]:
     """Refine the generator's output ``restored`` of ``blurred`` (both (H, W) or (H, W, C) in [0, 1]).
 
-    Returns the refined plane (not clipped) and the estimated PSF. Planes with a side under
-    3 PSF sides are too small to estimate a PSF from: they keep ``restored`` (and a point PSF); so do
-    planes whose PSF comes out point-like or :func:`unreliable`.
+    Returns the refined plane (not clipped) and the PSF it used. Three estimates of the PSF, each
+    re-estimated up to ``iterations`` times (:func:`settle`), start from different evidence: the
+    strongest edges, the same at half resolution first (coarse to fine), and only the edges of
+    structures wider than a thin line (:func:`wide_structures`). Of those neither point-like nor
+    :func:`unreliable`, the one whose deconvolution re-blurs closest to the input is used
+    (:func:`reblur_residual`). Planes with a side under 3 PSF sides are too small to estimate a PSF
+    from: they keep ``restored`` (and a point PSF); so do planes with no such estimate (the PSF
+    returned is then the first estimate).
     """
     if min(blurred.shape[:2]) < 3 * size:
         return restored, point_psf(size)
     gray_blurred, gray_restored = (_gray(centre_crop(plane, ESTIMATE_WINDOW)) for plane in (blurred, restored))
     latent = shock_filter(gray_restored)
-    psf = estimate_psf(gray_blurred, latent, size)
-    for _ in range(iterations - 1):  # each estimate from the image deconvolved by the one before
-        previous = psf
-        psf = estimate_psf(gray_blurred, shock_filter(deconvolve(gray_blurred, gray_restored, psf)), size)
-        if np.abs(psf - previous).sum() < CONVERGED:
-            break
-    weight = float(np.clip((radius_of_gyration(psf) - POINT_LIKE) / (BLUR_LIKE - POINT_LIKE), 0, 1))
-    if weight == 0 or unreliable(psf, estimate_psf(gray_blurred, latent, size, keep=CROSS_CHECK_KEEP)):
-        return restored, psf
-    weights = weight * border_weights(blurred.shape[:2], psf)
+    wide = wide_structures(gray_blurred)
+
+    def candidate(start: str) -> tuple[FloatArray, float]:
+        usable = wide if start == "wide structures" else None
+        if start == "coarse to fine":
+            psf = _coarse_start(gray_blurred, gray_restored, size)
+        else:
+            psf = estimate_psf(gray_blurred, latent, size, usable=usable)
+        psf = settle(gray_blurred, gray_restored, psf, iterations - 1, usable)
+        return psf, reblur_residual(gray_blurred, gray_restored, psf)
+
+    with ThreadPoolExecutor(max_workers=min(len(STARTS), os.cpu_count() or 1)) as pool:
+        candidates = list(pool.map(candidate, STARTS))  # numpy, scipy.fft and ndimage release the GIL
+    cross_check: FloatArray | None = None
+    trusted = []
+    for psf, residual in candidates:
+        if _blur_weight(psf) == 0:
+            continue
+        if cross_check is None:
+            cross_check = estimate_psf(gray_blurred, latent, size, keep=CROSS_CHECK_KEEP)
+        if not unreliable(psf, cross_check):
+            trusted.append((residual, psf))
+    if not trusted:
+        return restored, candidates[0][0]
+    psf = min(trusted, key=lambda pair: pair[0])[1]
+    weights = _blur_weight(psf) * border_weights(blurred.shape[:2], psf)
     change = deconvolve(blurred, restored, psf) - restored
     return restored + (weights[..., None] if change.ndim == 3 else weights) * change, psf
+
+
+def settle(
+    gray_blurred: FloatArray,
+    gray_restored: FloatArray,
+    psf: FloatArray,
+    steps: int,
+    usable: NDArray[np.bool_] | None = None,
+) -> FloatArray:
+    """Re-estimate ``psf`` up to ``steps`` times, each from ``gray_blurred`` deconvolved by the one
+    before (shock-filtered; Cho and Lee 2009), stopping once it moves less than :data:`CONVERGED`."""
+    for _ in range(steps):
+        previous = psf
+        latent = shock_filter(deconvolve(gray_blurred, gray_restored, psf))
+        psf = estimate_psf(gray_blurred, latent, psf.shape[0], usable=usable)
+        if np.abs(psf - previous).sum() < CONVERGED:
+            break
+    return psf
+
+
+#: Coarse-to-fine start: the PSF is first estimated (and settled over this many steps) at half resolution.
+COARSE_STEPS = 4
+
+
+def _coarse_start(gray_blurred: FloatArray, gray_restored: FloatArray, size: int) -> FloatArray:
+    """A PSF estimated at half resolution, where a blur path is half as long, scaled up to ``size``."""
+    half_blurred, half_restored = (
+        transform.rescale(plane, 0.5, order=1, anti_aliasing=True, preserve_range=True).astype(np.float32)
+        for plane in (gray_blurred, gray_restored)
+    )
+    half_size = (size // 2) | 1
+    half = estimate_psf(half_blurred, shock_filter(half_restored), half_size)
+    half = settle(half_blurred, half_restored, half, COARSE_STEPS)
+    scaled = ndimage.zoom(half.astype(np.float64), 2, order=1)
+    excess = scaled.shape[0] - size
+    psf = np.zeros((size, size))
+    if excess >= 0:
+        psf = scaled[excess // 2 : excess // 2 + size, excess // 2 : excess // 2 + size]
+    else:
+        psf[-excess // 2 : -excess // 2 + scaled.shape[0], -excess // 2 : -excess // 2 + scaled.shape[1]] = scaled
+    return _clean_psf(np.maximum(psf, 0), threshold=0.0)
+
+
+#: :func:`wide_structures`: window side (px) and the share of a window's gradient magnitude that must
+#: point one way.
+WIDE_WINDOW, WIDE_THRESHOLD = 9, 0.2
+
+
+def wide_structures(image: FloatArray) -> NDArray[np.bool_]:
+    """Pixels on the edges of structures wider than a thin line (Xu and Jia 2010's r map): in the
+    :data:`WIDE_WINDOW` square around the pixel, the gradients summed as vectors keep more than
+    :data:`WIDE_THRESHOLD` of their summed magnitude. Across a line thinner than the window the two
+    edges' gradients cancel; blurred, such lines mislead a PSF estimate (rocket's gantries)."""
+    gx, gy = _gradients(image)
+    flow = np.hypot(ndimage.uniform_filter(gx, WIDE_WINDOW), ndimage.uniform_filter(gy, WIDE_WINDOW))
+    magnitude = ndimage.uniform_filter(np.hypot(gx, gy), WIDE_WINDOW)
+    return flow > WIDE_THRESHOLD * (magnitude + 0.002 / WIDE_WINDOW**2)
+
+
+def reblur_residual(gray_blurred: FloatArray, gray_restored: FloatArray, psf: FloatArray) -> float:
+    """Mean squared difference, away from the borders, between ``gray_blurred`` and its deconvolution
+    by ``psf`` blurred again by ``psf``: how well the PSF explains the input. Compare blurs only: a
+    point explains any input (its deconvolution is the input itself)."""
+    solved = deconvolve(gray_blurred, gray_restored, psf)
+    shape = _fast_shape(solved.shape[0] + psf.shape[0], solved.shape[1] + psf.shape[1])
+    reblurred = fft.irfft2(fft.rfft2(solved, s=shape, workers=-1) * _otf(psf, shape), s=shape, workers=-1)
+    m = psf.shape[0]
+    difference = reblurred[m : solved.shape[0] - m, m : solved.shape[1] - m] - gray_blurred[m:-m, m:-m]
+    return float(np.mean(difference**2))
+
+
+def _blur_weight(psf: FloatArray) -> float:
+    """0 for a point-like PSF (:data:`POINT_LIKE`), 1 for a blur (:data:`BLUR_LIKE`), linear in between."""
+    return float(np.clip((radius_of_gyration(psf) - POINT_LIKE) / (BLUR_LIKE - POINT_LIKE), 0, 1))
 
 
 #: The PSF is cross-checked against one estimated from the generator's shock-filtered output with 5
