@@ -427,9 +427,10 @@ def deblur(
         batch_size: tiles per forward pass; None: 1 on the CPU (measured fastest there), 4 on GPUs.
         half: float16 on CUDA/MPS, bfloat16 on CPUs that support it (faster, slightly less exact).
         ensemble: self-ensemble: average the model's outputs on 1, 2, 4 or 8 flipped/transposed copies
-            of each tile (8: about +0.2-0.3 dB on ``benchmarks/quality.py``, 8x the time).
+            of each tile (8: +0.5 dB for the generator alone, +0.04 with refinement, on
+            ``benchmarks/quality.py``; 8x the network's time).
         refine: estimate the blur's PSF with the help of the generator's output and deconvolve the
-            input with it, regularised towards that output (:mod:`.psf_refine`; 0.4-0.7 s/MP more).
+            input with it, regularised towards that output (:mod:`.psf_refine`; 1-2 s/MP more).
             One PSF per plane (per block for dask input): for uniform camera shake. False gives the
             generator's output alone.
         strength: how much of the model's correction to apply, 0 to 1: ``input + strength * (output -
