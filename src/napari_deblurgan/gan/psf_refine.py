@@ -17,8 +17,9 @@ keeps a frequency, the data decide; where it erases one, the generator's output 
 total-variation term keeps flat regions flat, so edges do not ring. A PSF that comes out nearly a
 point (the input had little blur to remove) hands the result back to the generator, so sharp inputs
 are not sharpened further. From each edge of the frame the refinement fades in over as far as the PSF
-reaches beyond that edge: there the blur drew on content outside the frame, and deconvolution would ring. The blur is
-taken as one PSF per plane (uniform camera shake); the dask path of ``deblur`` estimates one per block.
+reaches beyond that edge: there the blur drew on content outside the frame, and deconvolution would
+ring. The blur is taken as one PSF per plane (uniform camera shake); the dask path of ``deblur``
+estimates one per block.
 """
 
 from __future__ import annotations
@@ -318,6 +319,8 @@ def refine(
         else:
             psf = estimate_psf(gray_blurred, latent, size, usable=usable)
         psf = settle(gray_blurred, gray_restored, psf, iterations - 1, usable)
+        if _blur_weight(psf) == 0:  # point-like: never used, and a point explains any input
+            return psf, float("inf")
         return psf, reblur_residual(gray_blurred, gray_restored, psf)
 
     with ThreadPoolExecutor(max_workers=min(len(STARTS), os.cpu_count() or 1)) as pool:
@@ -370,14 +373,9 @@ def _coarse_start(gray_blurred: FloatArray, gray_restored: FloatArray, size: int
     half_size = (size // 2) | 1
     half = estimate_psf(half_blurred, shock_filter(half_restored), half_size)
     half = settle(half_blurred, half_restored, half, COARSE_STEPS)
-    scaled = ndimage.zoom(half.astype(np.float64), 2, order=1)
-    excess = scaled.shape[0] - size
-    psf = np.zeros((size, size))
-    if excess >= 0:
-        psf = scaled[excess // 2 : excess // 2 + size, excess // 2 : excess // 2 + size]
-    else:
-        psf[-excess // 2 : -excess // 2 + scaled.shape[0], -excess // 2 : -excess // 2 + scaled.shape[1]] = scaled
-    return _clean_psf(np.maximum(psf, 0), threshold=0.0)
+    psf = centre_crop(ndimage.zoom(half.astype(np.float64), 2, order=1), size)
+    lack = size - psf.shape[0]  # 2 x half_size is size + 1 or size - 1
+    return _clean_psf(np.maximum(np.pad(psf, (0, lack)), 0), threshold=0.0)
 
 
 #: :func:`wide_structures`: window side (px) and the share of a window's gradient magnitude that must
