@@ -1,4 +1,4 @@
-"""Shared fixtures: small generators saved as real model files."""
+"""Shared fixtures: small generators saved as real model files; GPUs only where a test asks for one."""
 
 from __future__ import annotations
 
@@ -6,6 +6,31 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--gpu",
+        action="store_true",
+        help="let device='auto' pick a GPU in every test (by default only tests marked cuda use one)",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "cuda: checks the CUDA path; skipped without a CUDA GPU")
+
+
+@pytest.fixture(autouse=True)
+def _cpu_unless_asked(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """device='auto' means the CPU in tests (in subprocesses too), so results are the same on every
+    machine; tests marked ``cuda`` (and every test with ``--gpu``) see the machine's GPUs."""
+    if request.config.getoption("--gpu") or request.node.get_closest_marker("cuda"):
+        return
+    import torch
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
 
 
 def _tiny_generator(seed: int, identity: bool = False):

@@ -17,7 +17,7 @@ SCRIPT = textwrap.dedent(
     from napari_deblurgan.cli import _init_distributed
     from napari_deblurgan.gan.train import TrainConfig, Trainer
 
-    _init_distributed()
+    _init_distributed("cpu")
     torch.set_num_threads(1)
     out = sys.argv[1]
     cfg = TrainConfig(preset="fast", generator={"ngf": 8, "n_blocks": 1}, critic={"ndf": 8, "n_layers": 2},
@@ -60,3 +60,29 @@ def test_two_gloo_processes_end_with_identical_weights(tmp_path: Path) -> None:
     for net in ("generator", "critic"):
         assert all(torch.equal(r0[net][k], r1[net][k]) for k in r0[net]), net
     assert (tmp_path / "checkpoint.pt").is_file()  # written by rank 0 only
+
+
+def _backend_chosen(monkeypatch, device: str, gpus: int, per_node: int = 2) -> str:
+    import torch.distributed as dist
+
+    from napari_deblurgan.cli import _init_distributed
+
+    chosen: list[str] = []
+    monkeypatch.setenv("WORLD_SIZE", str(per_node))
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", str(per_node))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: gpus > 0)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: gpus)
+    monkeypatch.setattr(dist, "is_initialized", lambda: False)
+    monkeypatch.setattr(dist, "init_process_group", chosen.append)
+    _init_distributed(device)
+    return chosen[0]
+
+
+def test_process_group_backend_follows_the_training_device(monkeypatch) -> None:
+    import pytest
+
+    assert _backend_chosen(monkeypatch, "cpu", gpus=2) == "gloo"  # NCCL cannot reduce CPU tensors
+    assert _backend_chosen(monkeypatch, "auto", gpus=0) == "gloo"
+    assert _backend_chosen(monkeypatch, "auto", gpus=2) == "nccl"
+    with pytest.raises(ValueError, match="one process per GPU"):
+        _backend_chosen(monkeypatch, "cuda", gpus=1)

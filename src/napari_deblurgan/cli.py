@@ -215,15 +215,29 @@ def _summary(exc: BaseException, lines: int = 2) -> str:
     return f"{exc.__class__.__name__}: {' '.join(text[:lines])}{more}"
 
 
-def _init_distributed() -> None:
-    """Join the process group torchrun set up (NCCL on GPUs, gloo on CPU); no-op for one process."""
+def _init_distributed(device: str = "auto") -> None:
+    """Join the process group torchrun set up: NCCL when training on GPUs, gloo on the CPU (``--device
+    cpu`` on a GPU machine too: NCCL cannot reduce CPU tensors); no-op for one process."""
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return
-    import torch
     import torch.distributed as dist
 
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    from .gan.device import resolve_device
+
+    if dist.is_initialized():
+        return
+    if resolve_device(device).type != "cuda":
+        dist.init_process_group("gloo")
+        return
+    import torch
+
+    per_node = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    if per_node > torch.cuda.device_count():
+        raise ValueError(
+            f"torchrun started {per_node} processes on this machine but it has {torch.cuda.device_count()} "
+            f"GPU(s): one process per GPU (--nproc_per_node={torch.cuda.device_count()}), or --device cpu"
+        )
+    dist.init_process_group("nccl")
 
 
 def _train(args: argparse.Namespace) -> None:
@@ -232,7 +246,7 @@ def _train(args: argparse.Namespace) -> None:
     from .gan.checkpoint import remove_stale_temp_files
     from .gan.train import CHECKPOINT_NAME, MODEL_NAME, TrainConfig, Trainer
 
-    _init_distributed()
+    _init_distributed(args.device)
     rank = int(os.environ.get("RANK", "0"))
     options: dict = _read_recipe(args.config) if args.config else {}
     options["data"] = args.data if args.data is not None else options.get("data", "skimage")
