@@ -35,6 +35,7 @@ from .images import centre_crop
 from .losses import content_loss, gradient_penalty
 from .metrics import psnr, ssim
 from .pairs import aligned_pairs, find_pairs, load_pair, split_holdout
+from .prefetch import PrefetchedSource, default_data_workers
 from .weights import save_generator
 
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -252,11 +253,15 @@ class Trainer:
         source: BatchSource | None = None,
         val_pairs: list[tuple[np.ndarray, np.ndarray]] | None = None,
         resume_overrides: tuple[str, ...] = ("steps",),
+        data_workers: int | None = None,
     ) -> None:
         """``source`` replaces the data ``config.data`` names (e.g. arrays from napari layers), and
         ``val_pairs`` the validation pairs, as float (H, W, 3) arrays in [0, 1]. A resumed run keeps
         its saved recipe except the options named in ``resume_overrides``, taken from ``config``
-        (e.g. ``steps`` to extend a run, ``adv_weight`` to branch an ablation off a checkpoint)."""
+        (e.g. ``steps`` to extend a run, ``adv_weight`` to branch an ablation off a checkpoint).
+        ``data_workers`` processes make the batches of the data ``config.data`` names ahead while
+        :meth:`steps` trains (None: :func:`.prefetch.default_data_workers`, 0 on the CPU); the
+        batches, and so the run, are the same with any number."""
         self.run_dir = Path(run_dir)
         self.checkpoint_path = self.run_dir / CHECKPOINT_NAME
         state = None
@@ -322,6 +327,9 @@ class Trainer:
             self.g_train = DDP(self.generator, device_ids=ids)
         self.source = source if source is not None else build_source(config)
         self._own_source = source is None
+        per_node = int(os.environ.get("LOCAL_WORLD_SIZE", "1")) if self.distributed else 1
+        self.data_workers = default_data_workers(self.device, per_node) if data_workers is None else data_workers
+        self._batches: BatchSource = self.source
         self._stop = False
         self._nonfinite_steps = 0  # generator steps in a row skipped for NaN/infinite gradients
         self._val = val_pairs
@@ -427,7 +435,7 @@ class Trainer:
             group["lr"] = cfg.lr * factor
         blurred, sharp = (
             t.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
-            for t in self.source.batch(self.step, self.rank)
+            for t in self._batches.batch(self.step, self.rank)
         )
         self.g_train.train()
         losses: dict[str, float] = {}
@@ -497,6 +505,17 @@ class Trainer:
 
     def steps(self) -> Iterator[TrainEvent]:
         """Train until ``cfg.steps`` or a stop request, yielding an event per step; checkpoints as it goes."""
+        prefetched = None
+        if self._own_source and self.data_workers > 0 and self.step < self.cfg.steps:
+            prefetched = self._batches = PrefetchedSource(self.source, self.data_workers)
+        try:
+            yield from self._train_loop()
+        finally:
+            if prefetched is not None:
+                self._batches = self.source
+                prefetched.close()
+
+    def _train_loop(self) -> Iterator[TrainEvent]:
         cfg = self.cfg
         log = _MetricsLog(self.run_dir / METRICS_NAME) if self.rank == 0 else None
         t0, s0 = time.perf_counter(), self.step

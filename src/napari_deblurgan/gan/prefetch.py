@@ -1,0 +1,74 @@
+"""Training batches made ahead in worker processes, so a GPU does not wait for the CPU's blur synthesis.
+
+Every batch is a function of (seed, step, rank), so a batch made ahead in a worker equals the one the
+source would make in turn: runs, resumes and checkpoints are the same with or without workers.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import sys
+import threading
+import time
+from concurrent.futures import Future, ProcessPoolExecutor
+
+import torch
+
+from .data import BatchSource
+
+_SOURCE: BatchSource | None = None  # the source, in a worker process
+
+
+def default_data_workers(device: torch.device, processes_per_node: int = 1) -> int:
+    """0 on the CPU (workers would take its cores from training); on GPUs up to 8 per training
+    process, leaving one core free."""
+    if device.type == "cpu":
+        return 0
+    return max(0, min(8, ((os.cpu_count() or 1) - 1) // max(1, processes_per_node)))
+
+
+def _install(source: BatchSource) -> None:
+    global _SOURCE
+    torch.set_num_threads(1)  # many workers side by side: one core each
+    _SOURCE = source
+    threading.Thread(target=_exit_with, args=(os.getppid(),), daemon=True).start()
+
+
+def _exit_with(parent: int) -> None:
+    """A training process killed outright (SIGKILL, SIGTERM) cannot stop its workers: they stop themselves."""
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(0)
+
+
+def _make(step: int, rank: int) -> tuple[torch.Tensor, torch.Tensor]:
+    assert _SOURCE is not None
+    return _SOURCE.batch(step, rank)
+
+
+class PrefetchedSource:
+    """A :class:`BatchSource` whose next ``ahead`` batches are made by ``workers`` processes."""
+
+    def __init__(self, source: BatchSource, workers: int, ahead: int | None = None) -> None:
+        if workers < 1:
+            raise ValueError(f"PrefetchedSource needs at least one worker, got {workers}")
+        # as torch's DataLoader: fork on Linux (fast, and scripts need no ``if __name__ == "__main__"``;
+        # workers never touch CUDA), spawn where fork is unsafe or missing (macOS, Windows)
+        context = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
+        self._pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_install, initargs=(source,))
+        self._ahead = ahead or 2 * workers
+        self._pending: dict[tuple[int, int], Future[tuple[torch.Tensor, torch.Tensor]]] = {}
+
+    def batch(self, step: int, rank: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        for key in [k for k in self._pending if k[0] < step or k[1] != rank]:
+            self._pending.pop(key).cancel()
+        for ahead in range(step, step + self._ahead):
+            if (ahead, rank) not in self._pending:
+                self._pending[(ahead, rank)] = self._pool.submit(_make, ahead, rank)
+        return self._pending.pop((step, rank)).result()
+
+    def close(self) -> None:
+        """Stop the workers; batches still queued are dropped."""
+        self._pending.clear()
+        self._pool.shutdown(wait=True, cancel_futures=True)
