@@ -1,7 +1,7 @@
 """The CUDA path against the CPU: same results within a few grey levels, half precision, odd sizes and
-16-bit, and training steps with float16 loss scaling and resume. Skipped without a CUDA GPU (CI has
-none); on an H100, 2026-11-27, the same checks by hand gave CPU vs CUDA within 1 grey level (float32)
-and 2 (float16) on a 512^2 photo."""
+16-bit, and training with autocast (float16 with loss scaling, and the default) and resume. Skipped
+without a CUDA GPU (CI has none); on an H100, 2026-11-27, the same checks by hand gave CPU vs CUDA
+within 1 grey level (float32) and 2 (float16) on a 512^2 photo."""
 
 from __future__ import annotations
 
@@ -54,10 +54,15 @@ def test_cuda_keeps_shape_and_dtype_of_odd_sized_16_bit_gray(blurred_photo) -> N
     assert _levels(cpu, half) <= 4 * 257
 
 
-def test_cuda_training_scales_float16_losses_and_resumes(tmp_path: Path) -> None:
+@pytest.mark.parametrize("amp", ["fp16", "auto"])
+def test_cuda_training_with_autocast_and_resume(tmp_path: Path, amp: str) -> None:
     recipe = {**TINY_RECIPE, "steps": 6, "adv_weight": 1.0, "adv_start": 2, "critic_steps": 1, "data": "skimage"}
+    recipe["amp"] = amp
     trainer = Trainer(TrainConfig(**recipe), tmp_path / "run", device="cuda")
-    assert trainer.amp_dtype == torch.float16 and trainer.scaler is not None  # amp "auto" on CUDA
+    if amp == "fp16":
+        assert trainer.amp_dtype == torch.float16 and trainer.scaler is not None  # loss scaling
+    else:  # bfloat16 where the GPU has it (Ampere and newer), else float16 with loss scaling
+        assert trainer.amp_dtype == (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
     start = {k: v.clone() for k, v in trainer.generator.state_dict().items()}
     for event in trainer.steps():
         assert all(np.isfinite(v) for v in event.losses.values())
@@ -65,8 +70,7 @@ def test_cuda_training_scales_float16_losses_and_resumes(tmp_path: Path) -> None
             trainer.request_stop()
     resumed = Trainer(TrainConfig(**recipe), tmp_path / "run", device="cuda", resume=True)
     assert resumed.step == 4
-    for _ in resumed.steps():
-        pass
+    resumed.fit()
     assert resumed.step == 6
     end = resumed.generator.state_dict()
     assert any(not torch.equal(start[k], end[k].to(start[k].device)) for k in start)

@@ -380,3 +380,13 @@ def test_own_range_and_float_ranges_are_scanned_frame_by_frame_with_progress(tin
     broken = da.from_array(np.full((2, 32, 40), np.nan, np.float32), chunks=(1, 32, 40))
     with pytest.raises(JobError, match="NaN"):
         _drain(deblur_job(broken, tiny_model_path, threading.Event(), rgb=False, device="cpu"))
+
+
+def test_training_in_napari_makes_batches_in_its_own_process(make_napari_viewer, tmp_path) -> None:
+    from napari_deblurgan.gan.train import TrainConfig
+
+    widget = TrainWidget(make_napari_viewer())
+    for source in (train_module.FOLDER, train_module.SKIMAGE):
+        widget._source.value = source
+        make = widget._make_trainer(TrainConfig(), tmp_path / "run")
+        assert make.keywords["data_workers"] == 0  # no fork of napari's process, even on a GPU

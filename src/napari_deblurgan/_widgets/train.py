@@ -246,7 +246,8 @@ class TrainWidget(Container):
     def _make_trainer(self, cfg: TrainConfig, run_dir: Path) -> Callable[[], Trainer]:
         device, resume = self._device.value, self._resume.value
         if self._source.value != LAYERS:
-            return partial(Trainer, cfg, run_dir, device, resume)
+            # no data workers: forking napari's process (Qt, its threads) from a thread worker risks deadlocks
+            return partial(Trainer, cfg, run_dir, device, resume, data_workers=0)
         blurred, sharp = self._blurred.value, self._sharp.value
         if blurred is None or sharp is None or blurred is sharp:
             raise ValueError("Choose two different image layers: the blurred one and its sharp ground truth")

@@ -7,39 +7,46 @@ source would make in turn: runs, resumes and checkpoints are the same with or wi
 from __future__ import annotations
 
 import multiprocessing
+import multiprocessing.connection
 import os
+import signal
 import sys
 import threading
-import time
 from concurrent.futures import Future, ProcessPoolExecutor
 
 import torch
 
-from .data import BatchSource
+from .data import BatchSource, PairedCrops
 
 _SOURCE: BatchSource | None = None  # the source, in a worker process
 
 
 def default_data_workers(device: torch.device, processes_per_node: int = 1) -> int:
-    """0 on the CPU (workers would take its cores from training); on GPUs up to 8 per training
-    process, leaving one core free."""
-    if device.type == "cpu":
+    """Up to 8 per training process on CUDA, leaving one core free; 0 elsewhere: on the CPU the workers
+    would take the cores training uses, and MPS means macOS, where workers are spawned, which scripts
+    without an ``if __name__ == "__main__":`` guard cannot do."""
+    if device.type != "cuda":
         return 0
-    return max(0, min(8, ((os.cpu_count() or 1) - 1) // max(1, processes_per_node)))
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(0, min(8, (cores - 1) // max(1, processes_per_node)))
 
 
-def _install(source: BatchSource) -> None:
+def _install(source: BatchSource, workers: int) -> None:
     global _SOURCE
     torch.set_num_threads(1)  # many workers side by side: one core each
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C is the training process's: it stops after a step
+    if isinstance(source, PairedCrops):  # each worker keeps its own cache of decoded pairs
+        source.cache_bytes //= workers
     _SOURCE = source
-    threading.Thread(target=_exit_with, args=(os.getppid(),), daemon=True).start()
+    threading.Thread(target=_exit_with_parent, daemon=True).start()
 
 
-def _exit_with(parent: int) -> None:
+def _exit_with_parent() -> None:
     """A training process killed outright (SIGKILL, SIGTERM) cannot stop its workers: they stop themselves."""
-    while os.getppid() == parent:
-        time.sleep(1.0)
-    os._exit(0)
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        multiprocessing.connection.wait([parent.sentinel])
+        os._exit(0)
 
 
 def _make(step: int, rank: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -56,7 +63,7 @@ class PrefetchedSource:
         # as torch's DataLoader: fork on Linux (fast, and scripts need no ``if __name__ == "__main__"``;
         # workers never touch CUDA), spawn where fork is unsafe or missing (macOS, Windows)
         context = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
-        self._pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_install, initargs=(source,))
+        self._pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_install, initargs=(source, workers))
         self._ahead = ahead or 2 * workers
         self._pending: dict[tuple[int, int], Future[tuple[torch.Tensor, torch.Tensor]]] = {}
 

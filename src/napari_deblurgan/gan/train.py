@@ -260,7 +260,7 @@ class Trainer:
         its saved recipe except the options named in ``resume_overrides``, taken from ``config``
         (e.g. ``steps`` to extend a run, ``adv_weight`` to branch an ablation off a checkpoint).
         ``data_workers`` processes make the batches of the data ``config.data`` names ahead while
-        :meth:`steps` trains (None: :func:`.prefetch.default_data_workers`, 0 on the CPU); the
+        :meth:`steps` trains (None: :func:`.prefetch.default_data_workers`, 0 but on CUDA); the
         batches, and so the run, are the same with any number."""
         self.run_dir = Path(run_dir)
         self.checkpoint_path = self.run_dir / CHECKPOINT_NAME
@@ -506,7 +506,7 @@ class Trainer:
     def steps(self) -> Iterator[TrainEvent]:
         """Train until ``cfg.steps`` or a stop request, yielding an event per step; checkpoints as it goes."""
         prefetched = None
-        if self._own_source and self.data_workers > 0 and self.step < self.cfg.steps:
+        if self._own_source and self.data_workers > 0 and self.step < self.cfg.steps and not self._stop:
             prefetched = self._batches = PrefetchedSource(self.source, self.data_workers)
         try:
             yield from self._train_loop()
