@@ -9,6 +9,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
 import torch
 
 SCRIPT = textwrap.dedent(
@@ -79,8 +80,6 @@ def _backend_chosen(monkeypatch, device: str, gpus: int, per_node: int = 2) -> s
 
 
 def test_process_group_backend_follows_the_training_device(monkeypatch) -> None:
-    import pytest
-
     assert _backend_chosen(monkeypatch, "cpu", gpus=2) == "gloo"  # NCCL cannot reduce CPU tensors
     assert _backend_chosen(monkeypatch, "auto", gpus=0) == "gloo"
     assert _backend_chosen(monkeypatch, "auto", gpus=2) == "nccl"

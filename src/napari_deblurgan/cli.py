@@ -227,24 +227,23 @@ def _init_distributed(device: str = "auto") -> None:
     cpu`` on a GPU machine too: NCCL cannot reduce CPU tensors); no-op for one process."""
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return
+    import torch
     import torch.distributed as dist
 
     from .gan.device import resolve_device
 
     if dist.is_initialized():
         return
-    if resolve_device(device).type != "cuda":
-        dist.init_process_group("gloo")
-        return
-    import torch
-
-    per_node = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
-    if per_node > torch.cuda.device_count():
-        raise ValueError(
-            f"torchrun started {per_node} processes on this machine but it has {torch.cuda.device_count()} "
-            f"GPU(s): one process per GPU (--nproc_per_node={torch.cuda.device_count()}), or --device cpu"
-        )
-    dist.init_process_group("nccl")
+    backend = "gloo"
+    if resolve_device(device).type == "cuda":
+        gpus, per_node = torch.cuda.device_count(), int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+        if per_node > gpus:
+            raise ValueError(
+                f"torchrun started {per_node} processes on this machine but it has {gpus} GPU(s): one "
+                f"process per GPU (--nproc_per_node={gpus}), or --device cpu"
+            )
+        backend = "nccl"
+    dist.init_process_group(backend)
 
 
 def _train(args: argparse.Namespace) -> None:

@@ -328,7 +328,7 @@ def refine(
     cross_check: FloatArray | None = None
     trusted = []
     for psf, residual in candidates:
-        if _blur_weight(psf) == 0:
+        if residual == float("inf"):  # point-like (see candidate)
             continue
         if cross_check is None:
             cross_check = estimate_psf(gray_blurred, latent, size, keep=CROSS_CHECK_KEEP)
