@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from napari_deblurgan.gan.checkpoint import load_checkpoint
+from napari_deblurgan.gan.narrow import narrow_generator
 from napari_deblurgan.gan.train import MAX_NONFINITE_STEPS, TrainConfig, Trainer, TrainingDiverged, lr_factor
 from napari_deblurgan.gan.weights import load_generator
 
@@ -135,9 +136,22 @@ def test_a_stage_starts_from_an_earlier_model_of_the_same_architecture(tmp_path:
     second = Trainer(cfg, tmp_path / "b", "cpu", source=FixedBatch())
     a, b = first.generator.state_dict(), second.generator.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
-    wider = TrainConfig(**{**cfg.to_dict(), "generator": {"ngf": 16, "n_blocks": 1}})
-    with pytest.raises(ValueError, match="same preset"):
-        Trainer(wider, tmp_path / "c", "cpu", source=FixedBatch())
+    for generator in ({"ngf": 16, "n_blocks": 1}, {"ngf": 4, "n_blocks": 2}):  # wider, or other depth
+        other = TrainConfig(**{**cfg.to_dict(), "generator": generator})
+        with pytest.raises(ValueError, match="same preset"):
+            Trainer(other, tmp_path / "c", "cpu", source=FixedBatch())
+
+
+def test_a_narrower_stage_starts_from_the_wider_model_narrowed_on_training_crops(tmp_path: Path) -> None:
+    first = Trainer(TrainConfig(**{**TINY, "steps": 2, "adv_weight": 0.0}), tmp_path / "a", "cpu", source=FixedBatch())
+    first.fit()
+    model = first.export(tmp_path / "wide.safetensors")
+    cfg = TrainConfig(**{**TINY, "generator": {"ngf": 4, "n_blocks": 1}, "adv_weight": 0.0, "init": str(model)})
+    narrow = Trainer(cfg, tmp_path / "b", "cpu", source=FixedBatch()).generator
+    source = FixedBatch()
+    expected = narrow_generator(load_generator(model), 4, torch.cat([source.batch(s)[0] for s in range(4)]))
+    assert narrow.config.ngf == 4
+    assert all(torch.equal(narrow.state_dict()[k], v) for k, v in expected.state_dict().items())
 
 
 def test_resume_overrides_branch_a_run_into_its_adversarial_phase(tmp_path: Path) -> None:

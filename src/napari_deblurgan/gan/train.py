@@ -15,7 +15,7 @@ import math
 import os
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,7 @@ from .generator import PRESETS, GeneratorConfig, ResnetGenerator, preset
 from .images import centre_crop
 from .losses import content_loss, gradient_penalty
 from .metrics import psnr, ssim
+from .narrow import narrow_generator
 from .pairs import aligned_pairs, find_pairs, load_pair, split_holdout
 from .prefetch import PrefetchedSource, default_data_workers
 from .weights import save_generator
@@ -287,6 +288,8 @@ class Trainer:
         if self.distributed and self.device.type == "cuda":
             self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
         torch.manual_seed(config.seed)
+        self.source = source if source is not None else build_source(config)
+        self._own_source = source is None
         self.generator = ResnetGenerator(config.generator_config()).to(self.device)
         if config.init and state is None:
             self._load_init(config.init)
@@ -325,8 +328,6 @@ class Trainer:
 
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.g_train = DDP(self.generator, device_ids=ids)
-        self.source = source if source is not None else build_source(config)
-        self._own_source = source is None
         per_node = int(os.environ.get("LOCAL_WORLD_SIZE", "1")) if self.distributed else 1
         self.data_workers = default_data_workers(self.device, per_node) if data_workers is None else data_workers
         self._batches: BatchSource = self.source
@@ -362,14 +363,19 @@ class Trainer:
         self.step = int(state["step"])
 
     def _load_init(self, path: str) -> None:
-        """Start the generator from a model file of the same architecture (e.g. an earlier stage)."""
+        """Start the generator from a model file of the same architecture (e.g. an earlier stage), or of
+        the same architecture with more base channels, narrowed to the recipe's (:mod:`.narrow`)."""
         from .weights import load_generator
 
         previous = load_generator(path, self.device)
-        if previous.config != self.generator.config:
+        mine = self.generator.config
+        if previous.config.ngf > mine.ngf and replace(previous.config, ngf=mine.ngf) == mine:
+            calibration = torch.cat([self.source.batch(step)[0] for step in range(4)])  # training crops
+            previous = narrow_generator(previous, mine.ngf, calibration.to(self.device))
+        elif previous.config != mine:
             raise ValueError(
                 f"init model {path} has architecture {previous.config}, but this recipe builds "
-                f"{self.generator.config}: use a model trained with the same preset and generator options"
+                f"{mine}: use a model trained with the same preset and generator options (or a wider one)"
             )
         self.generator.load_state_dict(previous.state_dict())
 
