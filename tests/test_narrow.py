@@ -63,17 +63,19 @@ def test_narrowing_keeps_the_informative_channels_and_folds_constant_ones_into_t
         torch.testing.assert_close(_interior(got), _interior(expected), rtol=0, atol=1e-4)  # ... exactly
 
 
-def test_a_narrowed_real_network_stays_close_to_the_wide_one() -> None:
+@pytest.mark.parametrize("upsample", ["resize", "transpose"])
+def test_a_narrowed_real_network_stays_close_to_the_wide_one(upsample: str) -> None:
     torch.manual_seed(0)
-    wide = ResnetGenerator(preset("fast", ngf=8, n_blocks=2))
+    wide = ResnetGenerator(preset("fast", ngf=8, n_blocks=2, upsample=upsample))
     with torch.no_grad():
-        for conv in _convs(wide):
-            conv.bias.normal_(0, 0.2)  # biases that matter, as in a trained network
+        for conv in wide.modules():
+            if isinstance(conv, (nn.Conv2d, nn.ConvTranspose2d)):
+                conv.bias.normal_(0, 0.2)  # biases that matter, as in a trained network
     x = torch.rand(2, 3, 64, 64) * 2 - 1
     with torch.no_grad():
         target = wide(x) - x
         narrowed = narrow_generator(wide, 4, calibration=x)(x) - x
-        fresh = ResnetGenerator(preset("fast", ngf=4, n_blocks=2))(x) - x
+        fresh = ResnetGenerator(preset("fast", ngf=4, n_blocks=2, upsample=upsample))(x) - x
     assert (narrowed - target).square().mean() < 0.5 * (fresh - target).square().mean()
 
 
