@@ -161,6 +161,11 @@ def _gradient_power(shape: tuple[int, int]) -> NDArray[np.float32]:
 #: Edge taper of the deconvolution's input, in PSF sizes (see :func:`deconvolve`): it removes the ring
 #: that content outside the frame left along real photos' edges (`clock`: +-5 grey levels -> +-2).
 EDGE_TAPER = 0.5
+#: Padding of the deconvolution's input on each side, in PSF sizes: the circular convolution's
+#: wrap-around then meets only the ramps down to 0, since a centred PSF reaches half a size. 1 rather
+#: than 2 PSF sizes: the refinement takes 26 % less time on 1 MP, the quality benchmark's test and
+#: validation gains stay within 0.01 dB.
+PADDING = 1
 #: Half-quadratic splitting: the penalty on ``w - grad x`` starts at this and doubles each round.
 SPLITTING_START = 0.01
 
@@ -175,7 +180,7 @@ def deconvolve(
 ) -> FloatArray:
     """Deconvolve ``blurred`` by ``psf``, regularised towards ``prior`` and by total variation.
 
-    Planes are (H, W) or (H, W, C). Borders are padded by 2 PSF sizes with ramps down to 0, so the
+    Planes are (H, W) or (H, W, C). Borders are padded by :data:`PADDING` PSF sizes with ramps down to 0, so the
     Fourier solution's wrap-around meets no edge, and edge-tapered: over :data:`EDGE_TAPER` PSF sizes
     inside the frame the input fades into itself blurred by the PSF, which agrees with the blur model
     (the frame's edge pixels hold blur of content outside the frame, which would ring inwards). Planes
@@ -202,7 +207,7 @@ def deconvolve(
 def _deconvolve_frame(
     blurred: FloatArray, prior: FloatArray, psf: FloatArray, prior_weight: float, tv_weight: float, rounds: int
 ) -> FloatArray:
-    margin = 2 * psf.shape[0]
+    margin = PADDING * psf.shape[0]
     pad = ((margin, margin), (margin, margin)) + (((0, 0),) if blurred.ndim == 3 else ())
     blurred_p = np.pad(blurred.astype(np.float32), pad, mode="linear_ramp")
     prior_p = np.pad(prior.astype(np.float32), pad, mode="linear_ramp")
