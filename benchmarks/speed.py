@@ -159,8 +159,8 @@ def main() -> None:
     blurred = natural_image(1024, blur=9)
     print("\ndefault pipeline, 1024x1024 RGB with a 9 px motion blur, default model (generator + PSF refinement)")
     for half in (False, True):
-        network = timed(lambda h=half: deblur(blurred, default, tile_size=None, half=h, refine=False))
-        pipeline = timed(lambda h=half: deblur(blurred, default, tile_size=None, half=h))
+        network = timed(lambda h=half: deblur(blurred, default, half=h, refine=False))  # default tiling
+        pipeline = timed(lambda h=half: deblur(blurred, default, half=h))
         print(
             f"{'bf16' if half else 'fp32'}: {pipeline / mp:.2f} s/MP ({network / mp:.2f} network + "
             f"{(pipeline - network) / mp:.2f} refinement)",

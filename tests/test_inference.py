@@ -173,6 +173,19 @@ def test_progress_reports_every_tile(tiny_model_path, natural_rgb) -> None:
     assert calls[-1][0] == calls[-1][1] == len(calls) > 1
 
 
+def test_images_up_to_the_tile_size_are_deblurred_whole(tiny_model_path, natural_rgb) -> None:
+    # the 16 px border the network adds does not count: a 512 px image with tiles of 512 is one frame
+    def tiles(size: int | None) -> tuple[int, np.ndarray]:
+        calls: list[int] = []
+        out = deblur(natural_rgb, tiny_model_path, tile_size=size, refine=False, progress=lambda d, t: calls.append(d))
+        return len(calls), out
+
+    count, whole = tiles(512)
+    assert count == 1
+    np.testing.assert_array_equal(whole, tiles(None)[1])
+    assert tiles(508)[0] == 4
+
+
 def test_progress_counts_the_psf_refinement_as_one_more_step(tiny_model_path, natural_rgb) -> None:
     totals = {}
     for refine in (False, True):

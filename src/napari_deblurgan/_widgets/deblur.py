@@ -53,7 +53,13 @@ class DeblurWidget(Container):
         self._model_file = FileEdit(label="model file", mode="r", filter="*.safetensors", visible=False)
         self._device = ComboBox(label="device", choices=["auto", *available_devices()])
         self._tile = SpinBox(
-            label="tile size", min=64, max=4096, step=64, value=512, tooltip="pixels per tile (bounds memory)"
+            label="tile size",
+            min=64,
+            max=4096,
+            step=64,
+            value=1024,
+            tooltip="larger images are deblurred in overlapping tiles of at most this many pixels per side "
+            "(bounds memory)",
         )
         self._ensemble = ComboBox(
             label="self-ensemble",

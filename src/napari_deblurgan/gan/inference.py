@@ -266,7 +266,7 @@ class PlaneDeblurrer:
     def tiles_for(self, height: int, width: int) -> list[Tile]:
         (top, bottom), (left, right) = self.padding(height, width)
         h, w = height + top + bottom, width + left + right
-        if self.tile_size is None:
+        if self.tile_size is None or max(height, width) <= self.tile_size:  # the border does not count
             return [Tile(0, 0, h, w)]
         return plan_tiles(h, w, self.tile_size, self.tile_overlap)
 
@@ -421,7 +421,9 @@ def deblur(
             their dtype's range; floats [0, 1] if inside it, else (like 32/64-bit integers) their
             min..max. "auto": the image's own min..max with a 10 % margin (:func:`intensity_range`),
             e.g. for 12-bit data stored as 16-bit.
-        tile_size: largest tile (pixels) processed at once, bounding memory; None for whole frames.
+        tile_size: images larger than this (pixels per side) are processed in overlapping tiles of at
+            most this size, bounding memory; smaller ones whole, with their 16 px border. None for whole
+            frames.
         tile_overlap: overlap of neighbouring tiles, blended so no seam shows; None: 96 px, at most a
             quarter of the tile.
         batch_size: tiles per forward pass; None: 1 on the CPU (measured fastest there), 4 on GPUs.
