@@ -55,24 +55,36 @@ def test_bad_config_is_rejected_with_the_choices() -> None:
         preset("huge")
 
 
-@pytest.mark.parametrize("upsample", ["resize", "transpose"])
+@pytest.mark.parametrize(("upsample", "norm"), [("resize", "none"), ("transpose", "none"), ("resize", "instance")])
 @pytest.mark.parametrize("shape", [(1, 3, 32, 32), (2, 3, 37, 53), (1, 3, 5, 9)])
-def test_inference_generator_gives_the_trained_generators_output(upsample: str, shape: tuple[int, ...]) -> None:
-    from napari_deblurgan.gan.generator import InferenceGenerator, UpsampleConv
+def test_inference_generator_gives_the_trained_generators_output(
+    upsample: str, norm: str, shape: tuple[int, ...]
+) -> None:
+    from napari_deblurgan.gan.generator import InferenceGenerator, ShufflePad, UpsampleConv
 
     torch.manual_seed(0)
-    cfg = GeneratorConfig(ngf=8, n_blocks=2, norm="none", dropout=0.0, upsample=upsample, block_padding="zero")
+    cfg = GeneratorConfig(ngf=8, n_blocks=2, norm=norm, dropout=0.0, upsample=upsample, block_padding="zero")
     model = ResnetGenerator(cfg).eval()
     for m in model.modules():  # unit-scale activations, a non-trivial residual, and biases: every tap matters
         if isinstance(m, torch.nn.Conv2d | torch.nn.ConvTranspose2d):
             torch.nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
             torch.nn.init.normal_(m.bias, 0, 0.1)
     fast = InferenceGenerator(model)
-    fused = sum(isinstance(m, UpsampleConv) for m in fast.modules())
-    assert fused == (2 if upsample == "resize" else 0)
+    fused = [m for m in fast.modules() if isinstance(m, UpsampleConv)]
+    pads = [(m.padding, m.mode) for m in fast.modules() if isinstance(m, ShufflePad)]
+    if upsample == "transpose":
+        assert fused == pads == []
+    elif norm == "none":  # the shuffles moved past the ReLUs and took on the pads that follow them
+        assert [m.pad_input for m in fused] == [True, False]
+        assert pads == [(1, "replicate"), (3, "reflect")]
+    else:  # a normalisation of the upsampled image stops them
+        assert [m.pad_input for m in fused] == [True, True]
+        assert [p for p, _ in pads] == [0, 0]
     x = torch.rand(shape) * 2 - 1
     with torch.inference_mode():
         expected, got = model(x), fast(x)
+        channels_last = fast(x.contiguous(memory_format=torch.channels_last))
     assert got.shape == expected.shape == shape
     assert (expected - x).abs().max() > 0.1  # the check below is not vacuous
     torch.testing.assert_close(got, expected, rtol=0, atol=1e-5)
+    torch.testing.assert_close(channels_last, expected, rtol=0, atol=1e-5)

@@ -189,24 +189,81 @@ class UpsampleConv(nn.Module):
     """Nearest x2 upsampling, reflection pad 1 and a 3x3 conv, computed at the input resolution.
 
     Each output phase (row and column parity) of that sequence is a 3x3 conv of the replicate-padded
-    input with summed taps, so one conv with the four phases as channels and a pixel shuffle give the
-    same result (up to float rounding) without the 4x larger upsampled intermediate.
+    input with summed taps, so one conv with the four phases as channels, (row parity, column parity,
+    channel) in that order, gives the same result (up to float rounding) once :class:`ShufflePad`
+    interleaves them, without the 4x larger upsampled intermediate. ``pad_input=False``: the input
+    comes replicate-padded already (by a :class:`ShufflePad`).
     """
 
     #: taps[parity, d, k]: kernel row ``k`` of the original conv lands on input offset ``d - 1``
     taps = torch.tensor([[[1.0, 0, 0], [0, 1, 1], [0, 0, 0]], [[0, 0, 0], [1, 1, 0], [0, 0, 1]]])
 
-    def __init__(self, conv: nn.Conv2d) -> None:
+    def __init__(self, conv: nn.Conv2d, pad_input: bool = True) -> None:
         super().__init__()
         w = conv.weight.detach()
         taps = self.taps.to(w)
-        phases = torch.einsum("adk,oikl,bel->oabide", taps, w, taps)  # (out, row parity, col parity, in, 3, 3)
+        phases = torch.einsum("adk,oikl,bel->aboide", taps, w, taps)  # (row parity, col parity, out, in, 3, 3)
         self.register_buffer("weight", phases.reshape(-1, *w.shape[1:]).contiguous())
-        bias = conv.bias.detach().repeat_interleave(4) if conv.bias is not None else None
+        bias = conv.bias.detach().repeat(4) if conv.bias is not None else None
         self.register_buffer("bias", bias)
+        self.pad_input = pad_input
+
+    def extra_repr(self) -> str:
+        return f"pad_input={self.pad_input}"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.pixel_shuffle(F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), self.weight, self.bias), 2)
+        if self.pad_input:
+            x = F.pad(x, (1, 1, 1, 1), mode="replicate")
+        return F.conv2d(x, self.weight, self.bias)
+
+
+class ShufflePad(nn.Module):
+    """Interleave an :class:`UpsampleConv`'s four phases into an image twice the size and pad it by
+    ``padding`` (``mode`` "reflect" or "replicate"), in one pass over memory: a pixel shuffle and a pad
+    in turn took twice as long on channels-last tensors."""
+
+    def __init__(self, padding: int = 0, mode: str = "reflect") -> None:
+        super().__init__()
+        self.padding, self.mode = padding, mode
+
+    def extra_repr(self) -> str:
+        return f"padding={self.padding}, mode={self.mode!r}"
+
+    def forward(self, phases: torch.Tensor) -> torch.Tensor:
+        n, c4, h, w = phases.shape
+        c, p = c4 // 4, self.padding
+        layout = (
+            torch.channels_last if phases.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
+        )
+        out = torch.empty(
+            (n, c, 2 * h + 2 * p, 2 * w + 2 * p), dtype=phases.dtype, device=phases.device, memory_format=layout
+        )
+        inner = out[:, :, p : p + 2 * h, p : p + 2 * w]
+        inner.unflatten(2, (h, 2)).unflatten(4, (w, 2)).copy_(phases.unflatten(1, (2, 2, c)).permute(0, 3, 4, 1, 5, 2))
+        if p:
+            self._pad_borders(out, p)
+        return out
+
+    def _pad_borders(self, out: torch.Tensor, p: int) -> None:
+        height, width = out.shape[2] - 2 * p, out.shape[3] - 2 * p
+        if self.mode == "reflect":
+            top, bottom = out[:, :, p + 1 : 2 * p + 1].flip(2), out[:, :, height - 1 : height + p - 1].flip(2)
+        else:
+            top, bottom = (
+                out[:, :, p : p + 1].expand(-1, -1, p, -1),
+                out[:, :, height + p - 1 : height + p].expand(-1, -1, p, -1),
+            )
+        out[:, :, :p].copy_(top)
+        out[:, :, height + p :].copy_(bottom)
+        if self.mode == "reflect":
+            left, right = out[..., p + 1 : 2 * p + 1].flip(3), out[..., width - 1 : width + p - 1].flip(3)
+        else:
+            left, right = (
+                out[..., p : p + 1].expand(-1, -1, -1, p),
+                out[..., width + p - 1 : width + p].expand(-1, -1, -1, p),
+            )
+        out[..., :p].copy_(left)
+        out[..., width + p :].copy_(right)
 
 
 def _is_upsample_conv(layers: list[nn.Module]) -> bool:
@@ -226,22 +283,44 @@ def _is_upsample_conv(layers: list[nn.Module]) -> bool:
     )
 
 
+def _rearranged(layers: list[nn.Module]) -> list[nn.Module]:
+    """``layers`` with every nearest x2 upsampling + reflection pad 1 + 3x3 conv as an
+    :class:`UpsampleConv` and a :class:`ShufflePad`; each ShufflePad moves past the ReLUs and identities
+    after it (they act on every value alike) and takes on the padding that follows: a reflection pad, or
+    the next UpsampleConv's replicate pad of 1."""
+    out: list[nn.Module] = []
+    while layers:
+        if len(layers) >= 3 and _is_upsample_conv(layers[:3]):
+            out.append(UpsampleConv(layers[2]))  # type: ignore[arg-type]
+            layers = [ShufflePad(), *layers[3:]]
+            continue
+        layer = layers.pop(0)
+        if isinstance(layer, ShufflePad) and layer.padding == 0 and layers:
+            after = layers[0]
+            if isinstance(after, nn.Identity | nn.ReLU):
+                layers = [layers[0], layer, *layers[1:]]
+                continue
+            if isinstance(after, nn.ReflectionPad2d) and len(set(after.padding)) == 1:
+                layer, layers = ShufflePad(after.padding[0], "reflect"), layers[1:]
+            elif len(layers) >= 3 and _is_upsample_conv(layers[:3]):
+                layer = ShufflePad(1, "replicate")
+                out += [layer, UpsampleConv(layers[2], pad_input=False)]  # type: ignore[arg-type]
+                layers = [ShufflePad(), *layers[3:]]
+                continue
+        out.append(layer)
+    return out
+
+
 class InferenceGenerator(nn.Module):
     """A generator rearranged for inference: the same outputs (up to float rounding), faster, with
-    every upsampling stage as an :class:`UpsampleConv`. It shares the generator's other layers, so
-    build it after training, right before use."""
+    every upsampling stage as an :class:`UpsampleConv` and a :class:`ShufflePad` (see
+    :func:`_rearranged`). It shares the generator's other layers, so build it after training, right
+    before use."""
 
     def __init__(self, generator: ResnetGenerator) -> None:
         super().__init__()
         self.config = generator.config
-        layers, out = list(generator.model), []
-        while layers:
-            if len(layers) >= 3 and _is_upsample_conv(layers[:3]):
-                out.append(UpsampleConv(layers[2]))  # type: ignore[arg-type]
-                layers = layers[3:]
-            else:
-                out.append(layers.pop(0))
-        self.model = nn.Sequential(*out)
+        self.model = nn.Sequential(*_rearranged(list(generator.model)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return _generate(self.model, self.config, x)
