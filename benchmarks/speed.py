@@ -1,5 +1,6 @@
 """Speed and memory of ``deblur``: seconds per megapixel, achieved GFLOP/s against the machine's dense
-matmul ceiling, tiled vs whole-frame, peak memory on 1024^2 and 4096^2 RGB, stack throughput, bf16.
+matmul ceiling, tiled vs whole-frame, peak memory on 1024^2 and 4096^2 RGB, stack throughput, bf16
+(on CPUs with bf16 units).
 
     python benchmarks/speed.py [--threads 2] [--quick] [--device cpu|cuda]
 
@@ -28,6 +29,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from napari_deblurgan import deblur, load_model
+from napari_deblurgan.gan.device import bf16_supported
 from napari_deblurgan.gan.generator import ResnetGenerator, preset
 
 PEAK_CASE = """
@@ -111,8 +113,12 @@ def main() -> None:
     dev = args.device
     low = torch.bfloat16 if dev == "cpu" else torch.float16
     print(f"torch {torch.__version__}, device {dev}, {torch.get_num_threads()} threads")
-    ceiling = {d: matmul_gflops(d, dev) for d in (torch.float32, low)}
-    print(f"dense matmul 4096^2: fp32 {ceiling[torch.float32]:.0f} GFLOP/s, {str(low)[6:]} {ceiling[low]:.0f} GFLOP/s")
+    # half=True runs float32 on CPUs without bf16 units (where a bf16 matmul would take minutes)
+    halves = (False, True) if dev != "cpu" or bf16_supported(torch.device(dev)) else (False,)
+    ceiling = {d: matmul_gflops(d, dev) for d in (torch.float32, low)[: len(halves)]}
+    print("dense matmul 4096^2: " + ", ".join(f"{str(d)[6:]} {g:.0f} GFLOP/s" for d, g in ceiling.items()))
+    if len(halves) == 1:
+        print("no bf16 units on this CPU: half=True runs in float32, its rows are skipped")
 
     image = natural_image(1024)
     mp = image.shape[0] * image.shape[1] / 1e6
@@ -133,7 +139,7 @@ def main() -> None:
     for name, model, mode in rows:
         flops = forward_flops(model.cpu(), 1024 + 32).__float__()
         model.to(dev)
-        for half in (False, True):
+        for half in halves:
             out: dict[str, np.ndarray] = {}
 
             def run(m=model, h=half, o=out) -> None:
@@ -158,7 +164,7 @@ def main() -> None:
 
     blurred = natural_image(1024, blur=9)
     print("\ndefault pipeline, 1024x1024 RGB with a 9 px motion blur, default model (generator + PSF refinement)")
-    for half in (False, True):
+    for half in halves:
         network = timed(lambda h=half: deblur(blurred, default, half=h, refine=False))  # default tiling
         pipeline = timed(lambda h=half: deblur(blurred, default, half=h))
         print(
@@ -184,7 +190,7 @@ def main() -> None:
                 )
 
     stack = np.stack([natural_image(512, blur=9)] * 8)  # the default pipeline
-    for half in (False, True):
+    for half in halves:
         t = timed(lambda h=half: deblur(stack, default, half=h), 1)
         print(
             f"stack (8, 512, 512, 3), {'bf16' if half else 'fp32'}: {8 / t:.2f} frames/s, "
