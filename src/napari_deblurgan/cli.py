@@ -101,8 +101,8 @@ def _deblur(args: argparse.Namespace) -> None:
             image = read_image(src)
             bar.set_description(src.name)
 
-            def tiles(done: int, total: int) -> None:
-                bar.set_postfix_str(f"tile {done}/{total}")
+            def steps(done: int, total: int) -> None:  # tiles, then the PSF refinement
+                bar.set_postfix_str(f"step {done}/{total}")
 
             axis = channel_axis_of(src, image)
             gray_alpha = axis == -1 and image.shape[-1] == 2 and src.suffix.lower() in (".png", ".bmp")
@@ -118,7 +118,7 @@ def _deblur(args: argparse.Namespace) -> None:
                 ensemble=args.ensemble,
                 refine=args.refine,
                 strength=args.strength,
-                progress=tiles,
+                progress=steps,
             )
             write_image(dst, result, channel_axis=axis, icc_profile=icc_profile(src))
             bar.update()

@@ -17,7 +17,7 @@ from ..gan.train import MODEL_NAME, Trainer, TrainEvent
 
 R = TypeVar("R")
 Y = TypeVar("Y")
-Progress = tuple[int, int, str]  # (done, total, what is counted: "tile", "frame" or "frame scanned")
+Progress = tuple[int, int, str]  # (done, total, what is counted: "step", "frame" or "frame scanned")
 
 
 class JobError(Exception):
@@ -43,15 +43,16 @@ def user_errors(job: Generator[Y, None, R]) -> Generator[Y, None, R]:
 def with_progress(
     func: Callable[[Callable[[int, int], None]], R], cancel: threading.Event
 ) -> Generator[Progress, None, R]:
-    """Run ``func(progress)`` in a helper thread and yield every ``(done, total)`` it reports, as tiles.
+    """Run ``func(progress)`` in a helper thread and yield every ``(done, total)`` it reports, as steps
+    (``deblur``'s: each tile, and each plane's PSF refinement).
 
     Returns what ``func`` returns. Once ``cancel`` is set, the next progress report raises
-    :class:`Cancelled` inside ``func``, so it stops within one tile.
+    :class:`Cancelled` inside ``func``, so it stops within one step.
     """
     events: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
 
     def progress(done: int, total: int) -> None:
-        events.put(("progress", (done, total, "tile")))
+        events.put(("progress", (done, total, "step")))
         if cancel.is_set():
             raise Cancelled
 
