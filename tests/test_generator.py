@@ -88,3 +88,27 @@ def test_inference_generator_gives_the_trained_generators_output(
     assert (expected - x).abs().max() > 0.1  # the check below is not vacuous
     torch.testing.assert_close(got, expected, rtol=0, atol=1e-5)
     torch.testing.assert_close(channels_last, expected, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize(("padding", "mode"), [(0, "reflect"), (3, "reflect"), (1, "replicate"), (2, "replicate")])
+def test_shuffle_pad_is_a_pixel_shuffle_then_a_pad(padding: int, mode: str) -> None:
+    import torch.nn.functional as F
+
+    from napari_deblurgan.gan.generator import ShufflePad
+
+    phases = torch.randn(2, 4 * 3, 5, 7)  # channels in (row parity, column parity, channel) order
+    interleaved = F.pixel_shuffle(phases.unflatten(1, (4, 3)).transpose(1, 2).flatten(1, 2), 2)
+    expected = F.pad(interleaved, (padding,) * 4, mode=mode) if padding else interleaved
+    for layout in (torch.contiguous_format, torch.channels_last):
+        got = ShufflePad(padding, mode)(phases.contiguous(memory_format=layout))
+        assert got.is_contiguous(memory_format=layout)
+        torch.testing.assert_close(got, expected, rtol=0, atol=0)
+
+
+def test_shuffle_pad_refuses_what_it_cannot_do() -> None:
+    from napari_deblurgan.gan.generator import ShufflePad
+
+    with pytest.raises(ValueError, match="'reflect' or 'replicate'"):
+        ShufflePad(1, "circular")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="needs an image wider"):
+        ShufflePad(3, "reflect")(torch.zeros(1, 4, 1, 5))  # 2 px tall: nothing to reflect 3 px of

@@ -173,17 +173,27 @@ def test_progress_reports_every_tile(tiny_model_path, natural_rgb) -> None:
     assert calls[-1][0] == calls[-1][1] == len(calls) > 1
 
 
+def _tiles_run(image: np.ndarray, model, tile_size: int | None) -> tuple[int, np.ndarray]:
+    """How many tiles ``deblur`` ran (its progress steps without refinement), and its output."""
+    calls: list[int] = []
+    out = deblur(image, model, tile_size=tile_size, refine=False, progress=lambda d, t: calls.append(d))
+    return len(calls), out
+
+
 def test_images_up_to_the_tile_size_are_deblurred_whole(tiny_model_path, natural_rgb) -> None:
     # the 16 px border the network adds does not count: a 512 px image with tiles of 512 is one frame
-    def tiles(size: int | None) -> tuple[int, np.ndarray]:
-        calls: list[int] = []
-        out = deblur(natural_rgb, tiny_model_path, tile_size=size, refine=False, progress=lambda d, t: calls.append(d))
-        return len(calls), out
-
-    count, whole = tiles(512)
+    count, whole = _tiles_run(natural_rgb, tiny_model_path, 512)
     assert count == 1
-    np.testing.assert_array_equal(whole, tiles(None)[1])
-    assert tiles(508)[0] == 4
+    np.testing.assert_array_equal(whole, _tiles_run(natural_rgb, tiny_model_path, None)[1])
+    assert _tiles_run(natural_rgb, tiny_model_path, 508)[0] == 4
+    assert _tiles_run(natural_rgb[:510, :510], tiny_model_path, 510)[0] == 1  # not only multiples of 4
+    assert _tiles_run(natural_rgb, tiny_model_path, 510)[0] == 4
+
+
+def test_the_longer_side_decides_whether_an_image_is_tiled(tiny_model_path, natural_rgb) -> None:
+    for image in (natural_rgb[:300], natural_rgb[:, :300]):  # 512 px along one side only
+        assert _tiles_run(image, tiny_model_path, 508)[0] == 2
+        assert _tiles_run(image, tiny_model_path, 512)[0] == 1
 
 
 def test_progress_counts_the_psf_refinement_as_one_more_step(tiny_model_path, natural_rgb) -> None:
@@ -249,8 +259,12 @@ def test_out_of_memory_falls_back_to_smaller_tiles(tiny_model_path, natural_rgb,
 
     monkeypatch.setattr(inference.PlaneDeblurrer, "_run", run_with_little_memory)
     calls: list[tuple[int, int]] = []
-    with pytest.warns(RuntimeWarning, match="retrying with 136 px tiles"):
+    with pytest.warns(RuntimeWarning) as warned:
         out = deblur(natural_rgb, tiny_model_path, tile_size=1024, progress=lambda d, t: calls.append((d, t)))
+    assert [str(w.message).split(" with ", 1)[1] for w in warned] == [  # the sizes that really ran
+        "tiles of 544 px; retrying with 272 px tiles",  # the whole 512 px image with its border
+        "tiles of 232 px; retrying with 116 px tiles",  # 272 px tiles, balanced to 232
+    ]
     assert out.shape == natural_rgb.shape
     assert calls[-1][0] == calls[-1][1] > 1 and all(d <= t for d, t in calls)
     reference = deblur(natural_rgb, tiny_model_path, tile_size=128, tile_overlap=32)
@@ -268,6 +282,9 @@ def test_out_of_memory_at_the_smallest_tile_is_a_clear_error(tiny_model_path, na
     monkeypatch.setattr(inference.PlaneDeblurrer, "_run", no_memory)
     with pytest.warns(RuntimeWarning), pytest.raises(MemoryError, match="even with tiles of 64 px"):
         deblur(natural_rgb, tiny_model_path)
+    # an image smaller than the smallest tile is one frame however small the tiles: no endless retry
+    with pytest.raises(MemoryError, match="even with tiles of 72 px"):
+        deblur(natural_rgb[:40, :40], tiny_model_path)
 
 
 def test_cuda_runs_autotune_cudnn_without_changing_the_users_settings() -> None:

@@ -225,3 +225,12 @@ def test_refinement_of_odd_images_stays_finite_and_in_range(name, identity_model
     assert np.isfinite(out).all() and out.min() >= image.min() and out.max() <= image.max()
     if name == "constant":
         np.testing.assert_array_equal(out, image)  # nothing to estimate a PSF from: unchanged
+
+
+@pytest.mark.parametrize("shape", [(2, 2), (3, 7), (64, 48)])
+def test_central_gradients_are_numpys(shape) -> None:
+    from napari_deblurgan.gan.psf_refine import _central_gradients
+
+    image = np.random.default_rng(3).random(shape).astype(np.float32)
+    for got, expected in zip(_central_gradients(image), np.gradient(image), strict=True):
+        np.testing.assert_array_equal(got, expected)

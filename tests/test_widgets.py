@@ -135,9 +135,9 @@ def test_12_bit_data_can_use_its_own_range(make_napari_viewer, qtbot, tiny_model
     widget._range.value = "own min..max"
     _run(qtbot, widget)  # the current frame, mapped by the whole stack's range like the whole stack would be
     result = viewer.layers["scan deblurred"].data[0]
-    whole_stack = deblur(twelve_bit, tiny_model_path, tile_size=512, value_range="auto")
+    whole_stack = deblur(twelve_bit, tiny_model_path, tile_size=widget._tile.value, value_range="auto")
     np.testing.assert_array_equal(result, whole_stack[1])
-    assert not np.array_equal(result, deblur(twelve_bit[1], tiny_model_path, tile_size=512))
+    assert not np.array_equal(result, deblur(twelve_bit[1], tiny_model_path, tile_size=widget._tile.value))
 
 
 def test_a_lazy_dask_stack_is_deblurred_frame_by_frame(make_napari_viewer, qtbot, tiny_model_path) -> None:
@@ -154,7 +154,7 @@ def test_a_lazy_dask_stack_is_deblurred_frame_by_frame(make_napari_viewer, qtbot
     assert (widget._bar.value, widget._bar.max) == (6, 6)  # progress counts the 3 x 2 frames
     result = viewer.layers["lazy deblurred"].data
     assert isinstance(result, np.ndarray)
-    np.testing.assert_array_equal(result, deblur(stack, tiny_model_path, tile_size=512, tile_overlap=96))
+    np.testing.assert_array_equal(result, deblur(stack, tiny_model_path, tile_size=widget._tile.value))
 
 
 def test_cancel_stops_at_the_next_tile_and_ui_stays_responsive(make_napari_viewer, qtbot, tiny_model_path) -> None:

@@ -195,7 +195,7 @@ class DeblurWidget(Container):
         )
 
     def cancel(self) -> None:
-        """Stop the running deblur at its next tile."""
+        """Stop the running deblur at its next step (tile or PSF refinement)."""
         if self._worker is not None and self._worker.is_running:
             self._worker.quit()
             self._cancel.set()

@@ -222,8 +222,10 @@ class ShufflePad(nn.Module):
     ``padding`` (``mode`` "reflect" or "replicate"), in one pass over memory: a pixel shuffle and a pad
     in turn took twice as long on channels-last tensors."""
 
-    def __init__(self, padding: int = 0, mode: str = "reflect") -> None:
+    def __init__(self, padding: int = 0, mode: Literal["reflect", "replicate"] = "reflect") -> None:
         super().__init__()
+        if mode not in ("reflect", "replicate") or padding < 0:
+            raise ValueError(f"ShufflePad pads by 0 or more pixels, 'reflect' or 'replicate'; got {padding}, {mode!r}")
         self.padding, self.mode = padding, mode
 
     def extra_repr(self) -> str:
@@ -232,6 +234,8 @@ class ShufflePad(nn.Module):
     def forward(self, phases: torch.Tensor) -> torch.Tensor:
         n, c4, h, w = phases.shape
         c, p = c4 // 4, self.padding
+        if self.mode == "reflect" and p >= 2 * min(h, w):
+            raise ValueError(f"Reflection padding of {p} px needs an image wider than that, got {2 * h}x{2 * w}")
         layout = (
             torch.channels_last if phases.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
         )
@@ -288,7 +292,7 @@ def _rearranged(layers: list[nn.Module]) -> list[nn.Module]:
     :class:`UpsampleConv` and a :class:`ShufflePad`; each ShufflePad moves past the ReLUs and identities
     after it (they act on every value alike) and takes on the padding that follows: a reflection pad, or
     the next UpsampleConv's replicate pad of 1."""
-    out: list[nn.Module] = []
+    layers, out = list(layers), list[nn.Module]()
     while layers:
         if len(layers) >= 3 and _is_upsample_conv(layers[:3]):
             out.append(UpsampleConv(layers[2]))  # type: ignore[arg-type]

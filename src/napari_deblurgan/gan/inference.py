@@ -254,7 +254,7 @@ class PlaneDeblurrer:
         if device.type == "cpu":
             self.model = self.model.to(memory_format=torch.channels_last)
         self.device, self.half, self.ensemble = device, half, ensemble
-        self.tile_size = None if tile_size is None else tile_size - tile_size % ResnetGenerator.multiple
+        self.tile_size = tile_size
         self.tile_overlap, self.border, self.batch_size = tile_overlap, border, max(1, batch_size)
 
     def padding(self, height: int, width: int) -> tuple[tuple[int, int], tuple[int, int]]:
@@ -268,7 +268,7 @@ class PlaneDeblurrer:
         h, w = height + top + bottom, width + left + right
         if self.tile_size is None or max(height, width) <= self.tile_size:  # the border does not count
             return [Tile(0, 0, h, w)]
-        return plan_tiles(h, w, self.tile_size, self.tile_overlap)
+        return plan_tiles(h, w, self.tile_size - self.tile_size % ResnetGenerator.multiple, self.tile_overlap)
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
         x = torch.from_numpy(batch).permute(0, 3, 1, 2).to(self.device) * 2 - 1
@@ -299,9 +299,9 @@ class PlaneDeblurrer:
                 if not is_out_of_memory(exc):
                     raise
                 h, w = plane.shape[:2]
-                current = min(self.tile_size or 1 << 30, max(h, w) + 2 * self.border)
+                current = max(max(t.h, t.w) for t in self.tiles_for(h, w))
                 smaller = max(self.min_tile, current // 2 - (current // 2) % ResnetGenerator.multiple)
-                if smaller >= current:
+                if smaller >= current or max(h, w) <= smaller:  # no smaller tiles: the same frame again
                     raise MemoryError(
                         f"Out of memory on {self.device} even with tiles of {current} px; "
                         "use device='cpu' or close other programs using the memory"

@@ -35,7 +35,7 @@ def tile_starts(length: int, tile: int, overlap: int, multiple: int = 4) -> list
 
 def balanced_size(length: int, tile: int, overlap: int, multiple: int = 4) -> int:
     """The smallest tile size (a multiple of ``multiple``, at most ``tile``) that covers ``length`` with
-    as few tiles as ``tile`` needs: 1056 px in tiles of at most 1024 become two tiles of 564, not 1024."""
+    as few tiles as ``tile`` needs: 1056 px in tiles of at most 1024 become two tiles of 580, not 1024."""
     if tile >= length:
         return length
     overlap += multiple  # the slack tile_starts keeps for rounding starts onto the grid
