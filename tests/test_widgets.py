@@ -237,8 +237,7 @@ def test_training_from_layers_stop_resume_and_use_in_deblur(make_napari_viewer, 
     widget._start.clicked.emit()
     assert not widget._start.enabled and widget._stop.enabled
     widget.worker.yielded.connect(on_step)
-    with qtbot.waitSignal(widget.worker.finished, timeout=TIMEOUT):
-        pass
+    qtbot.waitUntil(lambda: widget._start.enabled, timeout=TIMEOUT)  # the widget saw the worker finish
     assert not errors
     assert widget._start.enabled and max(steps) < 500
     model = out / "generator.safetensors"
@@ -254,8 +253,7 @@ def test_training_from_layers_stop_resume_and_use_in_deblur(make_napari_viewer, 
     widget._resume.value = True
     widget._steps.value = stopped_at + 2
     widget._start.clicked.emit()
-    with qtbot.waitSignal(widget.worker.finished, timeout=TIMEOUT):
-        pass
+    qtbot.waitUntil(lambda: widget._start.enabled, timeout=TIMEOUT)  # the widget saw the worker finish
     assert not errors
     assert int(read_metadata(model)["step"]) == stopped_at + 2
 
@@ -288,8 +286,7 @@ def test_training_from_a_folder_checks_its_inputs(make_napari_viewer, qtbot, tmp
     assert errors[-1] == "Choose an output folder for the run first" and widget.worker is None
     widget._out.value = tmp_path / "out"
     widget._start.clicked.emit()
-    with qtbot.waitSignal(widget.worker.finished, timeout=TIMEOUT):
-        pass
+    qtbot.waitUntil(lambda: widget._start.enabled, timeout=TIMEOUT)  # the widget saw the worker finish
     assert "y.tif" in errors[-1] and widget._start.enabled
 
 
