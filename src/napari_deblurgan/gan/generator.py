@@ -249,25 +249,15 @@ class ShufflePad(nn.Module):
         return out
 
     def _pad_borders(self, out: torch.Tensor, p: int) -> None:
-        height, width = out.shape[2] - 2 * p, out.shape[3] - 2 * p
-        if self.mode == "reflect":
-            top, bottom = out[:, :, p + 1 : 2 * p + 1].flip(2), out[:, :, height - 1 : height + p - 1].flip(2)
-        else:
-            top, bottom = (
-                out[:, :, p : p + 1].expand(-1, -1, p, -1),
-                out[:, :, height + p - 1 : height + p].expand(-1, -1, p, -1),
-            )
-        out[:, :, :p].copy_(top)
-        out[:, :, height + p :].copy_(bottom)
-        if self.mode == "reflect":
-            left, right = out[..., p + 1 : 2 * p + 1].flip(3), out[..., width - 1 : width + p - 1].flip(3)
-        else:
-            left, right = (
-                out[..., p : p + 1].expand(-1, -1, -1, p),
-                out[..., width + p - 1 : width + p].expand(-1, -1, -1, p),
-            )
-        out[..., :p].copy_(left)
-        out[..., width + p :].copy_(right)
+        """Fill the ``p`` px frame around the interior: rows first, then whole columns (corners too)."""
+        for dim in (2, 3):
+            size = out.shape[dim] - 2 * p
+            if self.mode == "reflect":
+                before, after = out.narrow(dim, p + 1, p).flip(dim), out.narrow(dim, size - 1, p).flip(dim)
+            else:
+                before, after = out.narrow(dim, p, 1), out.narrow(dim, size + p - 1, 1)
+            out.narrow(dim, 0, p).copy_(before)  # copy_ broadcasts the replicated edge
+            out.narrow(dim, size + p, p).copy_(after)
 
 
 def _is_upsample_conv(layers: list[nn.Module]) -> bool:
@@ -295,22 +285,22 @@ def _rearranged(layers: list[nn.Module]) -> list[nn.Module]:
     layers, out = list(layers), list[nn.Module]()
     while layers:
         if len(layers) >= 3 and _is_upsample_conv(layers[:3]):
-            out.append(UpsampleConv(layers[2]))  # type: ignore[arg-type]
+            padded = (
+                bool(out) and isinstance(out[-1], ShufflePad) and (out[-1].padding, out[-1].mode) == (1, "replicate")
+            )
+            out.append(UpsampleConv(layers[2], pad_input=not padded))  # type: ignore[arg-type]
             layers = [ShufflePad(), *layers[3:]]
             continue
         layer = layers.pop(0)
         if isinstance(layer, ShufflePad) and layer.padding == 0 and layers:
             after = layers[0]
             if isinstance(after, nn.Identity | nn.ReLU):
-                layers = [layers[0], layer, *layers[1:]]
+                layers.insert(1, layer)
                 continue
             if isinstance(after, nn.ReflectionPad2d) and len(set(after.padding)) == 1:
                 layer, layers = ShufflePad(after.padding[0], "reflect"), layers[1:]
             elif len(layers) >= 3 and _is_upsample_conv(layers[:3]):
-                layer = ShufflePad(1, "replicate")
-                out += [layer, UpsampleConv(layers[2], pad_input=False)]  # type: ignore[arg-type]
-                layers = [ShufflePad(), *layers[3:]]
-                continue
+                layer = ShufflePad(1, "replicate")  # the next UpsampleConv's input pad
         out.append(layer)
     return out
 
