@@ -1,4 +1,5 @@
-"""Deblurring quality on a fixed synthetic test set built from held-out scikit-image images.
+"""Deblurring quality on fixed synthetic test sets: one-kernel blur of held-out scikit-image images, or
+GOPRO-like blur of held-out photos (``--set realistic``).
 
 The test images (``SKIMAGE_SPLITS["test"]``) are never trained or validated on. Each is blurred by
 random-trajectory PSFs drawn with a seed the training never uses, at several path lengths up to 30 px,
@@ -11,8 +12,16 @@ given the true PSF (references that know the answer), and each model: its genera
 seeds: choose between models there, then report them on the test set. ``--lengths 0`` scores sharp
 inputs (noise only): how much a model harms an image that has no blur to remove.
 
+``--set realistic`` blurs the photos of the corpus' test split (``napari-deblurgan corpus data/corpus``;
+scikit-image's test photos are in it) with the GOPRO-like engine (:mod:`napari_deblurgan.gan.realistic`):
+each photo, downscaled to at most 768 px, once with each kind of blur (camera rotation, a moving object,
+zoom, one kernel), extents 5-40 px, with its highlights, noise, camera response and JPEG, from seeds the
+training never uses. The table gives the gain per kind and the worst case's. ``--extent 0 0`` scores
+sharp inputs (noise, tone and JPEG only).
+
     python benchmarks/quality.py [--model NAME=PATH ...] [--lengths 10 20 30] [--seeds 2] [--split val]
                                  [--ensemble 2 4 8] [--per-case]
+    python benchmarks/quality.py --set realistic [--corpus data/corpus] [--split val] [--extent 5 40]
 """
 
 from __future__ import annotations
@@ -20,6 +29,7 @@ from __future__ import annotations
 import argparse
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
@@ -31,6 +41,7 @@ from napari_deblurgan.gan.data import SKIMAGE_SPLITS
 from napari_deblurgan.gan.ensemble import ENSEMBLE_SIZES
 from napari_deblurgan.gan.images import to_float01
 from napari_deblurgan.gan.metrics import SSIM_DESCRIPTION, psnr, ssim
+from napari_deblurgan.gan.realistic import KINDS
 
 TEST_SEED = 90210  # training draws kernels from seeds (recipe seed, step, rank): never this stream
 SPLIT_SEEDS = {"test": TEST_SEED, "val": 4242}
@@ -53,6 +64,36 @@ def test_set(lengths: list[float], seeds: int, split: str = "test") -> list[Case
     return cases
 
 
+REALISTIC_SIDE = 768
+
+
+def realistic_set(corpus: str, split: str, extent: tuple[float, float]) -> list[Case]:
+    """Each photo of the corpus' ``split`` (at most ``REALISTIC_SIDE`` px) blurred once by each kind."""
+    from skimage.transform import rescale
+
+    from napari_deblurgan.gan.images import read_image
+    from napari_deblurgan.gan.photo_pairs import realistic_cases
+    from napari_deblurgan.gan.realistic import RealisticBlur
+
+    folder = Path(corpus) / split
+    files = sorted(folder.glob("*.png")) if folder.is_dir() else []
+    if not files:
+        raise SystemExit(f"no photos in {folder}: build the corpus first (napari-deblurgan corpus {corpus})")
+    photos = []
+    for f in files:
+        image = read_image(f)[..., :3]
+        scale = min(1.0, REALISTIC_SIDE / max(image.shape[:2]))
+        if scale < 1:
+            image = np.round(rescale(image / 255, scale, channel_axis=-1, anti_aliasing=True) * 255).astype(np.uint8)
+        photos.append(image)
+    options = RealisticBlur(extent=extent, sharp=0.0)
+    repeated = [p for p in photos for _ in KINDS]
+    made = realistic_cases(repeated, options, None, len(repeated), SPLIT_SEEDS[split], kinds=KINDS)
+    names = [f"{f.stem}/{kind}" for f in files for kind in KINDS]
+    dummy = np.zeros((1, 1), np.float32)
+    return [(name, sharp, blurred, dummy) for name, (blurred, sharp) in zip(names, made)]
+
+
 def per_channel(fn: Callable[[NDArray], NDArray], image: NDArray) -> NDArray:
     if image.ndim == 2:
         return fn(image)
@@ -73,12 +114,29 @@ def deconvolve(fn: Callable[[NDArray, NDArray], NDArray], blurred: NDArray, psf:
     return out[r:-r, r:-r]
 
 
-def methods(models: dict[str, str], ensembles: list[int]) -> dict[str, Callable[[NDArray, NDArray], NDArray]]:
+def methods(
+    models: dict[str, str], ensembles: list[int], true_psf: bool = True
+) -> dict[str, Callable[[NDArray, NDArray], NDArray]]:
     from napari_deblurgan import deblur, load_model
 
     table: dict[str, Callable[[NDArray, NDArray], NDArray]] = {
         "blurred input": lambda b, psf: b,
         "unsharp mask (r=2, amount=1)": lambda b, psf: per_channel(lambda c: unsharp_mask(c, 2, 1.0), b),
+    }
+    if true_psf:
+        table.update(references())
+    for name, path in models.items():
+        model = load_model(path or None, "cpu")
+        table[f"model: {name}, generator only"] = lambda b, psf, m=model: deblur(b, m, refine=False)
+        table[f"model: {name}"] = lambda b, psf, m=model: deblur(b, m)
+        for n in ensembles:
+            table[f"model: {name}, ensemble x{n}"] = lambda b, psf, m=model, n=n: deblur(b, m, ensemble=n)
+    return table
+
+
+def references() -> dict[str, Callable[[NDArray, NDArray], NDArray]]:
+    """Deconvolutions given the true PSF: references that know the answer (one-kernel set only)."""
+    return {
         # balance and iterations tuned on the test set (0.01/0.03/0.1; 10/20/30): the best of each. RL's
         # filter_epsilon: where the re-blurred estimate is near 0 (black), the ratio image/estimate would
         # blow up (one coffee PSF: -19 dB without it)
@@ -87,13 +145,6 @@ def methods(models: dict[str, str], ensembles: list[int]) -> dict[str, Callable[
             lambda c, k: richardson_lucy(c, k, 20, filter_epsilon=1e-3), b, psf
         ),
     }
-    for name, path in models.items():
-        model = load_model(path or None, "cpu")
-        table[f"model: {name}, generator only"] = lambda b, psf, m=model: deblur(b, m, refine=False)
-        table[f"model: {name}"] = lambda b, psf, m=model: deblur(b, m)
-        for n in ensembles:
-            table[f"model: {name}, ensemble x{n}"] = lambda b, psf, m=model, n=n: deblur(b, m, ensemble=n)
-    return table
 
 
 def main() -> None:
@@ -107,18 +158,34 @@ def main() -> None:
     parser.add_argument(
         "--ensemble", type=int, nargs="*", default=[], choices=ENSEMBLE_SIZES[1:], help="also score these ensembles"
     )
+    parser.add_argument(
+        "--set", choices=("kernel", "realistic"), default="kernel", help="one-kernel or GOPRO-like blur"
+    )
+    parser.add_argument("--corpus", default="data/corpus", help="the photo corpus (realistic set)")
+    parser.add_argument("--extent", type=float, nargs=2, default=(5.0, 40.0), help="realistic blur extents, px")
     args = parser.parse_args()
     models = dict(m.split("=", 1) for m in args.model)
     if not args.no_default:
         models = {"shipped default": "", **models}
-    cases = test_set(args.lengths, args.seeds, args.split)
-    print(
-        f"{len(cases)} cases: {', '.join(SKIMAGE_SPLITS[args.split])} x lengths {args.lengths} px x {args.seeds} PSFs, "
-        f"noise sigma {NOISE}, 8-bit. SSIM: {SSIM_DESCRIPTION}."
-    )
-    print(f"{'method':<36} {'PSNR':>7} {'gain':>6} {'SSIM':>7} {'s/case':>7}")
+    realistic = args.set == "realistic"
+    if realistic:
+        cases = realistic_set(args.corpus, args.split, tuple(args.extent))
+        print(
+            f"{len(cases)} cases: {len(cases) // len(KINDS)} photos of {args.corpus}/{args.split} x blur kinds "
+            f"{', '.join(KINDS)}, extents {args.extent[0]:g}-{args.extent[1]:g} px, realistic noise, tone, JPEG, "
+            f"8-bit. SSIM: {SSIM_DESCRIPTION}."
+        )
+    else:
+        cases = test_set(args.lengths, args.seeds, args.split)
+        print(
+            f"{len(cases)} cases: {', '.join(SKIMAGE_SPLITS[args.split])} x lengths {args.lengths} px x "
+            f"{args.seeds} PSFs, noise sigma {NOISE}, 8-bit. SSIM: {SSIM_DESCRIPTION}."
+        )
+    kinds = [name.rsplit("/", 1)[-1] for name, *_ in cases] if realistic else []
+    columns = "".join(f" {k:>7}" for k in KINDS) + f" {'worst':>7}" if realistic else ""
+    print(f"{'method':<36} {'PSNR':>7} {'gain':>6} {'SSIM':>7} {'s/case':>7}{columns}")
     psnrs: dict[str, list[float]] = {}
-    for label, fn in methods(models, args.ensemble).items():
+    for label, fn in methods(models, args.ensemble, true_psf=not realistic).items():
         t = time.perf_counter()
         scores = []
         for _, sharp, blurred, psf in cases:
@@ -127,9 +194,14 @@ def main() -> None:
             scores.append((psnr(sharp, out), ssim(sharp, out)))
         p, s = np.mean(scores, axis=0)
         psnrs[label] = [score[0] for score in scores]
-        base = np.mean(next(iter(psnrs.values())))
+        gains = np.array(psnrs[label]) - np.array(next(iter(psnrs.values())))
+        extra = ""
+        if realistic:
+            per_kind = [gains[[k == kind for k in kinds]].mean() for kind in KINDS]
+            extra = "".join(f" {g:+7.2f}" for g in per_kind) + f" {gains.min():+7.2f}"
         print(
-            f"{label:<36} {p:7.2f} {p - base:+6.2f} {s:7.4f} {(time.perf_counter() - t) / len(cases):7.2f}", flush=True
+            f"{label:<36} {p:7.2f} {gains.mean():+6.2f} {s:7.4f} {(time.perf_counter() - t) / len(cases):7.2f}{extra}",
+            flush=True,
         )
     if args.per_case:
         print_per_case([case[0] for case in cases], psnrs)

@@ -1,4 +1,4 @@
-"""Command line: ``napari-deblurgan deblur|train|evaluate|export|synthesize|organize-gopro``.
+"""Command line: ``napari-deblurgan deblur|train|evaluate|export|synthesize|organize-gopro|corpus``.
 
 Each sub-command is a thin front end over the Qt-free core; errors print one line and exit non-zero.
 """
@@ -431,12 +431,38 @@ def _synthesize(args: argparse.Namespace) -> None:
     from tqdm import tqdm
 
     from .gan.prepare import synthesize_pairs
+    from .gan.realistic import RealisticBlur
 
+    realistic = None
+    if args.realistic:
+        kinds = args.kinds.split(",") if args.kinds else None
+        mix = {k: 1.0 for k in kinds} if kinds else RealisticBlur().mix
+        realistic = RealisticBlur(mix=mix, extent=(args.min_length, args.max_length), sharp=0.0)
     with tqdm(unit="image", dynamic_ncols=True, disable=args.quiet) as bar:
         n = synthesize_pairs(
-            args.sharp_dir, args.out_dir, args.seed, (args.min_length, args.max_length), args.noise, bar.update
+            args.sharp_dir,
+            args.out_dir,
+            args.seed,
+            (args.min_length, args.max_length),
+            args.noise,
+            bar.update,
+            realistic,
         )
     print(f"Wrote {n} blurred/sharp pairs to {args.out_dir}/A and {args.out_dir}/B")
+
+
+def _corpus(args: argparse.Namespace) -> None:
+    from .gan.corpus import build_corpus, read_manifest, write_pack
+
+    manifest = build_corpus(args.folder, args.cache, progress=None if args.quiet else print)
+    rows = read_manifest(args.folder)
+    kept = [r for r in rows if r["status"] == "keep"]
+    splits = {s: sum(r["split"] == s for r in kept) for s in ("train", "val", "test")}
+    print(f"{len(kept)} sharp photos ({', '.join(f'{n} {s}' for s, n in splits.items())}); manifest: {manifest}")
+    if args.pack:
+        pack = write_pack(args.folder, args.pack)
+        size = sum(f.stat().st_size for f in pack.iterdir())
+        print(f"Training pack: {pack} ({size / 2**20:.1f} MiB)")
 
 
 def _organize(args: argparse.Namespace) -> None:
@@ -500,8 +526,25 @@ def _add_others(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--min-length", type=float, default=5.0, help="shortest motion path (px)")
     p.add_argument("--max-length", type=float, default=30.0, help="longest motion path (px)")
     p.add_argument("--noise", type=float, default=0.01, help="gaussian noise sigma (fraction of full range)")
+    p.add_argument(
+        "--realistic",
+        action="store_true",
+        help="GOPRO-like blur (camera rotation, moving objects, zoom, one kernel; noise, tone, JPEG) "
+        "with extents from --min-length to --max-length; B holds the target it aligns with",
+    )
+    p.add_argument("--kinds", help="with --realistic: comma-separated kinds (camera,object,zoom,kernel); default all")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_synthesize)
+
+    p = sub.add_parser(
+        "corpus",
+        help="build the corpus of sharp photos (train/val/test + manifest.csv) from Debian packages, offline",
+    )
+    p.add_argument("folder", help="folder to build it in (e.g. data/corpus)")
+    p.add_argument("--cache", help="where the downloaded packages are kept (default: FOLDER/.debs)")
+    p.add_argument("--pack", help="also write the training photos as JPEGs (<= 40 MiB) into this folder")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_corpus)
 
     p = sub.add_parser("organize-gopro", help="turn GOPRO_Large into A/B folders (links or copies)")
     p.add_argument("gopro_root")

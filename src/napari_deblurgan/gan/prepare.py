@@ -12,6 +12,13 @@ import numpy as np
 from .blur import blur_image, motion_kernels
 from .images import as_rgb, dtype_range, image_info, is_image_file, read_image, to_float01, write_image
 from .pairs import gopro_pairs
+from .photo_pairs import realistic_cases
+from .realistic import RealisticBlur
+
+
+def _requantised(image01: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    lo, hi = dtype_range(dtype)
+    return np.rint(np.clip(image01, 0, 1) * (hi - lo) + lo).astype(dtype)
 
 
 def _safe_child(folder: Path, name: str, root: Path | None = None) -> Path:
@@ -85,10 +92,13 @@ def synthesize_pairs(
     length_range: tuple[float, float] = (5.0, 30.0),
     noise: float = 0.01,
     on_file: Callable[[], None] | None = None,
+    realistic: RealisticBlur | None = None,
 ) -> int:
     """Blur every image of ``sharp_dir`` with its own random-trajectory PSF into ``out/A``, copy it to ``out/B``.
 
-    Values are requantised to the source dtype (8-bit stays 8-bit, 16-bit stays 16-bit).
+    With ``realistic``, the GOPRO-like engine blurs each image instead (``noise`` unused: the engine has
+    its own), and ``out/B`` holds its target, the middle sub-frame (the image itself up to highlight
+    clipping and rounding). Values are requantised to the source dtype (8-bit stays 8-bit, 16-bit stays 16-bit).
     """
     sharp_dir, out = Path(sharp_dir), Path(out)
     files = sorted(p for p in sharp_dir.iterdir() if is_image_file(p))
@@ -106,10 +116,16 @@ def synthesize_pairs(
         if image.dtype not in (np.uint8, np.uint16):
             image = (to_float01(image) * 255).round().astype(np.uint8)
         sharp = as_rgb(image) if image.ndim == 3 else image
-        (kernel,) = motion_kernels(rng, 1, length_range)
-        blurred01 = blur_image(to_float01(sharp), kernel, noise, rng)
-        lo, hi = dtype_range(sharp.dtype)
-        blurred = np.rint(blurred01 * (hi - lo) + lo).astype(sharp.dtype)
+        if realistic is not None:
+            seed_i = int(rng.integers(2**62))
+            ((blurred01, sharp01),) = realistic_cases([as_rgb(to_float01(sharp))], realistic, None, 1, seed_i)
+            if sharp.ndim == 2:
+                blurred01, sharp01 = blurred01.mean(axis=2), sharp01.mean(axis=2)
+            sharp = _requantised(sharp01, sharp.dtype)
+        else:
+            (kernel,) = motion_kernels(rng, 1, length_range)
+            blurred01 = blur_image(to_float01(sharp), kernel, noise, rng)
+        blurred = _requantised(blurred01, sharp.dtype)
         a_path.parent.mkdir(parents=True, exist_ok=True)
         b_path.parent.mkdir(parents=True, exist_ok=True)
         write_image(a_path, blurred)

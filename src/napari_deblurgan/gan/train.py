@@ -36,7 +36,9 @@ from .losses import content_loss, gradient_penalty
 from .metrics import psnr, ssim
 from .narrow import narrow_generator
 from .pairs import aligned_pairs, find_pairs, load_pair, split_holdout
+from .photo_pairs import RealisticPairs, load_photos, realistic_cases
 from .prefetch import PrefetchedSource, default_data_workers
+from .realistic import RealisticBlur
 from .weights import save_generator
 
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -106,6 +108,9 @@ class TrainConfig:
     defocus: float = 0.1  # synthetic data: fraction of blur kernels that are defocus discs, not motion
     contrast_min: float = 1.0  # synthetic data: sharp crops' contrast scaled by a factor in [contrast_min, 1]
     small_blur: float = 0.0  # synthetic data: fraction of blur kernels that are slight motion (0 to 3 px)
+    # GOPRO-like blur from sharp photos (options of .realistic.RealisticBlur; {} keeps the one-kernel synthesis
+    # above). ``data`` is then a folder of sharp photos, or a corpus (its train/ and val/ photos)
+    realistic: dict[str, Any] = field(default_factory=dict)
     init: str | None = None  # model file (.safetensors) whose weights start the generator (a previous stage)
     checkpoint_every: int = 500
     validate_every: int = 500
@@ -122,7 +127,12 @@ class TrainConfig:
             raise ValueError(f"Unknown training options {sorted(unknown)}")
         cfg = cls(**data)
         cfg.betas = tuple(cfg.betas)  # type: ignore[assignment]
+        cfg.realistic_blur()  # bad engine options fail on load, naming the option
         return cfg
+
+    def realistic_blur(self) -> RealisticBlur | None:
+        """The GOPRO-like engine's options, or None for the one-kernel synthesis."""
+        return RealisticBlur.from_dict(self.realistic) if self.realistic else None
 
     def generator_config(self) -> GeneratorConfig:
         if self.preset not in PRESETS:
@@ -171,8 +181,24 @@ def data_mode(cfg: TrainConfig) -> str:
     return "pairs" if (root / "A").is_dir() or any(root.glob(f"**/{cfg.gopro_blur}")) else "sharp"
 
 
+def photo_folder(cfg: TrainConfig, split: str) -> Path | None:
+    """The folder of ``split`` photos of a realistic-blur run: ``data/split`` of a corpus, or ``data``
+    itself for training; None where there is none (validation then uses scikit-image's photos)."""
+    root = Path(cfg.data)
+    if (root / split).is_dir():
+        return root / split
+    return root if split == "train" else None
+
+
 def build_source(cfg: TrainConfig) -> BatchSource:
     """The training batches ``cfg.data`` describes."""
+    options = cfg.realistic_blur()
+    if options is not None:
+        if cfg.data == "skimage":
+            photos = [np.round(im * 255).astype(np.uint8) for im in skimage_images("train")]
+        else:
+            photos = load_photos(photo_folder(cfg, "train"))  # type: ignore[arg-type]
+        return RealisticPairs(photos, cfg.crop, cfg.batch_size, cfg.seed, options, cfg.scale_min)
     curriculum = BlurCurriculum(cfg.blur_start, cfg.blur_end, cfg.blur_ramp)
     mode = data_mode(cfg)
     if mode == "skimage":
@@ -215,6 +241,13 @@ def folder_pairs(cfg: TrainConfig) -> list[tuple[Path, Path]]:
 def validation_pairs(cfg: TrainConfig, size: int = 256) -> list[tuple[np.ndarray, np.ndarray]]:
     """Fixed held-out (blurred, sharp) float RGB pairs: synthetic from the scikit-image validation images
     for sharp-image data; else central crops of up to 4 pairs held out of training."""
+    options = cfg.realistic_blur()
+    if options is not None:
+        folder = photo_folder(cfg, "val") if cfg.data != "skimage" else None
+        photos = (
+            load_photos(folder) if folder else [np.round(im * 255).astype(np.uint8) for im in skimage_images("val")]
+        )
+        return realistic_cases(photos, options, size, count=8, seed=12345)
     if data_mode(cfg) not in ("pairs", "aligned"):
         from .blur import blur_image
 

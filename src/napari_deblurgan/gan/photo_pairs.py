@@ -1,0 +1,156 @@
+"""Training pairs made on the fly from sharp photographs by the GOPRO-like engine (:mod:`.realistic`).
+
+Every batch is a pure function of ``(seed, step, rank)``: the random choices are drawn on the CPU and
+the engine renders them on ``device`` (the CPU, or the GPU that trains, where it keeps training fed).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from numpy.typing import NDArray
+
+from .realistic import RealisticBlur, plan_batch, render
+
+
+def load_photos(folder: str | Path) -> list[NDArray[np.uint8]]:
+    """The photos of a folder (a corpus split or a pack) as uint8 RGB arrays, in name order."""
+    from .images import as_rgb, is_image_file, read_image
+
+    files = sorted(p for p in Path(folder).iterdir() if is_image_file(p))
+    if not files:
+        raise FileNotFoundError(f"No photos (.png, .jpg) in {folder}; build them with `napari-deblurgan corpus`")
+    photos = []
+    for f in files:
+        image = as_rgb(read_image(f))[..., :3]
+        if image.dtype != np.uint8:
+            image = np.round(image.astype(np.float64) / np.iinfo(image.dtype).max * 255).astype(np.uint8)
+        photos.append(np.ascontiguousarray(image))
+    return photos
+
+
+class RealisticPairs:
+    """Batches of (blurred, sharp) crops of ``photos``, float32 (N, 3, crop, crop) in [-1, 1].
+
+    Each sample is a ``crop`` square of a photo downscaled by a random factor in [``scale_min``, 1]
+    (the photo is the frame: a camera's roll blurs its corners more than its centre), blurred by the
+    engine with ``options``, then flipped or turned at random.
+    """
+
+    def __init__(
+        self,
+        photos: Sequence[NDArray[np.uint8]],
+        crop: int = 256,
+        batch_size: int = 8,
+        seed: int = 0,
+        options: RealisticBlur | None = None,
+        scale_min: float = 0.5,
+        device: str | torch.device = "cpu",
+    ) -> None:
+        if len(photos) < 2:
+            raise ValueError("RealisticPairs needs at least two photos (moving objects come from another one)")
+        if not 0 < scale_min <= 1:
+            raise ValueError(f"scale_min is the smallest downscaling factor, in (0, 1]; got {scale_min}")
+        self.photos = list(photos)
+        self.crop, self.batch_size, self.seed, self.scale_min = crop, batch_size, seed, scale_min
+        self.options = options or RealisticBlur()
+        self.device = torch.device(device)
+        self.margin = math.ceil(self.options.extent[1]) + 2
+        areas = np.array([math.sqrt(p.shape[0] * p.shape[1]) for p in self.photos])
+        self.weights = areas / areas.sum()
+
+    def _region(self, photo: NDArray[np.uint8], top: float, left: float, size: float, side: int) -> torch.Tensor:
+        """The square of ``size`` photo px at (top, left), resampled to ``side`` px (reflected past the edges)."""
+        y0, x0, n = math.floor(top), math.floor(left), max(1, round(size))
+        h, w = photo.shape[:2]
+        pad = max(0, -y0, -x0, y0 + n - h, x0 + n - w)
+        if pad:
+            reps = pad // min(h, w) + 1  # a pad wider than the photo: reflect as often as needed
+            for _ in range(reps):
+                photo = np.pad(
+                    photo,
+                    ((min(pad, photo.shape[0] - 1),) * 2, (min(pad, photo.shape[1] - 1),) * 2, (0, 0)),
+                    mode="reflect",
+                )
+            off = (photo.shape[0] - h) // 2
+            y0, x0 = y0 + off, x0 + (photo.shape[1] - w) // 2
+        patch = torch.from_numpy(np.ascontiguousarray(photo[y0 : y0 + n, x0 : x0 + n])).permute(2, 0, 1).float() / 255
+        if n != side:
+            patch = F.interpolate(patch[None], size=(side, side), mode="bilinear", antialias=True, align_corners=False)[
+                0
+            ]
+        return patch.clamp(0, 1)
+
+    def batch(self, step: int, rank: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        rng = np.random.default_rng([self.seed, step, rank])
+        side = self.crop + 2 * self.margin
+        frames, crops, canvases, objects = [], [], [], []
+        for _ in range(self.batch_size):
+            photo = self.photos[rng.choice(len(self.photos), p=self.weights)]
+            s = rng.uniform(self.scale_min, 1.0)
+            fh, fw = max(self.crop, round(photo.shape[0] * s)), max(self.crop, round(photo.shape[1] * s))
+            top, left = int(rng.integers(fh - self.crop + 1)), int(rng.integers(fw - self.crop + 1))
+            frames.append((fh, fw))
+            crops.append((top, left))
+            canvases.append(self._region(photo, (top - self.margin) / s, (left - self.margin) / s, side / s, side))
+            other = self.photos[rng.choice(len(self.photos), p=self.weights)]
+            so = rng.uniform(self.scale_min, 1.0)
+            oh, ow = other.shape[0] * so, other.shape[1] * so
+            oy, ox = rng.uniform(0, max(0.0, oh - side)), rng.uniform(0, max(0.0, ow - side))
+            objects.append(self._region(other, oy / so, ox / so, side / so, side))
+        plan = plan_batch(rng, self.options, (self.crop, self.crop), self.margin, frames, crops)
+        sharp_canvas = torch.stack(canvases).to(self.device)
+        blurred, sharp = render(sharp_canvas, torch.stack(objects).to(self.device), plan, (self.crop, self.crop))
+        turns, flips = rng.integers(4, size=self.batch_size), rng.integers(2, size=self.batch_size)
+        pairs = []
+        for t in (blurred, sharp):
+            out = [torch.rot90(x, int(k), dims=(1, 2)) for x, k in zip(t, turns)]
+            pairs.append(torch.stack([x.flip(2) if f else x for x, f in zip(out, flips)]).contiguous() * 2 - 1)
+        return pairs[0], pairs[1]
+
+
+def realistic_cases(
+    photos: Sequence[NDArray],
+    options: RealisticBlur,
+    size: int | None,
+    count: int,
+    seed: int,
+    kinds: Sequence[str] | None = None,
+) -> list[tuple[NDArray[np.float32], NDArray[np.float32]]]:
+    """Fixed (blurred, sharp) float32 RGB test cases in [0, 1]: case ``i`` blurs RGB photo ``i % len(photos)``
+    (uint8, uint16 or float in [0, 1])
+    (its central ``size`` square, or all of it with ``size=None``; the photo is the frame) with the blur
+    kind ``kinds[i % len(kinds)]`` (default: drawn from ``options.mix``), from the seed ``(seed, i)``."""
+    from dataclasses import replace
+
+    from .images import to_float01
+
+    cases = []
+    margin = math.ceil(options.extent[1]) + 2
+    for i in range(count):
+        photo = photos[i % len(photos)]
+        h, w = photo.shape[:2]
+        ch, cw = (min(size, h), min(size, w)) if size else (h, w)
+        top, left = (h - ch) // 2, (w - cw) // 2
+        padded = np.pad(photo, ((margin, margin), (margin, margin), (0, 0)), mode="reflect")
+        canvas = padded[top : top + ch + 2 * margin, left : left + cw + 2 * margin]
+        case_options = replace(options, mix={kinds[i % len(kinds)]: 1.0}) if kinds else options
+        rng = np.random.default_rng([seed, i])
+        plan = plan_batch(rng, case_options, (ch, cw), margin, [(h, w)], [(top, left)])
+        other = photos[(i + 1) % len(photos)]
+        other = np.pad(
+            other,
+            ((0, max(0, canvas.shape[0] - other.shape[0])), (0, max(0, canvas.shape[1] - other.shape[1])), (0, 0)),
+            mode="reflect",
+        )
+        as_tensor = lambda a: torch.from_numpy(to_float01(np.ascontiguousarray(a))).permute(2, 0, 1)[None]  # noqa: E731
+        blurred, sharp = render(
+            as_tensor(canvas), as_tensor(other[: canvas.shape[0], : canvas.shape[1]]), plan, (ch, cw)
+        )
+        cases.append(tuple(t[0].permute(1, 2, 0).numpy().astype(np.float32) for t in (blurred, sharp)))
+    return cases  # type: ignore[return-value]

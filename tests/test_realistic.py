@@ -1,0 +1,177 @@
+"""The GOPRO-like blur engine: alignment, linear light, extents, determinism, JPEG, and its use in training."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from napari_deblurgan.gan.photo_pairs import RealisticPairs, realistic_cases
+from napari_deblurgan.gan.prefetch import PrefetchedSource
+from napari_deblurgan.gan.realistic import KINDS, RealisticBlur, _apply, jpeg_compress, plan_batch, render
+
+CLEAN = RealisticBlur(noise=(0.0, 0.0), jpeg=0.0, gray=0.0, saturation=0.0, sharp=0.0)
+
+
+def _photos(count: int = 3, size: int = 160) -> list[np.ndarray]:
+    """Textured 'photos': smooth colour fields plus fine detail, different for each."""
+    rng = np.random.default_rng(7)
+    yy, xx = np.mgrid[:size, :size] / size
+    out = []
+    for i in range(count):
+        base = np.stack([np.sin(6 * xx + i), np.cos(5 * yy - i), np.sin(4 * (xx + yy) + 2 * i)], axis=-1)
+        detail = rng.random((size, size, 1))
+        out.append(np.round((0.35 + 0.25 * base + 0.3 * detail).clip(0, 1) * 255).astype(np.uint8))
+    return out
+
+
+def _plan(kind: str, extent: float, out_hw=(48, 64), margin: int = 24, frame=(200, 300), crop=(60, 90), **opts):
+    options = replace(CLEAN, mix={kind: 1.0}, extent=(extent, extent), **opts)
+    return plan_batch(np.random.default_rng(3), options, out_hw, margin, [frame], [crop])
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_the_middle_subframe_is_the_target_exactly(kind: str) -> None:
+    """G_0 is the identity: the target is the sharp canvas' centre, pixel for pixel (so sub-pixel aligned;
+    a shift of 0.1 px would change this texture by far more than the tolerance)."""
+    plan = _plan(kind, 20.0)
+    n = plan.background.shape[1]
+    inner = np.array([[0.0, 0.0], [63.0, 47.0], [17.5, 30.25]])
+    assert np.allclose(_apply(plan.background[0, n // 2], inner), inner + 24, atol=1e-9)
+    canvas = torch.from_numpy(_photos(1, 96)[0]).permute(2, 0, 1)[None].float() / 255
+    blurred, sharp = render(canvas, canvas.clone(), plan, (48, 64))
+    centre = canvas[:, :, 24 : 24 + 48, 24 : 24 + 64]
+    object_moves = kind == "object"  # the object covers part of the target: only the rest is the canvas
+    assert torch.allclose(sharp, centre, atol=2e-4) or object_moves  # float32 pow round trip
+    assert not torch.allclose(blurred, sharp, atol=0.02)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("extent", [4.0, 17.0, 35.0])
+def test_the_blur_extent_is_the_one_asked_for(kind: str, extent: float) -> None:
+    """Extent: the largest distance between two sub-frames' positions of a point of the crop (the
+    moving object's points for ``object``)."""
+    plan = _plan(kind, extent)
+    maps = plan.foreground[0] if kind == "object" else plan.background[0]
+    ys, xs = np.mgrid[0:48:6, 0:64:6]
+    tracks = _apply(maps, np.stack([xs.ravel(), ys.ravel()], 1).astype(float))
+    if kind == "object":  # only points of the object itself: within its radius of its centre
+        centre, radius = plan.blob[0, :2] - 24, plan.blob[0, 2] * 0.8
+        inside = np.hypot(*(np.stack([xs.ravel(), ys.ravel()], 1) - centre).T) < radius
+        tracks = tracks[:, inside]
+    spread = np.sqrt(((tracks[:, None] - tracks[None, :]) ** 2).sum(-1)).max()
+    assert extent * 0.9 <= spread <= extent * 1.02 + 0.5, (kind, spread)
+    assert plan.background.shape[1] >= extent / CLEAN.step  # sub-frames at most `step` px apart
+
+
+def test_roll_blurs_the_corners_more_than_the_centre() -> None:
+    """A camera turning about its axis only: the principal point stays, far points sweep arcs."""
+    options = replace(CLEAN, mix={"camera": 1.0}, extent=(20, 20))
+    rng = np.random.default_rng(11)
+    for _ in range(20):  # some draws are mostly roll
+        plan = plan_batch(rng, options, (200, 300), 0, [(200, 300)], [(0, 0)])
+        maps = plan.background[0]
+        centre, corner = np.array([[150.0, 100.0]]), np.array([[0.0, 0.0]])
+        moved = [np.ptp(_apply(maps, p)[:, 0, :], axis=0).max() for p in (centre, corner)]
+        if moved[1] > 2 * moved[0]:
+            return
+    pytest.fail("no draw had the corners blurred more than the centre")
+
+
+def test_averaging_is_in_linear_light_and_highlights_streak() -> None:
+    """A white dot on dark grey moved 20 px: averaged in linear light (gamma 2.2) its streak is brighter
+    than averaging the sRGB values (gamma 1) gives; highlights brighter than white (saturation) are
+    brighter still, and the result still clips at white."""
+    canvas = torch.full((1, 3, 64, 96), 0.2)
+    canvas[..., 30:34, 46:50] = 1.0
+    plan = _plan("kernel", 20.0, out_hw=(32, 64), margin=16, crop=(0, 0), frame=(32, 64))
+    streaks = {}
+    for gamma, boost in ((1.0, 0.0), (2.2, 0.0), (2.2, 1.75)):
+        plan.gamma[:], plan.boost[:] = gamma, boost
+        blurred, _ = render(canvas, canvas, plan, (32, 64))
+        streaks[gamma, boost] = float(blurred[0, 0, 14:18].max())
+        assert float(blurred.max()) <= 1.0
+    assert streaks[2.2, 0.0] > streaks[1.0, 0.0] + 0.05
+    assert streaks[2.2, 1.75] > streaks[2.2, 0.0] + 0.05
+
+
+def test_batches_are_a_function_of_seed_step_and_rank_with_any_number_of_workers() -> None:
+    source = RealisticPairs(_photos(), crop=32, batch_size=3, seed=4, options=RealisticBlur(extent=(2, 8)))
+    a, b = source.batch(5), source.batch(5)
+    assert all(torch.equal(x, y) for x, y in zip(a, b))
+    assert not torch.equal(source.batch(6)[0], a[0]) and not torch.equal(source.batch(5, rank=1)[0], a[0])
+    assert a[0].shape == (3, 3, 32, 32) and float(a[0].min()) >= -1 and float(a[0].max()) <= 1
+    ahead = PrefetchedSource(source, workers=2)
+    try:
+        for step in (5, 6, 9):
+            assert all(torch.equal(x, y) for x, y in zip(ahead.batch(step), source.batch(step)))
+    finally:
+        ahead.close()
+
+
+def test_jpeg_round_trip_matches_a_real_encoder() -> None:
+    from PIL import Image
+
+    image = _photos(1, 64)[0]
+    for quality in (60, 90):
+        buf = io.BytesIO()
+        Image.fromarray(image).save(buf, "JPEG", quality=quality, subsampling=2)  # 4:2:0, IJG tables
+        real = np.asarray(Image.open(buf)).astype(np.float32) / 255
+        x = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255
+        ours = jpeg_compress(x, torch.tensor([quality]))[0].permute(1, 2, 0).numpy()
+        assert np.abs(ours - real).mean() < 0.6 * np.abs(image / 255 - real).mean()  # far closer than no JPEG
+    untouched = torch.rand(2, 3, 16, 16)
+    assert torch.equal(jpeg_compress(untouched, torch.tensor([0, 0])), untouched)
+
+
+def test_options_are_checked_by_name() -> None:
+    for bad in ({"mix": {"warp": 1.0}}, {"extent": (5, 2)}, {"jpeg": 2.0}, {"noise": (-1, 1)}, {"gamma": (0.5, 1)}):
+        with pytest.raises(ValueError, match="realistic"):
+            RealisticBlur.from_dict(bad)
+    with pytest.raises(ValueError, match="Unknown realistic"):
+        RealisticBlur.from_dict({"blur": 1})
+
+
+def test_cases_are_fixed_and_rectangular_whole_frames() -> None:
+    photos = [p[:100] for p in _photos(2, 120)]
+    first = realistic_cases(photos, RealisticBlur(), None, 4, seed=1, kinds=KINDS)
+    again = realistic_cases(photos, RealisticBlur(), None, 4, seed=1, kinds=KINDS)
+    assert all(np.array_equal(a[0], b[0]) for a, b in zip(first, again))
+    assert all(b.shape == s.shape == (100, 120, 3) for b, s in first)
+
+
+def test_training_on_photos_with_realistic_blur(tmp_path: Path) -> None:
+    from _helpers import TINY_RECIPE
+    from napari_deblurgan.gan.train import TrainConfig, Trainer
+
+    folder = tmp_path / "corpus"
+    for split, photos in (("train", _photos(3)), ("val", _photos(2))):
+        (folder / split).mkdir(parents=True)
+        for i, p in enumerate(photos):
+            from PIL import Image
+
+            Image.fromarray(p).save(folder / split / f"{i}.png")
+    cfg = TrainConfig(
+        **{**TINY_RECIPE, "steps": 2, "validate_every": 2}, data=str(folder), realistic={"extent": [2, 6]}
+    )
+    trainer = Trainer(cfg, tmp_path / "run", device="cpu")
+    events = list(trainer.steps())
+    assert isinstance(trainer.source, RealisticPairs)
+    assert events[-1].validation is not None and np.isfinite(events[-1].validation["psnr"])
+    assert len(trainer._val) == 8 and trainer._val[0][0].shape == (160, 160, 3)  # the val/ photos, blurred
+    with pytest.raises(ValueError, match="realistic"):
+        TrainConfig.from_dict({"realistic": {"mix": {"camera": -1}}})
+
+
+@pytest.mark.cuda
+def test_cpu_and_cuda_batches_agree() -> None:
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA GPU")
+    cpu = RealisticPairs(_photos(), crop=64, batch_size=4, seed=2, options=RealisticBlur(jpeg=0.0))
+    gpu = RealisticPairs(_photos(), crop=64, batch_size=4, seed=2, options=RealisticBlur(jpeg=0.0), device="cuda")
+    for a, b in zip(cpu.batch(3), gpu.batch(3)):
+        assert (a - b.cpu()).abs().max() <= 2 / 255 + 1e-6
