@@ -19,7 +19,7 @@ napari-deblurgan train --config recipes/stage6.json --out "$OUT/stage6" --init "
 # (Stage 7, recipes/stage7.json, lowered contrast_min further without gain: not part of the model.)
 # Stage 8: a fine-tune of stage 6 where a fifth of the kernels are slight (small_blur), so sharp images are left alone.
 napari-deblurgan train --config recipes/stage8.json --out "$OUT/stage8" --init "$OUT/stage6/generator.safetensors" "$@"
-# Stage 8's generator in float16, as it was shipped before stage 13 (committed: training/stage8/).
+# Stage 8's generator in float16, as it was shipped before stage 13 (in history: git show 99b2477:training/stage8/...).
 napari-deblurgan export "$OUT/stage8" "$OUT/stage8/generator-half.safetensors" --overwrite --half
 # (Stages 9-12, recipes/stage9.json to stage12.json, fine-tuned stage 8 without gain: not part of the model.)
 # Stage 13: stage 8 narrowed to 16 base channels (4x fewer multiply-adds), fine-tuned; critic at the end.
