@@ -156,7 +156,10 @@ def test_training_on_photos_with_realistic_blur(tmp_path: Path) -> None:
 
             Image.fromarray(p).save(folder / split / f"{i}.png")
     cfg = TrainConfig(
-        **{**TINY_RECIPE, "steps": 2, "validate_every": 2}, data=str(folder), realistic={"extent": [2, 6]}
+        **{**TINY_RECIPE, "steps": 2, "validate_every": 2},
+        data=str(folder),
+        synthesis="realistic",
+        realistic={"extent": [2, 6]},
     )
     trainer = Trainer(cfg, tmp_path / "run", device="cpu")
     events = list(trainer.steps())
@@ -164,7 +167,11 @@ def test_training_on_photos_with_realistic_blur(tmp_path: Path) -> None:
     assert events[-1].validation is not None and np.isfinite(events[-1].validation["psnr"])
     assert len(trainer._val) == 8 and trainer._val[0][0].shape == (160, 160, 3)  # the val/ photos, blurred
     with pytest.raises(ValueError, match="realistic"):
-        TrainConfig.from_dict({"realistic": {"mix": {"camera": -1}}})
+        TrainConfig.from_dict({"synthesis": "realistic", "realistic": {"mix": {"camera": -1}}})
+    with pytest.raises(ValueError, match='set "synthesis": "realistic"'):
+        TrainConfig.from_dict({"realistic": {"extent": [2, 6]}})
+    with pytest.raises(ValueError, match="synthesis must be"):
+        TrainConfig.from_dict({"synthesis": "gopro"})
 
 
 @pytest.mark.cuda

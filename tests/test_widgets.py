@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -288,6 +289,35 @@ def test_training_from_a_folder_checks_its_inputs(make_napari_viewer, qtbot, tmp
     widget._start.clicked.emit()
     qtbot.waitUntil(lambda: widget._start.enabled, timeout=TIMEOUT)  # the widget saw the worker finish
     assert "y.tif" in errors[-1] and widget._start.enabled
+
+
+def test_training_on_sharp_photos_with_realistic_blur(make_napari_viewer, qtbot, tmp_path, errors) -> None:
+    from PIL import Image
+
+    from safetensors import safe_open
+
+    rng = np.random.default_rng(0)
+    (tmp_path / "photos").mkdir()
+    for i in range(2):
+        Image.fromarray(rng.integers(0, 256, (96, 96, 3), dtype=np.uint8)).save(tmp_path / "photos" / f"{i}.png")
+    viewer = make_napari_viewer()
+    widget = TrainWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    widget._source.value = "open layers"  # pairs from layers need no synthesis: the choice hides
+    assert widget._synthesis.native.isHidden()
+    widget._source.value = "folder"
+    assert not widget._synthesis.native.isHidden()
+    widget._folder.value, widget._folder_kind.value = tmp_path / "photos", "sharp"
+    widget._synthesis.value = "realistic"
+    widget._width.value, widget._blocks.value, widget._crop.value, widget._batch.value = 8, 1, 32, 2
+    widget._steps.value, widget._out.value = 2, tmp_path / "run"
+    assert widget.config().synthesis == "realistic"
+    widget._start.clicked.emit()
+    qtbot.waitUntil(lambda: widget._start.enabled, timeout=TIMEOUT)
+    assert not errors
+    with safe_open(str(tmp_path / "run" / "generator.safetensors"), "pt") as fh:  # the run's own recipe
+        recipe = json.loads(fh.metadata()["recipe"])
+    assert recipe["synthesis"] == "realistic" and recipe["data"] == str(tmp_path / "photos")
 
 
 def test_training_can_start_from_the_shipped_model_and_resume_locks_the_recipe(

@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 
 FOLDER, LAYERS, SKIMAGE = "folder", "open layers", "scikit-image"
 FOLDER_KINDS = [("auto-detect", "auto"), ("pairs: A/B or GOPRO", "pairs"), ("sharp images (blur synthesised)", "sharp")]
+SYNTHESES = [("one kernel per image", "kernel"), ("realistic: camera turns, moving objects, zoom", "realistic")]
 RANDOM, SHIPPED, MODEL_FILE = "random", "shipped", "file"
 STARTS = [("random weights", RANDOM), ("the shipped default model", SHIPPED), ("a model file", MODEL_FILE)]
 
@@ -75,6 +76,12 @@ class TrainWidget(Container):
             label="data folder", mode="d", nullable=True, tooltip="an A/B folder, GOPRO_Large, or sharp images"
         )
         self._folder_kind = ComboBox(label="folder holds", choices=FOLDER_KINDS)
+        self._synthesis = ComboBox(
+            label="blur synthesis",
+            choices=SYNTHESES,
+            tooltip="how sharp images are blurred: one motion kernel for the whole image, or GOPRO-like blur "
+            "that varies across the frame (camera rotation, moving objects, zoom) with highlights, noise and JPEG",
+        )
         self._blurred = ComboBox(label="blurred layer", choices=layers, visible=False)
         self._sharp = ComboBox(label="sharp layer", choices=layers, visible=False)
         self._start_from = ComboBox(
@@ -119,6 +126,7 @@ class TrainWidget(Container):
                 self._source,
                 self._folder,
                 self._folder_kind,
+                self._synthesis,
                 self._blurred,
                 self._sharp,
                 self._start_from,
@@ -164,6 +172,7 @@ class TrainWidget(Container):
     def _on_source(self, source: str) -> None:
         self._folder.visible = self._folder_kind.visible = source == FOLDER
         self._blurred.visible = self._sharp.visible = source == LAYERS
+        self._synthesis.visible = source != LAYERS
 
     def _on_preset(self, name: str) -> None:
         cfg = preset(name)
@@ -196,7 +205,8 @@ class TrainWidget(Container):
 
     def _on_resume(self, resume: bool) -> None:
         """Resuming continues the saved recipe: only the steps, preview, device and folder apply."""
-        recipe = [self._source, self._folder, self._folder_kind, self._blurred, self._sharp, self._start_from]
+        recipe = [self._source, self._folder, self._folder_kind, self._synthesis, self._blurred, self._sharp]
+        recipe.append(self._start_from)
         recipe += [self._init_file, self._batch, self._crop, self._lr, self._content, self._adv]
         for widget in recipe:
             widget.enabled = not resume
@@ -216,6 +226,7 @@ class TrainWidget(Container):
         return TrainConfig(
             data=data,
             data_mode=mode,
+            synthesis=self._synthesis.value,
             preset=self._preset.value,
             generator={k: v for k, v in overrides.items() if getattr(base, k) != v},
             init=None if init is None else str(init),

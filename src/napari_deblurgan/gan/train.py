@@ -108,8 +108,10 @@ class TrainConfig:
     defocus: float = 0.1  # synthetic data: fraction of blur kernels that are defocus discs, not motion
     contrast_min: float = 1.0  # synthetic data: sharp crops' contrast scaled by a factor in [contrast_min, 1]
     small_blur: float = 0.0  # synthetic data: fraction of blur kernels that are slight motion (0 to 3 px)
-    # GOPRO-like blur from sharp photos (options of .realistic.RealisticBlur; {} keeps the one-kernel synthesis
-    # above). ``data`` is then a folder of sharp photos, or a corpus (its train/ and val/ photos)
+    # how blur is synthesised from sharp images: "kernel" (one PSF per image, the options above) or "realistic"
+    # (the GOPRO-like engine of .realistic, options of RealisticBlur in ``realistic``; ``data`` may then be a
+    # corpus, whose train/ and val/ photos it uses)
+    synthesis: str = "kernel"
     realistic: dict[str, Any] = field(default_factory=dict)
     init: str | None = None  # model file (.safetensors) whose weights start the generator (a previous stage)
     checkpoint_every: int = 500
@@ -132,7 +134,15 @@ class TrainConfig:
 
     def realistic_blur(self) -> RealisticBlur | None:
         """The GOPRO-like engine's options, or None for the one-kernel synthesis."""
-        return RealisticBlur.from_dict(self.realistic) if self.realistic else None
+        if self.synthesis not in ("kernel", "realistic"):
+            raise ValueError(f"synthesis must be 'kernel' or 'realistic', got {self.synthesis!r}")
+        if self.synthesis == "kernel":
+            if self.realistic:
+                raise ValueError(
+                    'realistic blur options are given but synthesis is "kernel": set "synthesis": "realistic"'
+                )
+            return None
+        return RealisticBlur.from_dict(self.realistic)
 
     def generator_config(self) -> GeneratorConfig:
         if self.preset not in PRESETS:
