@@ -293,7 +293,6 @@ def test_training_from_a_folder_checks_its_inputs(make_napari_viewer, qtbot, tmp
 
 def test_training_on_sharp_photos_with_realistic_blur(make_napari_viewer, qtbot, tmp_path, errors) -> None:
     from PIL import Image
-
     from safetensors import safe_open
 
     rng = np.random.default_rng(0)
