@@ -372,7 +372,12 @@ class Trainer:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.g_train = DDP(self.generator, device_ids=ids)
         per_node = int(os.environ.get("LOCAL_WORLD_SIZE", "1")) if self.distributed else 1
-        self.data_workers = default_data_workers(self.device, per_node) if data_workers is None else data_workers
+        renders_here = isinstance(self.source, RealisticPairs) and self.device.type == "cuda"
+        if data_workers is None:  # the realistic engine renders on the GPU itself: no workers needed there
+            data_workers = 0 if renders_here else default_data_workers(self.device, per_node)
+        self.data_workers = data_workers
+        if self._own_source and renders_here and data_workers == 0:
+            self.source.device = self.device  # type: ignore[attr-defined]
         self._batches: BatchSource = self.source
         self._stop = False
         self._nonfinite_steps = 0  # generator steps in a row skipped for NaN/infinite gradients
