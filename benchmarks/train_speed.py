@@ -1,7 +1,10 @@
 """Training steps per second on this machine: the paper preset at 256x256 (batch 1, as in the paper) and
 the default recipe, content-only and with the WGAN-GP critic, fp32 and bf16 autocast.
 
-    python benchmarks/train_speed.py [--steps 5] [--device cpu] [--data-workers 0]
+``--realistic`` times the realistic-blur recipe (``recipes/realistic.json``, photos of ``data/corpus``)
+instead, at batches of 8 x 256^2: the GOPRO-like engine's seconds per batch beside the whole step's.
+
+    python benchmarks/train_speed.py [--steps 5] [--device cpu] [--data-workers 0] [--realistic]
 """
 
 from __future__ import annotations
@@ -16,7 +19,9 @@ import torch
 
 from napari_deblurgan.gan.train import TrainConfig, Trainer
 
-RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "stage8.json"  # the last stage of the shipped model
+ROOT = Path(__file__).resolve().parents[1]
+RECIPE = ROOT / "recipes" / "stage8.json"  # the last stage of the shipped model
+REALISTIC = ROOT / "recipes" / "realistic.json"
 
 
 def steps_per_second(options: dict, steps: int, device: str, data_workers: int) -> float:
@@ -38,12 +43,41 @@ def steps_per_second(options: dict, steps: int, device: str, data_workers: int) 
             events.close()
 
 
+def seconds_per_batch(options: dict, batches: int) -> float:
+    """Mean seconds the recipe's data source takes to make one batch (after one warm-up batch)."""
+    from napari_deblurgan.gan.train import build_source
+
+    source = build_source(TrainConfig.from_dict(options))
+    source.batch(0)
+    t = time.perf_counter()
+    for step in range(1, batches + 1):
+        source.batch(step)
+    return (time.perf_counter() - t) / batches
+
+
+def realistic(args: argparse.Namespace) -> None:
+    """The realistic recipe at 8 x 256^2: batch synthesis alone, and whole training steps."""
+    recipe = {**json.loads(REALISTIC.read_text()), "crop": 256, "batch_size": 8, "init": None}
+    recipe["data"] = str(ROOT / recipe["data"])
+    if not Path(recipe["data"]).is_dir():
+        raise SystemExit(f"{recipe['data']} is missing: napari-deblurgan corpus {recipe['data']}")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {args.device}")
+    print(f"realistic blur engine: {seconds_per_batch(recipe, args.steps):.3f} s per batch of 8 x 256^2")
+    for amp in ("off", "auto"):
+        rate = steps_per_second({**recipe, "amp": amp}, args.steps, args.device, args.data_workers)
+        print(f"realistic recipe, whole step ({amp}): {1 / rate:.3f} s per step ({rate:.3f} steps/s)", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--data-workers", type=int, default=0, help="processes making batches ahead")
+    parser.add_argument("--realistic", action="store_true", help="time the realistic-blur recipe instead")
     args = parser.parse_args()
+    if args.realistic:
+        realistic(args)
+        return
     recipe = json.loads(RECIPE.read_text())
     # Content loss "l1" stands in for the perceptual loss where no VGG19 weights exist (VGG to conv3_3
     # adds about 40 GFLOP per 256x256 sample on top).

@@ -234,3 +234,22 @@ def test_central_gradients_are_numpys(shape) -> None:
     image = np.random.default_rng(3).random(shape).astype(np.float32)
     for got, expected in zip(_central_gradients(image), np.gradient(image), strict=True):
         np.testing.assert_array_equal(got, expected)
+
+
+def test_blur_that_varies_across_the_frame_is_told_from_one_kernel() -> None:
+    """One PSF explains every corner of a uniformly blurred frame; where the left half moved sideways
+    and the right half up and down (a subject moving over a still background does that), it does not,
+    and refine keeps the generator's output."""
+    from napari_deblurgan.gan.blur import linear_kernel
+
+    rng = np.random.default_rng(8)
+    sharp = skimage.data.camera().astype(np.float32) / 255  # 512 x 512: corner regions of 256 px
+    across, down = linear_kernel(14, 0, KERNEL_SIZE), linear_kernel(14, 90, KERNEL_SIZE)
+    uniform = blur_image(sharp, across, 0.005, rng)
+    split = uniform.copy()
+    split[:, 256:] = blur_image(sharp, down, 0.005, rng)[:, 256:]
+    assert not psf_refine.varies_across_frame(uniform, sharp, across)
+    assert psf_refine.varies_across_frame(split, sharp, across)
+    refined, _ = refine(split, sharp)
+    assert np.array_equal(refined, sharp)
+    assert not psf_refine.varies_across_frame(split[:300, :300], sharp[:300, :300], across)  # too small to check

@@ -182,3 +182,22 @@ def test_cpu_and_cuda_batches_agree() -> None:
     gpu = RealisticPairs(_photos(), crop=64, batch_size=4, seed=2, options=RealisticBlur(jpeg=0.0), device="cuda")
     for a, b in zip(cpu.batch(3), gpu.batch(3)):
         assert (a - b.cpu()).abs().max() <= 2 / 255 + 1e-6
+
+
+def test_synthesize_writes_realistic_pairs_in_the_sources_format(tmp_path: Path) -> None:
+    from napari_deblurgan.cli import main
+    from napari_deblurgan.gan.images import read_image, write_image
+
+    rgb, gray16 = _photos(1, 96)[0], (_photos(1, 80)[0][..., 1].astype(np.uint16) * 257)
+    (tmp_path / "sharp").mkdir()
+    write_image(tmp_path / "sharp" / "rgb.png", rgb)
+    write_image(tmp_path / "sharp" / "gray16.png", gray16)
+    args = ["synthesize", str(tmp_path / "sharp"), str(tmp_path / "pairs"), "--realistic", "--quiet"]
+    assert main([*args, "--min-length", "6", "--max-length", "12", "--kinds", "camera,zoom"]) == 0
+    for name, source in (("rgb.png", rgb), ("gray16.png", gray16)):
+        blurred, target = (read_image(tmp_path / "pairs" / sub / name) for sub in ("A", "B"))
+        assert blurred.shape == target.shape == source.shape and blurred.dtype == target.dtype == source.dtype
+        top = float(np.iinfo(source.dtype).max)
+        assert np.abs(target / top - source / top).max() < 2e-3  # B is the middle sub-frame: the photo
+        assert np.abs(blurred / top - source / top).mean() > 0.02  # A is blurred
+    assert main([*args[:2], str(tmp_path / "more"), "--realistic", "--kinds", "warp", "--quiet"]) == 2
