@@ -167,3 +167,12 @@ def test_splits_are_stable_and_about_the_asked_shares() -> None:
     splits = [split_of(n) for n in names]
     assert splits == [split_of(n) for n in names]
     assert 0.07 < splits.count("test") / 2000 < 0.13 and 0.07 < splits.count("val") / 2000 < 0.13
+
+
+def test_a_folder_of_other_files_is_refused_and_a_rebuild_touches_only_its_own(built: Path, tmp_path: Path) -> None:
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "holiday.png").write_bytes(b"not the corpus's")
+    with pytest.raises(FileExistsError, match="no corpus manifest"):
+        build_corpus(tmp_path / "mine", built / ".." / "debs", packages={"fakephotos": r"usr/share/fakephotos/.+"})
+    assert (tmp_path / "mine" / "holiday.png").read_bytes() == b"not the corpus's"
+    assert corpus._previous_build(built) == [r["file"] for r in read_manifest(built) if r["file"]]

@@ -201,3 +201,12 @@ def test_synthesize_writes_realistic_pairs_in_the_sources_format(tmp_path: Path)
         assert np.abs(target / top - source / top).max() < 2e-3  # B is the middle sub-frame: the photo
         assert np.abs(blurred / top - source / top).mean() > 0.02  # A is blurred
     assert main([*args[:2], str(tmp_path / "more"), "--realistic", "--kinds", "warp", "--quiet"]) == 2
+
+
+def test_photo_regions_mirror_past_the_edges_however_far() -> None:
+    from napari_deblurgan.gan.photo_pairs import _mirrored
+
+    for length in (1, 2, 7):
+        far = np.arange(-40, 40)
+        expected = np.pad(np.arange(length), 200, mode="reflect")[200 - 40 : 200 + 40] if length > 1 else 0 * far
+        assert np.array_equal(_mirrored(far, length), expected)

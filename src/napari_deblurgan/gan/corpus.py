@@ -109,8 +109,7 @@ class Candidate:
     key: str  # "package/path[#webpN|#jpegN]": stable, names the split
     package: str
     data: bytes
-    split: str = ""
-    record: dict[str, object] = field(default_factory=dict)
+    record: dict[str, object] = field(default_factory=dict)  # its manifest row, once assessed
 
 
 def split_of(key: str) -> str:
@@ -325,6 +324,7 @@ def build_corpus(
     from PIL import Image
 
     dest = Path(dest)
+    previous = _previous_build(dest)
     cache = Path(cache) if cache else dest / ".debs"
     sources = SOURCES if packages is None else packages
     debs = download_packages(list(sources), cache)
@@ -360,11 +360,8 @@ def build_corpus(
             cand.record = row
             kept.append((cand, photo))  # type: ignore[arg-type]
     kept = _drop_near_duplicates(kept)
-    for split in ("train", "val", "test"):
-        folder = dest / split
-        if folder.is_dir():
-            for old in folder.glob("*.png"):
-                old.unlink()
+    for old in previous:  # a rebuild replaces the photos the last build wrote, and nothing else
+        (dest / old).unlink(missing_ok=True)
     for cand, photo in kept:
         split = split_of(cand.key)
         name = _file_name(cand.key)
@@ -380,6 +377,18 @@ def build_corpus(
         writer.writerows(sorted(rows, key=lambda r: (str(r.get("status")) != "keep", str(r.get("file", r["source"])))))
     progress(f"{sum(r['status'] == 'keep' for r in rows)} photos kept of {len(rows)} images; manifest: {manifest}")
     return manifest
+
+
+def _previous_build(dest: Path) -> list[str]:
+    """The photo files a previous build wrote in ``dest`` (from its manifest); a folder that holds
+    anything else is refused, so a build never deletes or mixes with files it did not write."""
+    if (dest / "manifest.csv").is_file():
+        return [row["file"] for row in read_manifest(dest) if row.get("file")]
+    if dest.is_dir() and any(p.name != ".debs" for p in dest.iterdir()):
+        raise FileExistsError(
+            f"{dest} holds files of its own and no corpus manifest; build the corpus in an empty folder"
+        )
+    return []
 
 
 def _drop_near_duplicates(kept: list[tuple[Candidate, NDArray]], bits: int = 6) -> list[tuple[Candidate, NDArray]]:

@@ -65,26 +65,14 @@ class RealisticPairs:
         self.weights = areas / areas.sum()
 
     def _region(self, photo: NDArray[np.uint8], top: float, left: float, size: float, side: int) -> torch.Tensor:
-        """The square of ``size`` photo px at (top, left), resampled to ``side`` px (reflected past the edges)."""
+        """The square of ``size`` photo px at (top, left), resampled to ``side`` px (mirrored past the edges)."""
         y0, x0, n = math.floor(top), math.floor(left), max(1, round(size))
-        h, w = photo.shape[:2]
-        pad = max(0, -y0, -x0, y0 + n - h, x0 + n - w)
-        if pad:
-            reps = pad // min(h, w) + 1  # a pad wider than the photo: reflect as often as needed
-            for _ in range(reps):
-                photo = np.pad(
-                    photo,
-                    ((min(pad, photo.shape[0] - 1),) * 2, (min(pad, photo.shape[1] - 1),) * 2, (0, 0)),
-                    mode="reflect",
-                )
-            off = (photo.shape[0] - h) // 2
-            y0, x0 = y0 + off, x0 + (photo.shape[1] - w) // 2
-        patch = torch.from_numpy(np.ascontiguousarray(photo[y0 : y0 + n, x0 : x0 + n])).permute(2, 0, 1).float() / 255
+        rows, cols = (_mirrored(np.arange(start, start + n), length) for start, length in zip((y0, x0), photo.shape))
+        window = photo[rows[:, None], cols[None, :]]
+        patch = torch.from_numpy(np.ascontiguousarray(window)).permute(2, 0, 1)[None].float() / 255
         if n != side:
-            patch = F.interpolate(patch[None], size=(side, side), mode="bilinear", antialias=True, align_corners=False)[
-                0
-            ]
-        return patch.clamp(0, 1)
+            patch = F.interpolate(patch, size=(side, side), mode="bilinear", antialias=True, align_corners=False)
+        return patch[0].clamp(0, 1)
 
     def batch(self, step: int, rank: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
         rng = np.random.default_rng([self.seed, step, rank])
@@ -112,6 +100,15 @@ class RealisticPairs:
             out = [torch.rot90(x, int(k), dims=(1, 2)) for x, k in zip(t, turns)]
             pairs.append(torch.stack([x.flip(2) if f else x for x, f in zip(out, flips)]).contiguous() * 2 - 1)
         return pairs[0], pairs[1]
+
+
+def _mirrored(index: NDArray[np.int64], length: int) -> NDArray[np.int64]:
+    """Indices mirrored into [0, length) about the first and last element (numpy's "reflect"), however far out."""
+    if length == 1:
+        return np.zeros_like(index)
+    period = 2 * (length - 1)
+    folded = np.abs(index) % period
+    return np.where(folded >= length, period - folded, folded)
 
 
 def realistic_cases(

@@ -192,8 +192,8 @@ def _kernel(rng, t, frame, crop, target, probes) -> NDArray[np.float64]:
     path = random_trajectories(rng, np.array([1.0]), steps=256)[0]
     exposure = rng.uniform(0.6, 1.0)
     path = path[: max(2, int(len(path) * exposure))]
-    at = np.interp(np.linspace(0, len(path) - 1, len(t)), np.arange(len(path)), np.arange(len(path)))
-    pos = np.interp(at, np.arange(len(path)), path.real) + 1j * np.interp(at, np.arange(len(path)), path.imag)
+    at, steps = np.linspace(0, len(path) - 1, len(t)), np.arange(len(path))  # the path at the sub-frames' times
+    pos = np.interp(at, steps, path.real) + 1j * np.interp(at, steps, path.imag)
     pos = pos - pos[len(t) // 2]
     to_frame = _translation(crop[1], crop[0])
     return _scaled(lambda s: _translation(pos.real * s, pos.imag * s) @ to_frame, target, probes)
