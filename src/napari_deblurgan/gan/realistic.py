@@ -98,6 +98,7 @@ class Plan:
     jpeg: NDArray[np.int64]  # (B,) quality, 0 for none
     gray: NDArray[np.bool_]  # (B,)
     seed: int  # of the noise
+    margin: int  # px by which the canvases exceed the output on each side
 
 
 def _rotation(angles: NDArray[np.float64]) -> NDArray[np.float64]:
@@ -134,15 +135,19 @@ def _extent(maps: NDArray[np.float64], probes: NDArray[np.float64]) -> float:
 
 
 def _smooth_path(rng: np.random.Generator, t: NDArray[np.float64], dims: int) -> NDArray[np.float64]:
-    """A smooth random path (N, dims) with value 0 at t = 0: drift, curvature and a little shake."""
+    """A smooth random path (N, dims) that is 0 at t = 0 and 0 on average over ``t`` (symmetric about 0):
+    drift, curvature (``t^2 - c t^4``, ``c`` making its mean 0) and a little shake (odd sines). So the
+    middle sub-frame is where the blur's centre of mass lies: a path whose mean lay elsewhere would
+    shift the blurred image off its target by a few px, which no network can learn to undo."""
+    tt = t[:, None]
+    c = np.mean(t**2) / np.mean(t**4)
     v = rng.standard_normal(dims)
     a = rng.standard_normal(dims) * rng.uniform(0, 1.5)
     shake = np.zeros((len(t), dims))
     for _ in range(2):
-        freq, phase = rng.uniform(1, 4), rng.uniform(0, 2 * np.pi, dims)
-        amp = rng.standard_normal(dims) * rng.uniform(0, 0.15)
-        shake += amp * (np.sin(2 * np.pi * freq * t[:, None] + phase) - np.sin(phase))
-    return v * t[:, None] + a * t[:, None] ** 2 + shake
+        freq = rng.uniform(1, 4)
+        shake += rng.standard_normal(dims) * rng.uniform(0, 0.15) * np.sin(2 * np.pi * freq * tt)
+    return v * tt + a * (tt**2 - c * tt**4) + shake
 
 
 def _scaled(make: Any, target: float, probes: NDArray[np.float64]) -> NDArray[np.float64]:
@@ -188,13 +193,15 @@ def _zoom(rng, t, frame, crop, target, probes) -> NDArray[np.float64]:
 
 
 def _kernel(rng, t, frame, crop, target, probes) -> NDArray[np.float64]:
-    """Maps of one camera-shake trajectory (a translation per sub-frame): the same blur everywhere."""
+    """Maps of one camera-shake trajectory (a translation per sub-frame): the same blur everywhere. The
+    path is centred on its mean position (the blur's centre of mass), not on its middle sub-frame: a
+    random walk's middle can lie far from its mean."""
     path = random_trajectories(rng, np.array([1.0]), steps=256)[0]
     exposure = rng.uniform(0.6, 1.0)
     path = path[: max(2, int(len(path) * exposure))]
     at, steps = np.linspace(0, len(path) - 1, len(t)), np.arange(len(path))  # the path at the sub-frames' times
     pos = np.interp(at, steps, path.real) + 1j * np.interp(at, steps, path.imag)
-    pos = pos - pos[len(t) // 2]
+    pos = pos - pos.mean()  # centred on its mean, as the one-kernel synthesis centres its PSFs
     to_frame = _translation(crop[1], crop[0])
     return _scaled(lambda s: _translation(pos.real * s, pos.imag * s) @ to_frame, target, probes)
 
@@ -262,7 +269,7 @@ def plan_batch(
     jpeg = np.where(rng.random(b) < options.jpeg, jq, 0)
     gray = rng.random(b) < options.gray
     seed = int(rng.integers(2**62))
-    return Plan(kinds, extents, background, foreground, blob, has_object, boost, noise, gamma, jpeg, gray, seed)
+    return Plan(kinds, extents, background, foreground, blob, has_object, boost, noise, gamma, jpeg, gray, seed, margin)
 
 
 def _grid(maps: torch.Tensor, xs: torch.Tensor, ys: torch.Tensor, canvas_hw: tuple[int, int]) -> torch.Tensor:
@@ -292,7 +299,9 @@ def render(
     sharp: torch.Tensor, objects: torch.Tensor, plan: Plan, out_hw: tuple[int, int]
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(blurred, sharp) float (B, 3, h, w) in [0, 1] from sharp canvases and object canvases (B, 3, H, W)
-    in [0, 1] (sRGB), following ``plan``. Runs on the canvases' device."""
+    in [0, 1] (sRGB), following ``plan``; the output is the canvases' centre. The target is the frame at
+    rest (every map the identity): the middle sub-frame, where the paths' mean also lies. Runs on the
+    canvases' device."""
     device = sharp.device
     h, w = out_hw
     canvas = tuple(sharp.shape[-2:])
@@ -310,32 +319,31 @@ def render(
 
     background = linear(sharp)
     n = plan.background.shape[1]
-    maps_bg = as_t(plan.background)
+    maps_bg, maps_fg = as_t(plan.background), as_t(plan.foreground)
     movers = torch.as_tensor(np.flatnonzero(plan.has_object), device=device)  # samples with a moving object
     if len(movers):
         objs = linear(objects)[movers]
-        maps_fg = as_t(plan.foreground)[movers]
         blob = as_t(plan.blob)[movers]
     ys, xs = torch.meshgrid(
         torch.arange(h, dtype=torch.float32, device=device),
         torch.arange(w, dtype=torch.float32, device=device),
         indexing="ij",
     )
-    total = torch.zeros(sharp.shape[0], 3, h, w, device=device)
-    target = None
-    for i in range(n):
-        frame = F.grid_sample(
-            background, _grid(maps_bg[:, i], xs, ys, canvas), padding_mode="reflection", align_corners=True
-        )
+
+    def frame_at(bg: torch.Tensor, fg: torch.Tensor) -> torch.Tensor:
+        """One sub-frame: the background through maps ``bg``, the moving objects through ``fg`` over it."""
+        frame = F.grid_sample(background, _grid(bg, xs, ys, canvas), padding_mode="reflection", align_corners=True)
         if len(movers):
-            grid_fg = _grid(maps_fg[:, i], xs, ys, canvas)
+            grid_fg = _grid(fg[movers], xs, ys, canvas)
             obj = F.grid_sample(objs, grid_fg, padding_mode="reflection", align_corners=True)
-            mask = _blob_mask(grid_fg, blob, canvas)
-            frame[movers] = frame[movers] + mask * (obj - frame[movers])
-        total += frame
-        if i == n // 2:
-            target = frame
-    assert target is not None
+            frame[movers] = frame[movers] + _blob_mask(grid_fg, blob, canvas) * (obj - frame[movers])
+        return frame
+
+    total = torch.zeros(sharp.shape[0], 3, h, w, device=device)
+    for i in range(n):
+        total += frame_at(maps_bg[:, i], maps_fg[:, i])
+    rest = as_t(np.tile(_translation(plan.margin, plan.margin), (sharp.shape[0], 1, 1)))  # the sharp frame's pose
+    target = frame_at(rest, rest)
     blurred_lin = (total / n).clamp(0, 1)
     generator = torch.Generator().manual_seed(plan.seed)
     normal = torch.randn(blurred_lin.shape, generator=generator).to(device)
