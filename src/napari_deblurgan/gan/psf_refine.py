@@ -365,9 +365,10 @@ def refine(
 
 #: :func:`varies_across_frame`: side (px) of the corner regions (at most), the smallest side worth
 #: checking, and how much better a region's own PSF may explain it than the chosen PSF before the blur
-#: counts as varying across the frame. On the realistic validation set, where refinement lost 1.6-3.2 dB
-#: to the generator's output (zoom, camera roll), a corner's own PSF explained it 1.23-8 times better;
-#: on one-kernel blur (validation gravel, test camera/coffee/rocket) at most 1.15 times.
+#: counts as varying across the frame. On the realistic validation set (as first synthesised, before its
+#: paths were centred), where refinement lost 1.6-3.2 dB to the generator's output (zoom, camera roll),
+#: a corner's own PSF explained it 1.23-8 times better; on one-kernel blur (validation gravel, test
+#: camera/coffee/rocket) at most 1.15 times.
 REGION_SIDE, MIN_REGION_SIDE, REGION_TOLERANCE = 320, 192, 0.2
 
 
