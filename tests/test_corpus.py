@@ -176,3 +176,19 @@ def test_a_folder_of_other_files_is_refused_and_a_rebuild_touches_only_its_own(b
         build_corpus(tmp_path / "mine", built / ".." / "debs", packages={"fakephotos": r"usr/share/fakephotos/.+"})
     assert (tmp_path / "mine" / "holiday.png").read_bytes() == b"not the corpus's"
     assert corpus._previous_build(built) == [r["file"] for r in read_manifest(built) if r["file"]]
+
+
+def test_the_command_builds_and_packs(built: Path, tmp_path: Path, monkeypatch, capsys) -> None:
+    from napari_deblurgan.cli import main
+
+    monkeypatch.setattr(corpus, "SOURCES", {"fakephotos": r"usr/share/fakephotos/.+"})
+    monkeypatch.setattr(corpus, "SKIMAGE_PHOTOS", ("camera",))
+    monkeypatch.setitem(corpus.LOOKED_AT, "fakephotos/usr/share/fakephotos/marked.jpg", "exclude: soft (looked at)")
+    for quiet in ([], ["--quiet"]):
+        out = tmp_path / f"cli{len(quiet)}"
+        args = ["corpus", str(out), "--cache", str(built / ".." / "debs"), "--pack", str(out / "pack"), *quiet]
+        assert main(args) == 0
+        printed = capsys.readouterr().out
+        assert "sharp photos (" in printed and "Training pack:" in printed
+        assert ("fakephotos: " in printed) != bool(quiet)  # progress lines only without --quiet
+        assert read_manifest(out) == read_manifest(built)

@@ -454,7 +454,7 @@ def _synthesize(args: argparse.Namespace) -> None:
 def _corpus(args: argparse.Namespace) -> None:
     from .gan.corpus import build_corpus, read_manifest, write_pack
 
-    manifest = build_corpus(args.folder, args.cache, progress=None if args.quiet else print)
+    manifest = build_corpus(args.folder, args.cache, progress=(lambda _: None) if args.quiet else print)
     rows = read_manifest(args.folder)
     kept = [r for r in rows if r["status"] == "keep"]
     splits = {s: sum(r["split"] == s for r in kept) for s in ("train", "val", "test")}

@@ -193,21 +193,26 @@ def data_mode(cfg: TrainConfig) -> str:
 
 def photo_folder(cfg: TrainConfig, split: str) -> Path | None:
     """The folder of ``split`` photos of a realistic-blur run: ``data/split`` of a corpus, or ``data``
-    itself for training; None where there is none (validation then uses scikit-image's photos)."""
+    itself for training; None for ``data="skimage"`` and where there is none (scikit-image's images
+    of that split are used then)."""
+    if cfg.data == "skimage":
+        return None
     root = Path(cfg.data)
     if (root / split).is_dir():
         return root / split
     return root if split == "train" else None
 
 
+def _skimage_photos(split: str) -> list[np.ndarray]:
+    return [np.round(image * 255).astype(np.uint8) for image in skimage_images(split)]  # type: ignore[arg-type]
+
+
 def build_source(cfg: TrainConfig) -> BatchSource:
     """The training batches ``cfg.data`` describes."""
     options = cfg.realistic_blur()
     if options is not None:
-        if cfg.data == "skimage":
-            photos = [np.round(im * 255).astype(np.uint8) for im in skimage_images("train")]
-        else:
-            photos = load_photos(photo_folder(cfg, "train"))  # type: ignore[arg-type]
+        folder = photo_folder(cfg, "train")
+        photos = load_photos(folder) if folder else _skimage_photos("train")
         return RealisticPairs(photos, cfg.crop, cfg.batch_size, cfg.seed, options, cfg.scale_min)
     curriculum = BlurCurriculum(cfg.blur_start, cfg.blur_end, cfg.blur_ramp)
     mode = data_mode(cfg)
@@ -249,14 +254,14 @@ def folder_pairs(cfg: TrainConfig) -> list[tuple[Path, Path]]:
 
 
 def validation_pairs(cfg: TrainConfig, size: int = 256) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Fixed held-out (blurred, sharp) float RGB pairs: synthetic from the scikit-image validation images
-    for sharp-image data; else central crops of up to 4 pairs held out of training."""
+    """Fixed held-out (blurred, sharp) float RGB pairs: with realistic synthesis, 8 cases of the engine on
+    the validation photos (a corpus' val/, else scikit-image's); synthetic one-kernel blur of the
+    scikit-image validation images for other sharp-image data; else central crops of up to 4 pairs held
+    out of training."""
     options = cfg.realistic_blur()
     if options is not None:
-        folder = photo_folder(cfg, "val") if cfg.data != "skimage" else None
-        photos = (
-            load_photos(folder) if folder else [np.round(im * 255).astype(np.uint8) for im in skimage_images("val")]
-        )
+        folder = photo_folder(cfg, "val")
+        photos = load_photos(folder) if folder else _skimage_photos("val")
         return realistic_cases(photos, options, size, count=8, seed=12345)
     if data_mode(cfg) not in ("pairs", "aligned"):
         from .blur import blur_image
