@@ -283,12 +283,12 @@ def _grid(maps: torch.Tensor, xs: torch.Tensor, ys: torch.Tensor, canvas_hw: tup
     return torch.stack([gx, gy], dim=-1)
 
 
-def _blob_mask(grid: torch.Tensor, b: torch.Tensor, canvas_hw: tuple[int, int]) -> torch.Tensor:
-    """The object's soft mask (B, 1, h, w) at grid positions (object canvas coordinates): a disc whose
-    radius wobbles with three harmonics of the angle (see :attr:`Plan.blob`)."""
-    ch, cw = canvas_hw
-    x = (grid[..., 0] + 1) * (cw - 1) / 2 - b[:, 0, None, None]
-    y = (grid[..., 1] + 1) * (ch - 1) / 2 - b[:, 1, None, None]
+def _blob_mask(b: torch.Tensor, canvas_hw: tuple[int, int]) -> torch.Tensor:
+    """The objects' soft masks (B, 1, H, W) on their canvases, at rest: discs whose radius wobbles with
+    three harmonics of the angle (see :attr:`Plan.blob`). They move with the objects (grid_sample)."""
+    ys, xs = (torch.arange(n, dtype=b.dtype, device=b.device) for n in canvas_hw)
+    x = xs[None, None, :] - b[:, 0, None, None]
+    y = ys[None, :, None] - b[:, 1, None, None]
     r, angle = torch.sqrt(x * x + y * y), torch.atan2(y, x)
     wobble = 1 + sum(b[:, 3 + k, None, None] * torch.cos((k + 2) * angle + b[:, 6 + k, None, None]) for k in range(3))
     inside = b[:, 2, None, None] * wobble - r  # px from the edge, > 0 inside
@@ -321,9 +321,8 @@ def render(
     n = plan.background.shape[1]
     maps_bg, maps_fg = as_t(plan.background), as_t(plan.foreground)
     movers = torch.as_tensor(np.flatnonzero(plan.has_object), device=device)  # samples with a moving object
-    if len(movers):
-        objs = linear(objects)[movers]
-        blob = as_t(plan.blob)[movers]
+    if len(movers):  # the objects in linear light, their masks as a fourth channel: one warp moves both
+        objs = torch.cat([linear(objects)[movers], _blob_mask(as_t(plan.blob)[movers], canvas)], dim=1)
     ys, xs = torch.meshgrid(
         torch.arange(h, dtype=torch.float32, device=device),
         torch.arange(w, dtype=torch.float32, device=device),
@@ -334,9 +333,10 @@ def render(
         """One sub-frame: the background through maps ``bg``, the moving objects through ``fg`` over it."""
         frame = F.grid_sample(background, _grid(bg, xs, ys, canvas), padding_mode="reflection", align_corners=True)
         if len(movers):
-            grid_fg = _grid(fg[movers], xs, ys, canvas)
-            obj = F.grid_sample(objs, grid_fg, padding_mode="reflection", align_corners=True)
-            frame[movers] = frame[movers] + _blob_mask(grid_fg, blob, canvas) * (obj - frame[movers])
+            moved = F.grid_sample(
+                objs, _grid(fg[movers], xs, ys, canvas), padding_mode="reflection", align_corners=True
+            )
+            frame[movers] = frame[movers] + moved[:, 3:] * (moved[:, :3] - frame[movers])
         return frame
 
     total = torch.zeros(sharp.shape[0], 3, h, w, device=device)
