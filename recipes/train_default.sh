@@ -20,10 +20,11 @@ napari-deblurgan train --config recipes/stage6.json --out "$OUT/stage6" --init "
 # Stage 8: a fine-tune of stage 6 where a fifth of the kernels are slight (small_blur), so sharp images are left alone.
 napari-deblurgan train --config recipes/stage8.json --out "$OUT/stage8" --init "$OUT/stage6/generator.safetensors" "$@"
 # Stage 8's generator in float16, as it was shipped before stage 13 (in history: git show 99b2477:training/stage8/...).
-napari-deblurgan export "$OUT/stage8" "$OUT/stage8/generator-half.safetensors" --overwrite --half
+napari-deblurgan export "$OUT/stage8" "$OUT/stage8/generator-half.safetensors" --overwrite --half --weights raw
 # (Stages 9-12, recipes/stage9.json to stage12.json, fine-tuned stage 8 without gain: not part of the model.)
 # Stage 13: stage 8 narrowed to 16 base channels (4x fewer multiply-adds), fine-tuned; critic at the end.
 napari-deblurgan train --config recipes/stage13.json --out "$OUT/stage13" --init "$OUT/stage8/generator-half.safetensors" "$@"
-# The shipped file holds float16 weights (half the size; loaded as float32).
-napari-deblurgan export "$OUT/stage13" "$OUT/default.safetensors" --overwrite --half
+# The shipped file holds float16 weights (half the size; loaded as float32): the optimised weights, not the
+# weight average (export's default since 2026-12-04; stages 8 and 13 were exported before it existed).
+napari-deblurgan export "$OUT/stage13" "$OUT/default.safetensors" --overwrite --half --weights raw
 echo "Reproduced: $OUT/default.safetensors (ship it: cp it to src/napari_deblurgan/models/default.safetensors)"

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import skimage.data
+import torch
 
 from _helpers import TINY_RECIPE
 from napari_deblurgan.cli import main
@@ -201,6 +202,24 @@ def test_train_resume_and_export(tmp_path: Path, capsys) -> None:
     assert main(["export", str(run), str(tmp_path / "half.safetensors"), "--half"]) == 0
     full, half = (tmp_path / "m.safetensors").stat().st_size, (tmp_path / "half.safetensors").stat().st_size
     assert half < 0.6 * full  # the header (architecture, recipe) is the same size in both
+
+
+def test_export_writes_the_weight_average_the_run_validated_or_the_raw_weights(tmp_path: Path) -> None:
+    from safetensors.torch import load_file
+
+    sharp = tmp_path / "sharp"
+    sharp.mkdir()
+    write_image(sharp / "a.png", skimage.data.astronaut()[:100, :100])
+    recipe = tmp_path / "recipe.json"
+    recipe.write_text(json.dumps({**TINY_RECIPE, "ema": 0.9, "lr": 1e-2}))
+    run = tmp_path / "run"
+    assert main(["train", str(sharp), "--out", str(run), "--config", str(recipe), "--steps", "4", "--quiet"]) == 0
+    assert main(["export", str(run), str(tmp_path / "avg.safetensors")]) == 0
+    assert main(["export", str(run), str(tmp_path / "raw.safetensors"), "--weights", "raw"]) == 0
+    own, avg, raw = (load_file(str(p)) for p in (run / "generator.safetensors", tmp_path / "avg.safetensors",
+                                                 tmp_path / "raw.safetensors"))  # fmt: skip
+    assert all(torch.equal(own[k], avg[k]) for k in own)  # the run's own model file is its average
+    assert any(not torch.equal(avg[k], raw[k]) for k in avg)
 
 
 def test_train_until_stops_with_a_checkpoint_and_resume_flags_branch_the_run(tmp_path: Path, capsys) -> None:

@@ -415,7 +415,11 @@ def _export(args: argparse.Namespace) -> None:
     try:
         config = TrainConfig.from_dict(json.loads(state["config"]))
         model = ResnetGenerator(config.generator_config())
-        model.load_state_dict(state["generator"])
+        average = state.get("ema") or {}
+        if args.weights == "average" and average:  # AveragedModel's state: "module.<name>" and a counter
+            model.load_state_dict({k.removeprefix("module."): v for k, v in average.items() if k != "n_averaged"})
+        else:
+            model.load_state_dict(state["generator"])
         step = int(state["step"])
     except (KeyError, RuntimeError, TypeError, ValueError) as exc:
         raise ValueError(f"{source} is not a complete napari-deblurgan checkpoint ({_summary(exc)})") from exc
@@ -424,7 +428,8 @@ def _export(args: argparse.Namespace) -> None:
         raise FileExistsError(f"{out} already exists; pass --overwrite to replace it")
     with torch.no_grad():
         save_generator(model, out, {"step": str(step), "recipe": state["config"]}, half=args.half)
-    print(f"Exported the generator at step {step} to {out}")
+    which = "weight average" if args.weights == "average" and average else "generator"
+    print(f"Exported the {which} at step {step} to {out}")
 
 
 def _synthesize(args: argparse.Namespace) -> None:
@@ -517,6 +522,13 @@ def _add_others(sub: argparse._SubParsersAction) -> None:
     p.add_argument("output", help="model file to write (.safetensors)")
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--half", action="store_true", help="store float16 weights: half the file size")
+    p.add_argument(
+        "--weights",
+        choices=("average", "raw"),
+        default="average",
+        help="average: the run's weight average (ema), as validation scored it and the run's own model file "
+        "holds, where it kept one (default); raw: the optimised weights",
+    )
     p.set_defaults(func=_export)
 
     p = sub.add_parser("synthesize", help="write blurred/sharp A/B pairs from a folder of sharp images")
