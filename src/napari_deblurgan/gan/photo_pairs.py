@@ -66,10 +66,9 @@ class RealisticPairs:
 
     def _region(self, photo: NDArray[np.uint8], top: float, left: float, size: float, side: int) -> torch.Tensor:
         """The square of ``size`` photo px at (top, left), resampled to ``side`` px (mirrored past the edges)."""
-        y0, x0, n = math.floor(top), math.floor(left), max(1, round(size))
-        rows, cols = (_mirrored(np.arange(start, start + n), length) for start, length in zip((y0, x0), photo.shape))
-        window = photo[rows[:, None], cols[None, :]]
-        patch = torch.from_numpy(np.ascontiguousarray(window)).permute(2, 0, 1)[None].float() / 255
+        n = max(1, round(size))
+        patch = torch.from_numpy(_window(photo, math.floor(top), math.floor(left), n, n)).permute(2, 0, 1)[None]
+        patch = patch.float() / 255
         if n != side:
             patch = F.interpolate(patch, size=(side, side), mode="bilinear", antialias=True, align_corners=False)
         return patch[0].clamp(0, 1)
@@ -111,6 +110,13 @@ def _mirrored(index: NDArray[np.int64], length: int) -> NDArray[np.int64]:
     return np.where(folded >= length, period - folded, folded)
 
 
+def _window(photo: NDArray, top: int, left: int, height: int, width: int) -> NDArray:
+    """The ``height`` x ``width`` window of ``photo`` at (top, left), mirrored past its edges."""
+    rows = _mirrored(np.arange(top, top + height), photo.shape[0])
+    cols = _mirrored(np.arange(left, left + width), photo.shape[1])
+    return np.ascontiguousarray(photo[rows[:, None], cols[None, :]])
+
+
 def realistic_cases(
     photos: Sequence[NDArray],
     options: RealisticBlur,
@@ -119,13 +125,16 @@ def realistic_cases(
     seed: int,
     kinds: Sequence[str] | None = None,
 ) -> list[tuple[NDArray[np.float32], NDArray[np.float32]]]:
-    """Fixed (blurred, sharp) float32 RGB test cases in [0, 1]: case ``i`` blurs RGB photo ``i % len(photos)``
-    (uint8, uint16 or float in [0, 1])
-    (its central ``size`` square, or all of it with ``size=None``; the photo is the frame) with the blur
-    kind ``kinds[i % len(kinds)]`` (default: drawn from ``options.mix``), from the seed ``(seed, i)``."""
+    """Fixed (blurred, sharp) float32 RGB test cases in [0, 1]. Case ``i`` blurs RGB photo ``i % len(photos)``
+    (uint8, uint16 or float in [0, 1]; its central ``size`` square, or all of it with ``size=None``; the
+    photo is the frame) with the blur kind ``kinds[i % len(kinds)]`` (default: drawn from
+    ``options.mix``), from the seed ``(seed, i)``; its moving objects come from the next photo."""
     from dataclasses import replace
 
     from .images import to_float01
+
+    def as_tensor(image: NDArray) -> torch.Tensor:
+        return torch.from_numpy(to_float01(image)).permute(2, 0, 1)[None]
 
     cases = []
     margin = math.ceil(options.extent[1]) + 2
@@ -134,20 +143,10 @@ def realistic_cases(
         h, w = photo.shape[:2]
         ch, cw = (min(size, h), min(size, w)) if size else (h, w)
         top, left = (h - ch) // 2, (w - cw) // 2
-        padded = np.pad(photo, ((margin, margin), (margin, margin), (0, 0)), mode="reflect")
-        canvas = padded[top : top + ch + 2 * margin, left : left + cw + 2 * margin]
+        canvas = _window(photo, top - margin, left - margin, ch + 2 * margin, cw + 2 * margin)
+        objects = _window(photos[(i + 1) % len(photos)], 0, 0, *canvas.shape[:2])
         case_options = replace(options, mix={kinds[i % len(kinds)]: 1.0}) if kinds else options
-        rng = np.random.default_rng([seed, i])
-        plan = plan_batch(rng, case_options, (ch, cw), margin, [(h, w)], [(top, left)])
-        other = photos[(i + 1) % len(photos)]
-        other = np.pad(
-            other,
-            ((0, max(0, canvas.shape[0] - other.shape[0])), (0, max(0, canvas.shape[1] - other.shape[1])), (0, 0)),
-            mode="reflect",
-        )
-        as_tensor = lambda a: torch.from_numpy(to_float01(np.ascontiguousarray(a))).permute(2, 0, 1)[None]  # noqa: E731
-        blurred, sharp = render(
-            as_tensor(canvas), as_tensor(other[: canvas.shape[0], : canvas.shape[1]]), plan, (ch, cw)
-        )
+        plan = plan_batch(np.random.default_rng([seed, i]), case_options, (ch, cw), margin, [(h, w)], [(top, left)])
+        blurred, sharp = render(as_tensor(canvas), as_tensor(objects), plan, (ch, cw))
         cases.append(tuple(t[0].permute(1, 2, 0).numpy().astype(np.float32) for t in (blurred, sharp)))
     return cases  # type: ignore[return-value]
