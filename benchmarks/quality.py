@@ -22,6 +22,7 @@ sharp inputs (noise, tone and JPEG only).
     python benchmarks/quality.py [--model NAME=PATH ...] [--lengths 10 20 30] [--seeds 2] [--split val]
                                  [--ensemble 2 4 8] [--per-case]
     python benchmarks/quality.py --set realistic [--corpus data/corpus] [--split val] [--extent 5 40]
+                                 [--generator-only]
 """
 
 from __future__ import annotations
@@ -115,7 +116,7 @@ def deconvolve(fn: Callable[[NDArray, NDArray], NDArray], blurred: NDArray, psf:
 
 
 def methods(
-    models: dict[str, str], ensembles: list[int], true_psf: bool = True
+    models: dict[str, str], ensembles: list[int], true_psf: bool = True, refined: bool = True
 ) -> dict[str, Callable[[NDArray, NDArray], NDArray]]:
     from napari_deblurgan import deblur, load_model
 
@@ -128,7 +129,8 @@ def methods(
     for name, path in models.items():
         model = load_model(path or None, "cpu")
         table[f"model: {name}, generator only"] = lambda b, psf, m=model: deblur(b, m, refine=False)
-        table[f"model: {name}"] = lambda b, psf, m=model: deblur(b, m)
+        if refined:
+            table[f"model: {name}"] = lambda b, psf, m=model: deblur(b, m)
         for n in ensembles:
             table[f"model: {name}, ensemble x{n}"] = lambda b, psf, m=model, n=n: deblur(b, m, ensemble=n)
     return table
@@ -163,6 +165,9 @@ def main() -> None:
     )
     parser.add_argument("--corpus", default="data/corpus", help="the photo corpus (realistic set)")
     parser.add_argument("--extent", type=float, nargs=2, default=(5.0, 40.0), help="realistic blur extents, px")
+    parser.add_argument(
+        "--generator-only", action="store_true", help="score models without PSF refinement only (choosing networks)"
+    )
     args = parser.parse_args()
     models = dict(m.split("=", 1) for m in args.model)
     if not args.no_default:
@@ -185,7 +190,7 @@ def main() -> None:
     columns = "".join(f" {k:>7}" for k in KINDS) + f" {'worst':>7}" if realistic else ""
     print(f"{'method':<36} {'PSNR':>7} {'gain':>6} {'SSIM':>7} {'s/case':>7}{columns}")
     psnrs: dict[str, list[float]] = {}
-    for label, fn in methods(models, args.ensemble, true_psf=not realistic).items():
+    for label, fn in methods(models, args.ensemble, not realistic, not args.generator_only).items():
         t = time.perf_counter()
         scores = []
         for _, sharp, blurred, psf in cases:

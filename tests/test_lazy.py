@@ -59,11 +59,13 @@ def test_runs_on_a_two_worker_local_cluster(tiny_model_path, stack) -> None:
     np.testing.assert_array_equal(result, deblur(stack, tiny_model_path))
 
 
+@pytest.mark.parametrize("multiple", [4, 16])
 @pytest.mark.parametrize("length", [3073, 4100, 6148, 10000])
-def test_blocks_are_balanced_without_a_thin_leftover(length) -> None:
+def test_blocks_are_balanced_without_a_thin_leftover(length, multiple) -> None:
     from napari_deblurgan.gan.lazy import _block_size
 
-    size = _block_size(length, 2048)
+    size = _block_size(length, 2048, multiple)
     count = -(-length // size)
     last = length - (count - 1) * size
-    assert size % 4 == 0 and size <= 2048 + 3 and last > size - 4 * count  # e.g. 4100: 1368, 1368, 1364
+    assert size % multiple == 0 and size < 2048 + multiple  # e.g. 4100 on a grid of 4: 1368, 1368, 1364
+    assert last > size - multiple * count

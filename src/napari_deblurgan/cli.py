@@ -13,7 +13,10 @@ import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .gan.train import Trainer
 
 from .gan.ensemble import ENSEMBLE_SIZES
 
@@ -215,13 +218,6 @@ def _read_recipe(path: str) -> dict:
     return options
 
 
-def _summary(exc: BaseException, lines: int = 2) -> str:
-    """An exception as ``Type: first lines`` (load_state_dict lists every mismatching tensor)."""
-    text = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    more = f" (and {len(text) - lines} more)" if len(text) > lines else ""
-    return f"{exc.__class__.__name__}: {' '.join(text[:lines])}{more}"
-
-
 def _init_distributed(device: str = "auto") -> None:
     """Join the process group torchrun set up: NCCL when training on GPUs, gloo on the CPU (``--device
     cpu`` on a GPU machine too: NCCL cannot reduce CPU tensors); no-op for one process."""
@@ -247,8 +243,6 @@ def _init_distributed(device: str = "auto") -> None:
 
 
 def _train(args: argparse.Namespace) -> None:
-    from tqdm import tqdm
-
     from .gan.checkpoint import remove_stale_temp_files
     from .gan.train import CHECKPOINT_NAME, MODEL_NAME, TrainConfig, Trainer
 
@@ -292,13 +286,26 @@ def _train(args: argparse.Namespace) -> None:
             isinstance(exc, RuntimeError) and "state_dict" not in str(exc)
         ):
             raise
+        from .gan.export import summary
+
         raise ValueError(
-            f"Cannot resume from {checkpoint}: it is not a complete napari-deblurgan checkpoint ({_summary(exc)})"
+            f"Cannot resume from {checkpoint}: it is not a complete napari-deblurgan checkpoint ({summary(exc)})"
         ) from exc
     if args.resume and trainer.step == 0 and rank == 0:
         print(f"--resume: {checkpoint} does not exist, so training starts at step 0", file=sys.stderr)
+    _run_trainer(trainer, Path(args.out), args.until, args.quiet, rank)
+
+
+def _run_trainer(trainer: Trainer, out: Path, until: int | None, quiet: bool, rank: int) -> None:
+    """Train with a progress bar until the schedule ends or step ``until``; the first Ctrl-C stops after
+    the current step with a checkpoint (exit status 130), a second one quits at once."""
+    from tqdm import tqdm
+
+    from .gan.train import CHECKPOINT_NAME
+
+    checkpoint = out / CHECKPOINT_NAME
     bar = tqdm(
-        total=trainer.cfg.steps, initial=trainer.step, unit="step", dynamic_ncols=True, disable=args.quiet or rank > 0
+        total=trainer.cfg.steps, initial=trainer.step, unit="step", dynamic_ncols=True, disable=quiet or rank > 0
     )
     interrupted = False
 
@@ -323,22 +330,52 @@ def _train(args: argparse.Namespace) -> None:
                     f"step {event.step}: validation {json.dumps({k: round(v, 4) for k, v in event.validation.items()})}"
                 )
             bar.set_postfix(post, refresh=False)
-            if args.until is not None and event.step >= args.until:
+            if until is not None and event.step >= until:
                 trainer.request_stop()
     except KeyboardInterrupt:
         kept = "keeps its last checkpoint (resume with --resume)" if checkpoint.is_file() else "has no checkpoint yet"
-        print(f"Quit without saving; {args.out} {kept}", file=sys.stderr)
+        print(f"Quit without saving; {out} {kept}", file=sys.stderr)
         raise SystemExit(130) from None
     finally:
         if main_thread:
             signal.signal(signal.SIGINT, previous)
         bar.close()
     if interrupted:
-        message = f"Interrupted at step {trainer.step}; checkpoint saved in {args.out} (resume with --resume)"
+        message = f"Interrupted at step {trainer.step}; checkpoint saved in {out} (resume with --resume)"
         print(message, file=sys.stderr)
         raise SystemExit(130)
     if rank == 0:
-        print(f"Trained to step {trainer.step}; model: {Path(args.out) / 'generator.safetensors'}")
+        print(f"Trained to step {trainer.step}; model: {out / 'generator.safetensors'}")
+
+
+def _lineage(args: argparse.Namespace) -> None:
+    from dataclasses import replace
+
+    from .gan.checkpoint import remove_stale_temp_files
+    from .gan.export import export_checkpoint
+    from .gan.lineage import Lineage
+    from .gan.train import CHECKPOINT_NAME, MODEL_NAME, Trainer
+
+    lineage = Lineage.from_file(args.recipe)
+    out = Path(args.out)
+    for stage in lineage.stages:
+        run = stage.run_dir(out)
+        for path in (run / CHECKPOINT_NAME, run / MODEL_NAME):  # left by a run killed while saving
+            remove_stale_temp_files(path)
+        config = replace(stage.config, init=lineage.init_path(stage, out))
+        resume = (run / CHECKPOINT_NAME).is_file()
+        trainer = Trainer(config, run, device=args.device, resume=resume, data_workers=args.data_workers)
+        if trainer.step >= stage.until:
+            print(f"stage {stage.name}: trained to step {trainer.step} already")
+            continue
+        print(f"stage {stage.name} ({'from step ' + str(trainer.step) if resume else 'new'}): {stage.why}")
+        _run_trainer(trainer, run, stage.until, args.quiet, 0)
+        del trainer
+    model = out / "default.safetensors"
+    which, step = export_checkpoint(
+        lineage.stage(lineage.ship_stage).run_dir(out), model, lineage.ship_weights, half=True, overwrite=True
+    )
+    print(f"Model: {model} (the {which} of stage {lineage.ship_stage} at step {step}, float16)")
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
@@ -375,6 +412,17 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_train)
 
+    p = sub.add_parser(
+        "lineage",
+        help="train a model's whole lineage (a recipe of stages, e.g. recipes/default.json), resuming where it stopped",
+    )
+    p.add_argument("recipe", help="lineage recipe: a base of training options and stages that override it")
+    p.add_argument("--out", default="runs/default-model", help="folder of the stages' runs and the final model")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--data-workers", type=_workers, metavar="N", help="processes that make batches ahead")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_lineage)
+
 
 def _evaluate(args: argparse.Namespace) -> None:
     from tqdm import tqdm
@@ -402,34 +450,10 @@ def _evaluate(args: argparse.Namespace) -> None:
 
 
 def _export(args: argparse.Namespace) -> None:
-    import torch
+    from .gan.export import export_checkpoint
 
-    from .gan.checkpoint import load_checkpoint
-    from .gan.generator import ResnetGenerator
-    from .gan.train import CHECKPOINT_NAME, TrainConfig
-    from .gan.weights import save_generator
-
-    source = Path(args.checkpoint)
-    source = source / CHECKPOINT_NAME if source.is_dir() else source
-    state = load_checkpoint(source)
-    try:
-        config = TrainConfig.from_dict(json.loads(state["config"]))
-        model = ResnetGenerator(config.generator_config())
-        average = state.get("ema") or {}
-        if args.weights == "average" and average:  # AveragedModel's state: "module.<name>" and a counter
-            model.load_state_dict({k.removeprefix("module."): v for k, v in average.items() if k != "n_averaged"})
-        else:
-            model.load_state_dict(state["generator"])
-        step = int(state["step"])
-    except (KeyError, RuntimeError, TypeError, ValueError) as exc:
-        raise ValueError(f"{source} is not a complete napari-deblurgan checkpoint ({_summary(exc)})") from exc
-    out = Path(args.output)
-    if out.exists() and not args.overwrite:
-        raise FileExistsError(f"{out} already exists; pass --overwrite to replace it")
-    with torch.no_grad():
-        save_generator(model, out, {"step": str(step), "recipe": state["config"]}, half=args.half)
-    which = "weight average" if args.weights == "average" and average else "generator"
-    print(f"Exported the {which} at step {step} to {out}")
+    which, step = export_checkpoint(args.checkpoint, args.output, args.weights, args.half, args.overwrite)
+    print(f"Exported the {which} at step {step} to {args.output}")
 
 
 def _synthesize(args: argparse.Namespace) -> None:

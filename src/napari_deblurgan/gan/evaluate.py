@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 
 from .checkpoint import atomic_write
-from .generator import ResnetGenerator
 from .inference import deblur
 from .metrics import psnr, ssim
+from .networks import Generator
 from .pairs import load_pair
 
 
@@ -27,7 +27,7 @@ class PairScore:
 
 def evaluate_pairs(
     pairs: Sequence[tuple[Path, Path]],
-    model: ResnetGenerator,
+    model: Generator,
     tile_size: int | None = 1024,
     refine: bool = True,
     on_pair: Callable[[PairScore], None] | None = None,

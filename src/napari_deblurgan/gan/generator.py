@@ -1,4 +1,5 @@
-"""The DeblurGAN ResNet generator (Kupyn et al. 2018, table 1), configurable.
+"""The DeblurGAN ResNet generator (Kupyn et al. 2018, table 1), configurable, and the architecture
+config every generator shares (see :mod:`.nafnet` for the encoder-decoder).
 
 Layout: ReflPad3-Conv7x7 -> 2 x stride-2 Conv3x3 -> N ResBlocks -> 2 x upsampling -> ReflPad3-Conv7x7
 -> tanh, plus the global skip ``out = clamp(input + residual, -1, 1)``.  Unlike the original code, the
@@ -17,13 +18,23 @@ from torch import nn
 
 NormName = Literal["instance", "batch", "none"]
 UpsampleName = Literal["transpose", "resize"]
+ArchName = Literal["resnet", "nafnet"]
 PaddingName = Literal["reflect", "zero"]
 
 
 @dataclass(frozen=True)
 class GeneratorConfig:
-    """Architecture of a :class:`ResnetGenerator`; stored as JSON next to the weights."""
+    """Architecture of a generator; stored as JSON next to the weights.
 
+    ``arch`` "resnet" is the DeblurGAN ResNet (``ngf`` base channels, ``n_blocks`` ResBlocks; the other
+    fields below ``learn_residual`` apply to it); "nafnet" the encoder-decoder of :mod:`.nafnet`
+    (``ngf`` channels at full resolution, ``encoder_blocks`` blocks per level, ``n_blocks`` in the
+    middle; norm, dropout, upsample and padding must keep their defaults' meaning of "none": they are
+    not used).
+    """
+
+    arch: ArchName = "resnet"
+    encoder_blocks: tuple[int, ...] = ()
     in_channels: int = 3
     out_channels: int = 3
     ngf: int = 64
@@ -43,11 +54,22 @@ class GeneratorConfig:
         unknown = set(data) - known
         if unknown:
             raise ValueError(f"Unknown generator config keys {sorted(unknown)}; known: {sorted(known)}")
+        if isinstance(data.get("encoder_blocks"), list):
+            data = {**data, "encoder_blocks": tuple(data["encoder_blocks"])}
         cfg = cls(**data)
         cfg.validate()
         return cfg
 
     def validate(self) -> None:
+        if self.arch not in ("resnet", "nafnet"):
+            raise ValueError(f"arch must be 'resnet' or 'nafnet', got {self.arch!r}")
+        blocks = self.encoder_blocks
+        if not isinstance(blocks, tuple) or not all(type(n) is int and 0 <= n <= 64 for n in blocks):
+            raise ValueError(f"encoder_blocks must be a list of block counts (0-64), got {blocks!r}")
+        if self.arch == "resnet" and blocks:
+            raise ValueError('encoder_blocks are for arch "nafnet"; the ResNet has n_blocks only')
+        if self.arch == "nafnet" and not 1 <= len(blocks) <= 5:
+            raise ValueError(f'arch "nafnet" needs 1 to 5 levels in encoder_blocks, got {list(blocks)}')
         if self.norm not in ("instance", "batch", "none"):
             raise ValueError(f"norm must be 'instance', 'batch' or 'none', got {self.norm!r}")
         if self.upsample not in ("transpose", "resize"):
@@ -75,6 +97,8 @@ def preset(name: str, **overrides: Any) -> GeneratorConfig:
     """Return the named preset, optionally with some fields replaced."""
     if name not in PRESETS:
         raise ValueError(f"Unknown generator preset {name!r}; choose one of {sorted(PRESETS)}")
+    if isinstance(overrides.get("encoder_blocks"), list):  # from a JSON recipe
+        overrides = {**overrides, "encoder_blocks": tuple(overrides["encoder_blocks"])}
     cfg = replace(PRESETS[name], **overrides)
     cfg.validate()
     return cfg
@@ -131,6 +155,8 @@ class ResnetGenerator(nn.Module):
         super().__init__()
         cfg = config or GeneratorConfig()
         cfg.validate()
+        if cfg.arch != "resnet":
+            raise ValueError(f"ResnetGenerator builds arch 'resnet', got {cfg.arch!r}; use build_generator")
         self.config = cfg
         bias = cfg.norm != "batch"
         ngf = cfg.ngf
@@ -170,12 +196,13 @@ class ResnetGenerator(nn.Module):
         out_conv.weight.data.mul_(0.01)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return _generate(self.model, self.config, x)
+        return generate(self.model, self.config, x, self.multiple)
 
 
-def _generate(body: nn.Module, config: GeneratorConfig, x: torch.Tensor) -> torch.Tensor:
-    """Pad ``x`` to a multiple of 4 (and at least 8 px), run ``body`` and crop back; add the global skip."""
-    m, smallest = ResnetGenerator.multiple, ResnetGenerator.min_size
+def generate(body: nn.Module, config: GeneratorConfig, x: torch.Tensor, multiple: int) -> torch.Tensor:
+    """Pad ``x`` to a multiple of ``multiple`` (and at least 8 px), run ``body`` and crop back; add the
+    global skip."""
+    m, smallest = multiple, max(multiple, ResnetGenerator.min_size)
     h, w = x.shape[-2:]
     ph, pw = (max(smallest, -(-n // m) * m) - n for n in (h, w))
     xp = F.pad(x, (0, pw, 0, ph), mode="reflect" if min(h, w) > max(ph, pw) else "replicate") if ph or pw else x
@@ -314,10 +341,11 @@ class InferenceGenerator(nn.Module):
     def __init__(self, generator: ResnetGenerator) -> None:
         super().__init__()
         self.config = generator.config
+        self.multiple = generator.multiple
         self.model = nn.Sequential(*_rearranged(list(generator.model)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return _generate(self.model, self.config, x)
+        return generate(self.model, self.config, x, self.multiple)
 
 
 def count_parameters(module: nn.Module) -> int:

@@ -22,19 +22,19 @@ from numpy.typing import ArrayLike, NDArray
 
 from .device import bf16_supported, is_out_of_memory, resolve_device
 from .ensemble import check_ensemble, dihedral, undo_dihedral
-from .generator import InferenceGenerator, ResnetGenerator
 from .lazy import deblur_dask, is_dask_array
+from .networks import Generator, for_inference
 from .psf_refine import refine as refine_with_psf
 from .tiling import Tile, plan_tiles, tile_weights
 from .weights import default_model_path, load_generator
 
 ProgressCallback = Callable[[int, int], None]
 
-_CACHE: dict[tuple[str, str], tuple[float, ResnetGenerator]] = {}  # (file, device) -> (mtime, model)
+_CACHE: dict[tuple[str, str], tuple[float, Generator]] = {}  # (file, device) -> (mtime, model)
 _CACHE_LOCK = threading.Lock()
 
 
-def load_model(path: str | Path | None = None, device: str | torch.device = "auto") -> ResnetGenerator:
+def load_model(path: str | Path | None = None, device: str | torch.device = "auto") -> Generator:
     """Load (and cache) a generator from a safetensors model file; ``None`` means the shipped default.
 
     The cache keeps one model per file and device: a file rewritten since (a training run exporting as
@@ -232,7 +232,7 @@ class PlaneDeblurrer:
 
     def __init__(
         self,
-        model: ResnetGenerator,
+        model: Generator,
         device: torch.device,
         tile_size: int | None = 1024,
         tile_overlap: int | None = None,
@@ -250,7 +250,8 @@ class PlaneDeblurrer:
                 f"tile_overlap must be at least 0 and less than half the tile size ({tile_size}), got {tile_overlap}"
             )
         self.per_tile_statistics = model.config.norm == "instance"
-        self.model: torch.nn.Module = InferenceGenerator(model)
+        self.model = for_inference(model)
+        self.multiple = model.multiple
         if device.type == "cpu":
             self.model = self.model.to(memory_format=torch.channels_last)
         self.device, self.half, self.ensemble = device, half, ensemble
@@ -260,7 +261,7 @@ class PlaneDeblurrer:
     def padding(self, height: int, width: int) -> tuple[tuple[int, int], tuple[int, int]]:
         """Symmetric padding of a plane: ``border`` on each side, plus up to 3 px at the bottom/right so
         that every tile starts on the network's stride-4 grid (else tiles would not match the frame)."""
-        m, b = ResnetGenerator.multiple, self.border
+        m, b = self.multiple, self.border
         return (b, b + (-(height + 2 * b)) % m), (b, b + (-(width + 2 * b)) % m)
 
     def tiles_for(self, height: int, width: int) -> list[Tile]:
@@ -268,7 +269,7 @@ class PlaneDeblurrer:
         h, w = height + top + bottom, width + left + right
         if self.tile_size is None or max(height, width) <= self.tile_size:  # the border does not count
             return [Tile(0, 0, h, w)]
-        return plan_tiles(h, w, self.tile_size - self.tile_size % ResnetGenerator.multiple, self.tile_overlap)
+        return plan_tiles(h, w, self.tile_size - self.tile_size % self.multiple, self.tile_overlap, self.multiple)
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
         x = torch.from_numpy(batch).permute(0, 3, 1, 2).to(self.device) * 2 - 1
@@ -300,7 +301,7 @@ class PlaneDeblurrer:
                     raise
                 h, w = plane.shape[:2]
                 current = max(max(t.h, t.w) for t in self.tiles_for(h, w))
-                smaller = max(self.min_tile, current // 2 - (current // 2) % ResnetGenerator.multiple)
+                smaller = max(self.min_tile, current // 2 - (current // 2) % self.multiple)
                 if smaller >= current or max(h, w) <= smaller:  # no smaller tiles: the same frame again
                     raise MemoryError(
                         f"Out of memory on {self.device} even with tiles of {current} px; "
@@ -346,7 +347,7 @@ class PlaneDeblurrer:
 
 def _deblur_lazy(
     image: Any,
-    model: str | Path | ResnetGenerator | None,
+    model: str | Path | Generator | None,
     channel_axis: int | None,
     rgb: bool | None,
     value_range: tuple[float, float] | Literal["auto"] | None,
@@ -370,7 +371,9 @@ def _deblur_lazy(
     lo, hi = value_range_of(np.empty((1, 1), dtype=image.dtype), value_range)
     tile = options["tile_size"]
     overlap = default_overlap(tile) if options["tile_overlap"] is None else options["tile_overlap"]
-    options = {**options, "block_size": 2 * tile if tile else 4096, "context": -(-overlap // 4) * 4}
+    net = model if isinstance(model, torch.nn.Module) else load_model(model, options["device"])
+    m = net.multiple
+    options = {**options, "block_size": 2 * tile if tile else 4096, "context": -(-overlap // m) * m, "multiple": m}
     if layout.channel_axis is None:
         return deblur_dask(image, model, False, (lo, hi), **options)
     if layout.colour:
@@ -392,7 +395,7 @@ def _chunks(items: list[Tile], size: int) -> Iterator[list[Tile]]:
 
 def deblur(
     image: ArrayLike,
-    model: str | Path | ResnetGenerator | None = None,
+    model: str | Path | Generator | None = None,
     *,
     device: str = "auto",
     channel_axis: int | None = None,
@@ -468,7 +471,7 @@ def deblur(
     if isinstance(value_range, str):
         _check_auto(value_range)
         value_range = intensity_range(arr, channel_axis, rgb)
-    net = model if isinstance(model, ResnetGenerator) else load_model(model, device)
+    net = model if isinstance(model, Generator) else load_model(model, device)
     dev = next(net.parameters()).device
     lo, hi = value_range_of(arr, value_range)
     work = np.moveaxis(arr, layout.channel_axis, -1) if layout.channel_axis is not None else arr

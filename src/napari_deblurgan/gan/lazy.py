@@ -1,7 +1,7 @@
 """``deblur`` for dask arrays: a lazy result computed block by block (locally or on a dask cluster).
 
 Leading (stack) axes are split into single planes; large planes are split into blocks that overlap by
-``context`` pixels, on the network's stride-4 grid and without padding at the frame edges, so each
+``context`` pixels, on the network's grid (its stride) and without padding at the frame edges, so each
 block sees what the whole frame would and the seams blend away when the overlap is trimmed.
 """
 
@@ -12,15 +12,15 @@ from typing import Any
 
 import numpy as np
 
-from .generator import ResnetGenerator
+from .networks import Generator
 
 
 def is_dask_array(obj: Any) -> bool:
     return type(obj).__module__.startswith("dask.") and hasattr(obj, "map_overlap")
 
 
-def _block_size(length: int, block: int, multiple: int = 4) -> int:
-    """Equal blocks of at most about ``block`` pixels (a multiple of 4), so that no thin leftover block
+def _block_size(length: int, block: int, multiple: int) -> int:
+    """Equal blocks of at most about ``block`` pixels (a multiple of ``multiple``), so that no thin leftover block
     at the far edge lacks the context (or, for PSF refinement, the size) the others have."""
     if length <= block * 1.5:
         return length
@@ -31,25 +31,27 @@ def _block_size(length: int, block: int, multiple: int = 4) -> int:
 
 def deblur_dask(
     arr: Any,
-    model: str | Path | ResnetGenerator | None,
+    model: str | Path | Generator | None,
     colour: bool,
     value_range: tuple[float, float],
     block_size: int = 2048,
     context: int = 64,
+    multiple: int = 4,
     **options: Any,
 ) -> Any:
     """Lazy ``deblur`` of a dask array whose channels (if any) are on the last axis.
 
     ``value_range`` must be given (the whole array's range; a block only knows its own). Blocks of at
-    most ``block_size`` pixels per side overlap their neighbours by ``context`` on each side.
+    most ``block_size`` pixels per side overlap their neighbours by ``context`` on each side; both are
+    multiples of the network's stride, ``multiple``.
     """
     from .inference import deblur
 
-    if context % 4:
-        raise ValueError(f"context must be a multiple of 4 (the network's stride), got {context}")
+    if context % multiple:
+        raise ValueError(f"context must be a multiple of {multiple} (the network's stride), got {context}")
     spatial = (arr.ndim - 3, arr.ndim - 2) if colour else (arr.ndim - 2, arr.ndim - 1)
     chunks: dict[int, Any] = {ax: 1 for ax in range(spatial[0])}
-    chunks.update({ax: _block_size(arr.shape[ax], block_size) for ax in spatial})
+    chunks.update({ax: _block_size(arr.shape[ax], block_size, multiple) for ax in spatial})
     if colour:
         chunks[arr.ndim - 1] = -1
     arr = arr.rechunk(chunks)

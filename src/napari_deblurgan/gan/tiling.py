@@ -44,10 +44,12 @@ def balanced_size(length: int, tile: int, overlap: int, multiple: int = 4) -> in
     return min(tile, -(-size // multiple) * multiple)
 
 
-def plan_tiles(height: int, width: int, tile: int, overlap: int) -> list[Tile]:
-    """Equal-size tiles covering a (height, width) frame, each at most ``tile`` on a side."""
-    th, tw = balanced_size(height, tile, overlap), balanced_size(width, tile, overlap)
-    return [Tile(y, x, th, tw) for y in tile_starts(height, th, overlap) for x in tile_starts(width, tw, overlap)]
+def plan_tiles(height: int, width: int, tile: int, overlap: int, multiple: int = 4) -> list[Tile]:
+    """Equal-size tiles covering a (height, width) frame, each at most ``tile`` on a side, starting on
+    the network's grid of ``multiple`` px."""
+    th, tw = (balanced_size(n, tile, overlap, multiple) for n in (height, width))
+    ys, xs = tile_starts(height, th, overlap, multiple), tile_starts(width, tw, overlap, multiple)
+    return [Tile(y, x, th, tw) for y in ys for x in xs]
 
 
 def _ramp(length: int, overlap_before: int, overlap_after: int) -> NDArray[np.float32]:

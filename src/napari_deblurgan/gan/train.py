@@ -35,6 +35,7 @@ from .images import centre_crop
 from .losses import content_loss, gradient_penalty
 from .metrics import psnr, ssim
 from .narrow import narrow_generator
+from .networks import Generator, build_generator
 from .pairs import aligned_pairs, find_pairs, load_pair, split_holdout
 from .photo_pairs import RealisticPairs, load_photos, realistic_cases
 from .prefetch import PrefetchedSource, default_data_workers
@@ -338,7 +339,7 @@ class Trainer:
         torch.manual_seed(config.seed)
         self.source = source if source is not None else build_source(config)
         self._own_source = source is None
-        self.generator = ResnetGenerator(config.generator_config()).to(self.device)
+        self.generator = build_generator(config.generator_config()).to(self.device)
         if config.init and state is None:
             self._load_init(config.init)
         self.critic = PatchCritic(CriticConfig(**config.critic)).to(self.device) if config.adv_weight > 0 else None
@@ -422,7 +423,8 @@ class Trainer:
 
         previous = load_generator(path, self.device)
         mine = self.generator.config
-        if previous.config.ngf > mine.ngf and replace(previous.config, ngf=mine.ngf) == mine:
+        wider = isinstance(previous, ResnetGenerator) and previous.config.ngf > mine.ngf
+        if wider and replace(previous.config, ngf=mine.ngf) == mine:
             calibration = torch.cat([self.source.batch(step)[0] for step in range(4)])  # training crops
             previous = narrow_generator(previous, mine.ngf, calibration.to(self.device))
         elif previous.config != mine:
@@ -433,7 +435,7 @@ class Trainer:
         self.generator.load_state_dict(previous.state_dict())
 
     @property
-    def model(self) -> ResnetGenerator:
+    def model(self) -> Generator:
         """The generator that validation scores and export writes: the weight average when ``ema`` is on."""
         return self.ema.module if self.ema is not None else self.generator  # type: ignore[return-value]
 

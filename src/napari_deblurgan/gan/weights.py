@@ -11,7 +11,8 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from .checkpoint import atomic_write
-from .generator import GeneratorConfig, ResnetGenerator
+from .generator import GeneratorConfig
+from .networks import Generator, build_generator
 
 FORMAT = "napari-deblurgan/generator-v1"
 DEFAULT_MODEL_NAME = "default.safetensors"
@@ -23,7 +24,7 @@ def default_model_path() -> Path:
 
 
 def save_generator(
-    model: ResnetGenerator, path: str | Path, metadata: dict[str, str] | None = None, half: bool = False
+    model: Generator, path: str | Path, metadata: dict[str, str] | None = None, half: bool = False
 ) -> Path:
     """Write ``model`` to ``path`` (safetensors) atomically; ``metadata`` is stored alongside.
 
@@ -46,7 +47,7 @@ def read_metadata(path: str | Path) -> dict[str, str]:
         return dict(fh.metadata() or {})
 
 
-def load_generator(path: str | Path | None = None, device: str | torch.device = "cpu") -> ResnetGenerator:
+def load_generator(path: str | Path | None = None, device: str | torch.device = "cpu") -> Generator:
     """Load a generator from a napari-deblurgan safetensors file (the shipped default when ``path`` is None).
 
     The result is in eval mode (no dropout; deterministic). Pickle files are refused, never executed. The
@@ -80,7 +81,7 @@ def load_generator(path: str | Path | None = None, device: str | torch.device = 
     config = _stored_config(path, meta["config"], len(shapes))
     try:
         with torch.device("meta"):  # shapes only: nothing is allocated
-            expected = {k: tuple(v.shape) for k, v in ResnetGenerator(config).state_dict().items()}
+            expected = {k: tuple(v.shape) for k, v in build_generator(config).state_dict().items()}
     except (RuntimeError, ValueError, OverflowError) as exc:  # sizes too large to describe
         raise ValueError(f"{path} does not match its stored architecture ({exc})") from exc
     problems = [k for k in expected if shapes.get(k) != expected[k]]
@@ -98,7 +99,7 @@ def load_generator(path: str | Path | None = None, device: str | torch.device = 
         raise ValueError(
             f"{path} is corrupt: {corrupt[:5]} hold NaN or infinite weights; re-export or re-download the model"
         )
-    model = ResnetGenerator(config)
+    model = build_generator(config)
     model.load_state_dict(state)
     return model.to(device).eval()
 

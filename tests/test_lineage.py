@@ -1,0 +1,90 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import skimage.data
+import torch
+from _helpers import TINY_RECIPE
+from safetensors.torch import load_file
+
+from napari_deblurgan.cli import main
+from napari_deblurgan.gan.images import write_image
+from napari_deblurgan.gan.lineage import Lineage
+from napari_deblurgan.gan.weights import read_metadata
+
+
+def _recipe(sharp: Path) -> dict[str, Any]:
+    return {
+        "about": "two stages",
+        "base": {**TINY_RECIPE, "data": str(sharp), "steps": 4, "ema": 0.5},
+        "stages": [
+            {"name": "first", "why": "content only", "until": 3},
+            {"name": "second", "why": "lower lr", "init": "first", "set": {"lr": 1e-5, "seed": 7}},
+        ],
+        "ship": {"stage": "second", "weights": "raw"},
+    }
+
+
+def test_the_lineage_trains_each_stage_from_the_last_and_ships_one(tmp_path: Path, capsys) -> None:
+    sharp = tmp_path / "sharp"
+    sharp.mkdir()
+    write_image(sharp / "a.png", skimage.data.astronaut()[:100, :100])
+    recipe = tmp_path / "lineage.json"
+    recipe.write_text(json.dumps(_recipe(sharp)))
+    out = tmp_path / "runs"
+    assert main(["lineage", str(recipe), "--out", str(out), "--quiet"]) == 0
+    first, second = (json.loads(read_metadata(out / s / "generator.safetensors")["recipe"]) for s in ("first", "second"))
+    assert read_metadata(out / "first" / "generator.safetensors")["step"] == "3"  # until
+    assert first["lr"] == TINY_RECIPE.get("lr", 1e-4) and second["lr"] == 1e-5 and second["seed"] == 7
+    assert second["init"] == str(out / "first" / "generator.safetensors")
+    shipped = load_file(str(out / "default.safetensors"))
+    assert all(v.dtype == torch.float16 for v in shipped.values())
+    assert read_metadata(out / "default.safetensors")["step"] == "4"
+    capsys.readouterr()
+    # run again: every stage is done, nothing trains, the same model is written
+    before = {k: v.clone() for k, v in shipped.items()}
+    assert main(["lineage", str(recipe), "--out", str(out), "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "stage first: trained to step 3 already" in printed and "stage second: trained to step 4" in printed
+    again = load_file(str(out / "default.safetensors"))
+    assert all(torch.equal(before[k], again[k]) for k in before)
+
+
+def test_a_stage_starts_from_its_init_stage(tmp_path: Path) -> None:
+    sharp = tmp_path / "sharp"
+    sharp.mkdir()
+    write_image(sharp / "a.png", skimage.data.astronaut()[:100, :100])
+    data = _recipe(sharp)
+    data["stages"][1]["set"]["lr"] = 0.0  # a stage that cannot move: it must hold the first stage's weights
+    data["stages"][1]["set"]["ema"] = 0.0
+    recipe = tmp_path / "lineage.json"
+    recipe.write_text(json.dumps(data))
+    out = tmp_path / "runs"
+    assert main(["lineage", str(recipe), "--out", str(out), "--quiet"]) == 0
+    first, second = (load_file(str(out / s / "generator.safetensors")) for s in ("first", "second"))
+    assert all(np.allclose(first[k].numpy(), second[k].numpy()) for k in first)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda d: d["stages"][1].update(init="later"), "must name an earlier stage"),
+        (lambda d: d["stages"][0].update(until=99), '"until" must be a step from 1'),
+        (lambda d: d["stages"][1].update(name="first"), "stage names are unique"),
+        (lambda d: d["stages"][0].update(steps=3), "a stage is an object with keys"),
+        (lambda d: d.update(ship={"stage": "third"}), '"ship" must name a stage'),
+        (lambda d: d["base"].update(colour=1), "Unknown training options"),
+        (lambda d: d.update(stages=[]), "non-empty list"),
+    ],
+)
+def test_bad_lineages_say_what_is_wrong(tmp_path: Path, change: Any, message: str) -> None:
+    data = _recipe(tmp_path)
+    change(data)
+    path = tmp_path / "lineage.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match=message):
+        Lineage.from_file(path)
