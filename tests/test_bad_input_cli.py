@@ -335,6 +335,14 @@ def test_an_incomplete_checkpoint_is_named_by_export_and_resume(run, tmp_path, c
     assert code == 2 and "Cannot resume" in err and drop in err
 
 
+def test_export_never_writes_over_its_own_run(run, capsys) -> None:
+    before = {name: (run / name).read_bytes() for name in ("checkpoint.pt", "metrics.csv")}
+    for name in before:
+        code, err = _cli(capsys, "export", str(run), str(run / name), "--overwrite")
+        assert code == 2 and f"the run's own {name}" in err
+    assert all((run / name).read_bytes() == data for name, data in before.items())
+
+
 def test_a_checkpoint_of_another_architecture_is_named(run, tmp_path, capsys) -> None:
     from napari_deblurgan.gan.checkpoint import load_checkpoint, save_checkpoint
 

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import skimage.data
 import torch
-from _helpers import TINY_RECIPE
 from safetensors.torch import load_file
 
+from _helpers import TINY_RECIPE
 from napari_deblurgan.cli import main
 from napari_deblurgan.gan.images import write_image
 from napari_deblurgan.gan.lineage import Lineage
@@ -37,7 +37,9 @@ def test_the_lineage_trains_each_stage_from_the_last_and_ships_one(tmp_path: Pat
     recipe.write_text(json.dumps(_recipe(sharp)))
     out = tmp_path / "runs"
     assert main(["lineage", str(recipe), "--out", str(out), "--quiet"]) == 0
-    first, second = (json.loads(read_metadata(out / s / "generator.safetensors")["recipe"]) for s in ("first", "second"))
+    first, second = (
+        json.loads(read_metadata(out / s / "generator.safetensors")["recipe"]) for s in ("first", "second")
+    )
     assert read_metadata(out / "first" / "generator.safetensors")["step"] == "3"  # until
     assert first["lr"] == TINY_RECIPE.get("lr", 1e-4) and second["lr"] == 1e-5 and second["seed"] == 7
     assert second["init"] == str(out / "first" / "generator.safetensors")

@@ -209,10 +209,9 @@ def _tile_size(text: str) -> int:
 
 
 def _read_recipe(path: str) -> dict:
-    try:
-        options = json.loads(Path(path).read_text())
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"The recipe {path} is not valid JSON ({exc}); fix it or pass the options as flags") from exc
+    from .gan.json_files import read_json_file
+
+    options = read_json_file(path, "The recipe")
     if not isinstance(options, dict):
         raise ValueError(f"The recipe {path} must hold a JSON object of training options, not {type(options).__name__}")
     return options
@@ -281,7 +280,7 @@ def _train(args: argparse.Namespace) -> None:
             resume_overrides=tuple({"steps", *given} if "steps" in options else given),
             data_workers=args.data_workers,
         )
-    except (KeyError, RuntimeError, json.JSONDecodeError) as exc:
+    except (KeyError, RuntimeError) as exc:
         if not (args.resume and checkpoint.is_file()) or (
             isinstance(exc, RuntimeError) and "state_dict" not in str(exc)
         ):

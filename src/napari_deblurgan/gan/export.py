@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Literal
 
 import torch
 
 from .checkpoint import load_checkpoint
+from .json_files import parse_json
 from .networks import build_generator
-from .train import CHECKPOINT_NAME, TrainConfig
+from .train import CHECKPOINT_NAME, METRICS_NAME, TrainConfig
 from .weights import save_generator
 
 
@@ -37,7 +37,7 @@ def export_checkpoint(
     source = source / CHECKPOINT_NAME if source.is_dir() else source
     state = load_checkpoint(source)
     try:
-        config = TrainConfig.from_dict(json.loads(state["config"]))
+        config = TrainConfig.from_dict(parse_json(state["config"], f"The recipe in {source}"))
         model = build_generator(config.generator_config())
         average = state.get("ema") or {}
         if weights == "average" and average:  # AveragedModel's state: "module.<name>" and a counter
@@ -48,6 +48,11 @@ def export_checkpoint(
     except (KeyError, RuntimeError, TypeError, ValueError) as exc:
         raise ValueError(f"{source} is not a complete napari-deblurgan checkpoint ({summary(exc)})") from exc
     out = Path(output)
+    run_files = {(source.parent / name).resolve() for name in (source.name, METRICS_NAME)}
+    if out.resolve() in run_files:
+        raise ValueError(
+            f"{out} is the run's own {out.name}; export to another file (e.g. {source.parent}/model.safetensors)"
+        )
     if out.exists() and not overwrite:
         raise FileExistsError(f"{out} already exists; pass --overwrite to replace it")
     with torch.no_grad():

@@ -13,12 +13,12 @@ schedule still spans ``steps``). ``ship`` names the stage whose weights become t
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .json_files import read_json_file
 from .train import TrainConfig
 
 _NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,39}")
@@ -46,10 +46,7 @@ class Lineage:
 
     @classmethod
     def from_file(cls, path: str | Path) -> Lineage:
-        try:
-            data = json.loads(Path(path).read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ValueError(f"Cannot read the lineage recipe {path}: {exc}") from exc
+        data = read_json_file(path, "The lineage recipe")
         try:
             return cls.from_dict(data)
         except (TypeError, ValueError) as exc:

@@ -32,6 +32,7 @@ from .data import BatchSource, BlurCurriculum, PairedCrops, SyntheticPairs, skim
 from .device import bf16_supported, is_out_of_memory, resolve_device
 from .generator import PRESETS, GeneratorConfig, ResnetGenerator, preset
 from .images import centre_crop
+from .json_files import parse_json
 from .losses import content_loss, gradient_penalty
 from .metrics import psnr, ssim
 from .narrow import narrow_generator
@@ -40,6 +41,7 @@ from .pairs import aligned_pairs, find_pairs, load_pair, split_holdout
 from .photo_pairs import RealisticPairs, load_photos, realistic_cases
 from .prefetch import PrefetchedSource, default_data_workers
 from .realistic import RealisticBlur
+from .recipe_checks import check_options
 from .weights import save_generator
 
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -119,19 +121,23 @@ class TrainConfig:
     validate_every: int = 500
     log_every: int = 10
 
+    def __post_init__(self) -> None:
+        check_options({f.name: getattr(self, f.name) for f in fields(self)})
+        self.betas = tuple(self.betas)  # type: ignore[assignment]
+        self.realistic_blur()  # bad engine options fail on load, naming the option
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        if not isinstance(data, dict):
+            raise ValueError(f"Training options must be a JSON object, got {type(data).__name__}")
         known = {f.name for f in fields(cls)}
         unknown = set(data) - known
         if unknown:
             raise ValueError(f"Unknown training options {sorted(unknown)}")
-        cfg = cls(**data)
-        cfg.betas = tuple(cfg.betas)  # type: ignore[assignment]
-        cfg.realistic_blur()  # bad engine options fail on load, naming the option
-        return cfg
+        return cls(**data)
 
     def realistic_blur(self) -> RealisticBlur | None:
         """The GOPRO-like engine's options, or None for the one-kernel synthesis."""
@@ -186,8 +192,6 @@ def data_mode(cfg: TrainConfig) -> str:
     if not root.is_dir():
         raise FileNotFoundError(f"Training data folder {root} does not exist")
     if cfg.data_mode != "auto":
-        if cfg.data_mode not in ("pairs", "aligned", "sharp"):
-            raise ValueError(f"data_mode must be auto, pairs, aligned or sharp, got {cfg.data_mode!r}")
         return cfg.data_mode
     return "pairs" if (root / "A").is_dir() or any(root.glob(f"**/{cfg.gopro_blur}")) else "sharp"
 
@@ -318,7 +322,8 @@ class Trainer:
         if resume and self.checkpoint_path.is_file():
             state = load_checkpoint(self.checkpoint_path)
             changes = {name: getattr(config, name) for name in resume_overrides}
-            config = TrainConfig.from_dict({**json.loads(state["config"]), **changes})
+            saved = parse_json(state["config"], f"The recipe in {self.checkpoint_path}")
+            config = TrainConfig.from_dict({**saved, **changes})
         elif not resume and self.checkpoint_path.is_file():
             raise FileExistsError(
                 f"{self.run_dir} already holds a training run; resume it (--resume) or choose another output folder"

@@ -12,6 +12,7 @@ from safetensors.torch import load_file, save_file
 
 from .checkpoint import atomic_write
 from .generator import GeneratorConfig
+from .json_files import parse_json
 from .networks import Generator, build_generator
 
 FORMAT = "napari-deblurgan/generator-v1"
@@ -107,7 +108,7 @@ def load_generator(path: str | Path | None = None, device: str | torch.device = 
 def _stored_config(path: Path, text: str, n_tensors: int) -> GeneratorConfig:
     """The architecture in a model file's metadata, checked for types and plausibility before use."""
     try:
-        data = json.loads(text)
+        data = parse_json(text, "its architecture config")
         if not isinstance(data, dict):
             raise ValueError(f"expected a JSON object, got {type(data).__name__}")
         config = GeneratorConfig.from_dict(data)
