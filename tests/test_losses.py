@@ -95,3 +95,31 @@ def test_missing_vgg_weights_say_where_to_put_them(tmp_path: Path, monkeypatch: 
         find_vgg19_weights(download=False)
     monkeypatch.setenv("NAPARI_DEBLURGAN_VGG19", str(_fake_vgg_file(tmp_path)))
     assert find_vgg19_weights(download=False).name == "vgg19-dcbb9e9d.pth"
+
+
+def test_vgg_weights_are_fetched_into_the_hub_cache_and_checksummed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import hashlib
+
+    from napari_deblurgan.gan import losses
+
+    (tmp_path / "server").mkdir()
+    made = _fake_vgg_file(tmp_path / "server")
+    prefix = hashlib.sha256(made.read_bytes()).hexdigest()[:8]
+    served = made.with_name(f"vgg19-{prefix}.pth")
+    made.rename(served)
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    monkeypatch.delenv("NAPARI_DEBLURGAN_VGG19", raising=False)
+    monkeypatch.setattr(losses, "VGG19_URL", served.as_uri())
+    monkeypatch.setattr(losses, "VGG19_FILENAME", served.name)
+    monkeypatch.setattr(losses, "HASH_PREFIX", "0" * 8 if prefix != "0" * 8 else "1" * 8)
+    with pytest.raises(ValueError, match="failed their checksum"):
+        find_vgg19_weights()
+    assert not (tmp_path / "hub" / "checkpoints" / served.name).exists()  # a bad file is never kept
+    monkeypatch.setattr(losses, "HASH_PREFIX", prefix)
+    fetched = find_vgg19_weights()
+    assert fetched == tmp_path / "hub" / "checkpoints" / served.name
+    assert fetched.read_bytes() == served.read_bytes()
+    served.unlink()  # cached now: found without the network
+    assert find_vgg19_weights() == fetched

@@ -244,3 +244,13 @@ def test_only_bad_steps_in_a_row_count_as_divergence(
     else:
         trainer.fit()
         assert trainer.step == 4
+
+
+def test_the_default_recipe_trains_without_downloads(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from napari_deblurgan.gan.losses import content_loss
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "empty-hub"))  # no VGG19 anywhere
+    monkeypatch.delenv("NAPARI_DEBLURGAN_VGG19", raising=False)
+    loss = content_loss(TrainConfig().content_loss)
+    x = torch.rand(1, 3, 8, 8)
+    assert float(loss(x, x)) < 1e-2 < float(loss(x, -x))

@@ -98,8 +98,9 @@ class TrainWidget(Container):
         self._content = ComboBox(
             label="content loss",
             choices=list(CONTENT_LOSSES),
-            value="l1",
-            tooltip="'perceptual' needs VGG19 ImageNet weights",
+            value="charbonnier",
+            tooltip="pixel loss of the output against the sharp image; 'perceptual' (the paper's) needs VGG19 "
+            "ImageNet weights (fetched once when online)",
         )
         self._adv = FloatSpinBox(
             label="adversarial weight",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -13,6 +12,7 @@ from torch import nn
 
 VGG19_URL = "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth"
 VGG19_FILENAME = "vgg19-dcbb9e9d.pth"
+HASH_PREFIX = VGG19_FILENAME.split("-")[1].split(".")[0]  # torchvision names files by their SHA-256 prefix
 #: Layer layout of torchvision's ``vgg19().features`` (so its state dict loads unchanged).
 _VGG19_CFG = [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512, "M"]
 #: Index of conv3_3 in ``features`` (DeblurGAN's content layer).
@@ -45,8 +45,13 @@ def find_vgg19_weights(path: str | Path | None = None, download: bool = True) ->
             raise FileNotFoundError(f"VGG19 weights file {candidate} does not exist")
         return candidate
     if not hub_file.is_file() and download:
-        with contextlib.suppress(Exception):  # offline: fall through to the explanatory error
-            torch.hub.load_state_dict_from_url(VGG19_URL, progress=False, weights_only=True)
+        try:  # torch's way: into the hub cache, with progress, the SHA-256 checked against the file name
+            hub_file.parent.mkdir(parents=True, exist_ok=True)
+            torch.hub.download_url_to_file(VGG19_URL, str(hub_file), HASH_PREFIX, progress=True)
+        except RuntimeError as exc:  # the file arrived but its checksum is wrong: never use it
+            raise ValueError(f"The VGG19 weights downloaded from {VGG19_URL} failed their checksum ({exc})") from exc
+        except (OSError, ValueError):  # offline or unreachable: fall through to the explanatory error
+            pass
     if hub_file.is_file():
         return hub_file
     raise FileNotFoundError(

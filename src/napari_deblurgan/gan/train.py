@@ -78,7 +78,7 @@ class TrainConfig:
     preset: str = "paper"
     generator: dict[str, Any] = field(default_factory=dict)  # overrides of the preset's fields
     critic: dict[str, Any] = field(default_factory=dict)
-    content_loss: str = "perceptual"
+    content_loss: str = "charbonnier"  # the shipped model's; "perceptual" (the paper's) needs VGG19 weights
     vgg_weights: str | None = None
     content_weight: float = 100.0
     adv_weight: float = 1.0  # 0 trains content-only (no critic)
