@@ -357,3 +357,8 @@ def test_value_range_for_12_bit_data_in_16_bit_files(tmp_path: Path, tiny_model_
     with pytest.raises(SystemExit):
         main([*base, "-o", str(tmp_path / "bad"), "--value-range", "4095,0"])
     assert "HI must be larger than LO" in capsys.readouterr().err
+    for infinite in ("0,inf", "-inf,1", "nan,1"):  # wrote black images with exit 0
+        with pytest.raises(SystemExit):
+            main([*base, "-o", str(tmp_path / "bad"), f"--value-range={infinite}"])
+        assert "must be finite numbers" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()

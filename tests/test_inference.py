@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from skimage.metrics import peak_signal_noise_ratio
 
 from napari_deblurgan import deblur
@@ -33,10 +35,57 @@ def test_identity_model_returns_the_input_exactly(identity_model_path, shape, dt
         image = rng.random(shape).astype(dtype)
     out = deblur(image, identity_model_path)
     assert out.shape == image.shape and out.dtype == image.dtype
-    if np.issubdtype(dtype, np.integer):
-        np.testing.assert_array_equal(out, image)
+    np.testing.assert_array_equal(out, image)
+
+
+NUMERIC_DTYPES = [np.dtype(t) for t in np.typecodes["AllInteger"] + np.typecodes["Float"]]
+
+
+@pytest.mark.parametrize("dtype", NUMERIC_DTYPES, ids=str)
+@pytest.mark.parametrize("where", ["lowest", "highest", "middle", "spread"])
+def test_every_dtype_round_trips_at_the_ends_of_its_range(identity_model_path, dtype, where) -> None:
+    # uint64 white came back 0, int64 10**17 as -2**63, float32 1e38 as NaN: 64-bit values and constants
+    # that float64 cannot resolve at their magnitude must come back as they went in.
+    info = np.iinfo(dtype) if dtype.kind in "ui" else np.finfo(dtype)
+    if where == "spread":
+        rng = np.random.default_rng(3)
+        image = rng.integers(info.min, info.max, (30, 31), endpoint=True, dtype=dtype) if dtype.kind in "ui" else (
+            (rng.standard_normal((30, 31)) * (min(float(info.max), 1e308) / 8)).astype(dtype))  # fmt: skip
     else:
-        np.testing.assert_allclose(out, image, atol=1e-6)
+        value = {"lowest": info.min, "highest": info.max, "middle": info.max // 3 if dtype.kind in "ui" else 1e-3}
+        image = np.full((30, 31), value[where], dtype=dtype)
+        if dtype.kind == "f" and dtype.itemsize > 8 and where != "middle":  # long double beyond float64
+            with pytest.raises(ValueError, match="beyond float64's range"):
+                deblur(image, identity_model_path, refine=False)
+            return
+    for layout in (image, np.repeat(image[..., None], 3, axis=2)):
+        out = deblur(layout, identity_model_path, refine=False)
+        assert out.dtype == dtype
+        np.testing.assert_array_equal(out, layout)
+
+
+@given(
+    dtype=st.sampled_from(NUMERIC_DTYPES),
+    values=st.lists(st.floats(-1e300, 1e300), min_size=4, max_size=12),
+)
+@settings(max_examples=60, deadline=None)
+def test_any_values_of_any_dtype_round_trip(identity_model_path, dtype, values) -> None:
+    if dtype.kind in "ui":
+        info = np.iinfo(dtype)
+        data = np.clip(np.array(values), info.min, info.max)
+        image = np.array([int(v) for v in data], dtype=object).astype(dtype)
+    else:
+        with np.errstate(over="ignore"):
+            image = np.array(values).astype(dtype)
+        image[~np.isfinite(image)] = 0
+    image = image.reshape(2, -1)
+    np.testing.assert_array_equal(deblur(image, identity_model_path, refine=False), image)
+
+
+@pytest.mark.parametrize("value_range", [(0, np.inf), (-np.inf, 1), (np.nan, 1), (-1e308, 1e308)])
+def test_impossible_value_ranges_are_refused(identity_model_path, value_range) -> None:
+    with pytest.raises(ValueError, match="value_range must be two finite numbers"):
+        deblur(np.zeros((8, 8), np.uint16), identity_model_path, value_range=value_range)
 
 
 @pytest.mark.parametrize("size", [(1, 1), (2, 3), (3, 3), (5, 7), (17, 33), (33, 17), (1, 300), (101, 99)])
@@ -337,3 +386,11 @@ def test_a_rewritten_model_file_is_reloaded_and_replaces_the_old_copy(tmp_path) 
 
 def _same_weights(a, b) -> bool:
     return all((p == q).all() for p, q in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+def test_a_masked_array_is_refused_rather_than_its_mask_ignored(identity_model_path) -> None:
+    image = np.ma.masked_greater(np.arange(64, dtype=np.uint16).reshape(8, 8), 60)
+    image.data[image.mask] = 65535  # hidden values that would set the range of an own-range dtype
+    with pytest.raises(TypeError, match=r"masked array.*image.filled"):
+        deblur(image, identity_model_path)
+    np.testing.assert_array_equal(deblur(image.filled(0), identity_model_path, refine=False), image.filled(0))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import signal
 import sys
@@ -182,6 +183,8 @@ def _value_range(text: str) -> str | tuple[float, float]:
         low, high = (float(v) for v in text.split(","))
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r}: use dtype, auto or LO,HI such as 0,4095") from None
+    if not (math.isfinite(low) and math.isfinite(high)):
+        raise argparse.ArgumentTypeError(f"{text!r}: LO and HI must be finite numbers")
     if not high > low:
         raise argparse.ArgumentTypeError(f"{text!r}: HI must be larger than LO")
     return low, high
@@ -413,7 +416,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser(
         "lineage",
-        help="train a model's whole lineage (a recipe of stages, e.g. recipes/default.json), resuming where it stopped",
+        help="train a model's whole lineage (a recipe of stages, e.g. recipes/nafnet.json), resuming where it stopped",
     )
     p.add_argument("recipe", help="lineage recipe: a base of training options and stages that override it")
     p.add_argument("--out", default="runs/default-model", help="folder of the stages' runs and the final model")

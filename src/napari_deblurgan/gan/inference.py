@@ -8,6 +8,7 @@ the input's dtype, range and axis order.
 from __future__ import annotations
 
 import contextlib
+import math
 import numbers
 import threading
 import warnings
@@ -104,6 +105,11 @@ def _check_array(arr: np.ndarray) -> None:
         raise ValueError(f"deblur got an empty array of shape {arr.shape}")
     if arr.dtype.kind == "f" and not np.isfinite(arr).all():
         raise ValueError("The image contains NaN or infinite values; replace them first, e.g. np.nan_to_num(image)")
+    if arr.dtype.kind == "f" and arr.dtype.itemsize > 8 and np.abs(arr).max() > np.finfo(np.float64).max:
+        raise ValueError(
+            f"The {arr.dtype} image holds values beyond float64's range (1.8e308), which deblur computes in; "
+            "scale it first"
+        )
 
 
 def value_range_of(arr: np.ndarray, value_range: tuple[float, float] | None) -> tuple[float, float]:
@@ -111,6 +117,8 @@ def value_range_of(arr: np.ndarray, value_range: tuple[float, float] | None) -> 
     [0, 1] if inside it, else min..max."""
     if value_range is not None:
         lo, hi = (float(v) for v in value_range)
+        if not (np.isfinite(lo) and np.isfinite(hi) and np.isfinite(hi - lo)):
+            raise ValueError(f"value_range must be two finite numbers (low, high), got {value_range}")
         if not hi > lo:
             raise ValueError(f"value_range must be (low, high) with high > low, got {value_range}")
         return lo, hi
@@ -170,10 +178,20 @@ def data_range(low: float, high: float) -> tuple[float, float]:
 
 
 def _float_range(lo: float, hi: float) -> tuple[float, float]:
-    """[0, 1] for data inside it, else min..max (a constant image maps to mid-grey)."""
+    """[0, 1] for data inside it, else min..max. A constant image maps to mid-grey, in a range wide enough
+    to resolve at its magnitude (1e38 +- 0.5 is 1e38)."""
     if lo >= 0.0 and hi <= 1.0:
         return 0.0, 1.0
-    return (lo, hi) if hi > lo else (lo - 0.5, lo + 0.5)
+    if not np.isfinite(hi - lo):
+        raise ValueError(f"The image's values span {lo:g} to {hi:g}, more than float64 can take in; scale it first")
+    if hi > lo:
+        return lo, hi
+    half = max(0.5, abs(lo) * 2.0**-20)
+    if not np.isfinite(lo - half):  # at the end of float64's range: the range goes one way only
+        return lo, lo + 2 * half
+    if not np.isfinite(lo + half):
+        return lo - 2 * half, lo
+    return lo - half, lo + half
 
 
 #: Rows converted at a time between the input dtype and float32 (float64 temporaries stay small).
@@ -188,15 +206,50 @@ def _to_unit(plane: np.ndarray, lo: float, hi: float) -> NDArray[np.float32]:
     return unit
 
 
-def _restore_dtype(plane01: NDArray[np.float32], dtype: np.dtype, lo: float, hi: float) -> np.ndarray:
-    """[0, 1] back to ``dtype``'s [lo, hi] (rounded for integers), row block by block."""
-    out = np.empty(plane01.shape, dtype=dtype)
-    for r in range(0, plane01.shape[0], _ROWS):
-        values = plane01[r : r + _ROWS].astype(np.float64) * (hi - lo) + lo
-        if dtype.kind in "ui":
-            values = np.rint(values)
-        out[r : r + _ROWS] = np.clip(values, lo, hi)
+def _restore_dtype(
+    plane01: NDArray[np.float32], unit: NDArray[np.float32], original: np.ndarray, lo: float, hi: float
+) -> np.ndarray:
+    """[0, 1] back to the dtype of ``original`` (``unit`` is it mapped to [0, 1]), within [lo, hi] and
+    the dtype's range, row block by block. 8/16-bit integers: rounded from [0, 1], which float32
+    resolves. Floats and wider integers: the input plus the change the model made, so that where it
+    changed nothing the input comes back bit for bit, at any magnitude."""
+    dtype = original.dtype
+    out = np.empty(original.shape, dtype=dtype)
+    if dtype.kind in "ui":
+        info = np.iinfo(dtype)
+        low, high = max(lo, float(info.min)), min(hi, float(info.max))
+    else:
+        limit = float(np.finfo(dtype).max)
+        low, high = max(lo, -limit), min(hi, limit)
+    for r in range(0, original.shape[0], _ROWS):
+        rows = slice(r, r + _ROWS)
+        if dtype.kind in "ui" and dtype.itemsize <= 2:
+            out[rows] = np.clip(np.rint(plane01[rows].astype(np.float64) * (hi - lo) + lo), low, high)
+            continue
+        change = (plane01[rows].astype(np.float64) - unit[rows]) * (hi - lo)
+        if dtype.kind == "f":
+            out[rows] = np.clip(original[rows] + change, low, high)
+        elif dtype.itemsize <= 4:  # float64 holds every 32-bit integer exactly
+            out[rows] = np.clip(original[rows] + np.rint(change), low, high)
+        else:
+            out[rows] = _saturating_add(original[rows], np.rint(change), low, high)
     return out
+
+
+def _saturating_add(base: np.ndarray, step: NDArray[np.float64], lo: float, hi: float) -> np.ndarray:
+    """``base`` (64-bit integers) plus whole-number ``step``s, saturating at [lo, hi], computed exactly
+    in uint64 on an order-preserving shift of the values (float64 cannot hold them all)."""
+    info = np.iinfo(base.dtype)
+    shift = np.uint64(-info.min)  # int64: add 2**63 (flip the sign bit); uint64: nothing
+    wide = base.view(np.uint64) ^ shift if info.min else base.view(np.uint64)
+    floor, ceiling = (np.uint64(v - info.min) for v in (max(math.ceil(lo), info.min), min(math.floor(hi), info.max)))
+    room_up = np.where(ceiling > wide, ceiling - np.minimum(wide, ceiling), np.uint64(0))
+    room_down = np.where(wide > floor, wide - np.minimum(wide, floor), np.uint64(0))
+    cap = float(2**63)
+    up = np.minimum(np.clip(step, 0, cap).astype(np.uint64), room_up)
+    down = np.minimum(np.clip(-step, 0, cap).astype(np.uint64), room_down)
+    moved = wide + up - down
+    return (moved ^ shift).view(base.dtype) if info.min else moved
 
 
 def _precision_context(device: torch.device, half: bool) -> contextlib.AbstractContextManager[Any]:
@@ -272,10 +325,13 @@ class PlaneDeblurrer:
         return plan_tiles(h, w, self.tile_size - self.tile_size % self.multiple, self.tile_overlap, self.multiple)
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
+        """The tiles ``batch`` (N, H, W, 3) in [0, 1] plus half the change the network makes in [-1, 1]
+        (not ``(y + 1) / 2``, which rounds: where the network changes nothing, the input comes back
+        bit for bit)."""
         x = torch.from_numpy(batch).permute(0, 3, 1, 2).to(self.device) * 2 - 1
         with torch.inference_mode(), _precision_context(self.device, self.half), _cudnn_autotune(self.device):
-            y = sum(undo_dihedral(self._forward(dihedral(x, k)), k).float() for k in range(self.ensemble))
-        return ((y.permute(0, 2, 3, 1).cpu().numpy() / self.ensemble + 1) / 2).clip(0, 1)
+            y = sum(undo_dihedral(self._forward(dihedral(x, k)), k).float() - x for k in range(self.ensemble))
+        return (batch + y.permute(0, 2, 3, 1).cpu().numpy() / (2 * self.ensemble)).clip(0, 1)
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.device.type == "cpu":
@@ -444,9 +500,15 @@ def deblur(
             (not for dask input).
 
     A dask array gives a lazy dask array, computed block by block (see :mod:`.lazy`); pass a model
-    file path rather than a loaded model when computing on a distributed cluster.
+    file path rather than a loaded model when computing on a distributed cluster. Masked arrays are
+    refused (a blur spreads masked pixels into unmasked ones): fill them first.
     """
     check_ensemble(ensemble)
+    if isinstance(image, np.ma.MaskedArray):
+        raise TypeError(
+            "deblur got a masked array: its mask would be ignored and its hidden values would set the range. "
+            "Pass image.filled(value) to choose what the masked pixels hold, then re-apply the mask to the result."
+        )
     if isinstance(strength, bool) or not isinstance(strength, numbers.Real) or not 0 <= strength <= 1:
         raise ValueError(f"strength is the share of the model's correction applied, a number 0 to 1; got {strength!r}")
     if is_dask_array(image):
@@ -513,19 +575,19 @@ def deblur(
         unit = _to_unit(plane, lo, hi)
         rgb_in = unit[..., :3] if layout.colour else np.repeat(unit[..., None], 3, axis=2)
         result = runner(np.ascontiguousarray(rgb_in), tick, retile)
-        if not layout.colour:
-            rgb_in, result = unit, result.mean(axis=2)
+        if not layout.colour:  # the mean change of the three channels (exactly none where there is none)
+            rgb_in, result = unit, unit + (result - rgb_in).mean(axis=2)
         if refine:
             result = refine_with_psf(rgb_in, result)[0]
             tick()
         if strength != 1:
             result = rgb_in + strength * (result - rgb_in)
         if layout.colour:
-            out[i, ..., :3] = _restore_dtype(result, arr.dtype, lo, hi)
+            out[i, ..., :3] = _restore_dtype(result, unit[..., :3], plane[..., :3], lo, hi)
             if plane.shape[-1] == 4:
                 out[i, ..., 3] = plane[..., 3]
         else:
-            out[i] = _restore_dtype(result, arr.dtype, lo, hi)
+            out[i] = _restore_dtype(result, unit, plane, lo, hi)
     out = out.reshape(work.shape)
     if layout.channel_axis is not None and not layout.colour:
         out = np.moveaxis(out, 0, -1)
