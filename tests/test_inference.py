@@ -72,13 +72,12 @@ def test_every_dtype_round_trips_at_the_ends_of_its_range(identity_model_path, d
 def test_any_values_of_any_dtype_round_trip(identity_model_path, dtype, values) -> None:
     if dtype.kind in "ui":
         info = np.iinfo(dtype)
-        data = np.clip(np.array(values), info.min, info.max)
-        image = np.array([int(v) for v in data], dtype=object).astype(dtype)
+        image = np.array([min(max(int(v), info.min), info.max) for v in values], dtype=object).astype(dtype)
     else:
         with np.errstate(over="ignore"):
             image = np.array(values).astype(dtype)
         image[~np.isfinite(image)] = 0
-    image = image.reshape(2, -1)
+    image = image.reshape(1, -1)
     np.testing.assert_array_equal(deblur(image, identity_model_path, refine=False), image)
 
 
