@@ -169,6 +169,10 @@ def test_synthesize_then_evaluate(tmp_path: Path, identity_model_path: Path, cap
     assert main(evaluate) == 2 and table.read_text() == "mine"  # refused before any work: the user's file stays
     assert "pass --overwrite" in capsys.readouterr().err
     assert main([*evaluate, "--overwrite", "--tile-size", "64"]) == 0 and table.read_text().startswith("image,")
+    image = (pairs / "A" / "a.png").read_bytes()
+    onto_input = ["evaluate", str(pairs), "--csv", str(pairs / "A" / "a.png"), "--overwrite", "--quiet"]
+    assert main(onto_input) == 2 and (pairs / "A" / "a.png").read_bytes() == image  # even with --overwrite
+    assert "one of the images evaluated" in capsys.readouterr().err
 
 
 def test_organize_gopro_links_pairs_with_scene_prefixes(tmp_path: Path) -> None:

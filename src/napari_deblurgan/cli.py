@@ -438,6 +438,8 @@ def _evaluate(args: argparse.Namespace) -> None:
     if csv_path.exists() and not args.overwrite:  # checked before the work, not after it
         raise FileExistsError(f"{csv_path} already exists; pass --overwrite to replace it, or choose another --csv")
     pairs = find_pairs(args.data, args.gopro_blur)
+    if csv_path.resolve() in {f.resolve() for pair in pairs for f in pair}:
+        raise FileExistsError(f"--csv {csv_path} is one of the images evaluated; write the scores elsewhere")
     model = load_model(args.model, args.device)
     with tqdm(total=len(pairs), unit="image", dynamic_ncols=True, disable=args.quiet) as bar:
         scores = evaluate_pairs(pairs, model, args.tile_size or None, args.refine, on_pair=lambda _: bar.update())
