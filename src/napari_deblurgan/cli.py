@@ -357,6 +357,7 @@ def _lineage(args: argparse.Namespace) -> None:
     from .gan.export import export_checkpoint
     from .gan.lineage import Lineage
     from .gan.train import CHECKPOINT_NAME, MODEL_NAME, Trainer
+    from .gan.weights import read_metadata
 
     lineage = Lineage.from_file(args.recipe)
     out = Path(args.out)
@@ -364,12 +365,13 @@ def _lineage(args: argparse.Namespace) -> None:
         run = stage.run_dir(out)
         for path in (run / CHECKPOINT_NAME, run / MODEL_NAME):  # left by a run killed while saving
             remove_stale_temp_files(path)
-        config = replace(stage.config, init=lineage.init_path(stage, out))
         resume = (run / CHECKPOINT_NAME).is_file()
-        trainer = Trainer(config, run, device=args.device, resume=resume, data_workers=args.data_workers)
-        if trainer.step >= stage.until:
-            print(f"stage {stage.name}: trained to step {trainer.step} already")
+        done = int(read_metadata(run / MODEL_NAME).get("step", 0)) if resume and (run / MODEL_NAME).is_file() else 0
+        if done >= stage.until:  # saved with its checkpoint: no trainer (photos, networks) for a finished stage
+            print(f"stage {stage.name}: trained to step {done} already")
             continue
+        config = replace(stage.config, init=lineage.init_path(stage, out))
+        trainer = Trainer(config, run, device=args.device, resume=resume, data_workers=args.data_workers)
         print(f"stage {stage.name} ({'from step ' + str(trainer.step) if resume else 'new'}): {stage.why}")
         _run_trainer(trainer, run, stage.until, args.quiet, 0)
         del trainer
