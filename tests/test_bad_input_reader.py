@@ -114,14 +114,25 @@ def test_ab_folders_that_cannot_pair_warn_by_name(tmp_path, a, b, message) -> No
 
 
 @pytest.mark.parametrize("kind", ["truncated", "empty", "text"])
-def test_an_unreadable_first_frame_warns_and_opens_nothing(tmp_path, kind) -> None:
+def test_an_unreadable_frame_is_left_out_by_name_and_the_rest_opens(tmp_path, kind) -> None:
     _files(tmp_path / "ab" / "A", {"a.png": kind, "b.png": "png"})
     _files(tmp_path / "ab" / "B", {"a.png": "png", "b.png": "png"})
     before = digest(tmp_path)
     layers, warnings = open_folder(tmp_path / "ab")
-    assert layers == NO_LAYERS  # napari's "handled, nothing to show": no exception, no second reader
+    assert [(meta["name"], data.shape) for data, meta, _ in layers] == [
+        ("ab sharp", (1, 8, 8)),
+        ("ab blurred", (1, 8, 8)),
+    ]
     assert len(warnings) == 1 and "A/a.png" in warnings[0] and "complete image" in warnings[0]
     assert digest(tmp_path) == before
+
+
+def test_only_unreadable_frames_warn_and_open_nothing(tmp_path) -> None:
+    _files(tmp_path / "ab" / "A", {"a.png": "text"})
+    _files(tmp_path / "ab" / "B", {"a.png": "png"})
+    layers, warnings = open_folder(tmp_path / "ab")
+    assert layers == NO_LAYERS  # napari's "handled, nothing to show": no exception, no second reader
+    assert len(warnings) == 1 and "A/a.png" in warnings[0]
 
 
 def test_a_gopro_scene_without_frames_warns(tmp_path) -> None:
@@ -225,10 +236,11 @@ def test_random_folder_trees_never_raise_hang_or_change_files(tree) -> None:
             layers, warnings = open_folder(folder)  # raises (fails) on any exception or after 10 s
             assert len(warnings) <= 1
             event("opened" if layers not in (None, NO_LAYERS) else "warned" if warnings else "declined")
-            if layers is not None and layers != NO_LAYERS:
-                assert [kind for *_, kind in layers] == ["image", "image"] and not warnings
-                (sharp, sharp_meta, _), (blurred, _, _) = layers
-                assert sharp.shape[:3] == blurred.shape[:3] and sharp_meta["name"].endswith(" sharp")  # frames, Y, X
+            if layers is not None and layers != NO_LAYERS:  # pairs of stacks, each consistent, every frame readable
+                assert [kind for *_, kind in layers] == ["image"] * len(layers) and len(layers) % 2 == 0
+                for (sharp, sharp_meta, _), (blurred, _, _) in zip(layers[::2], layers[1::2]):
+                    assert sharp.shape[:3] == blurred.shape[:3] and " sharp" in sharp_meta["name"]  # frames, Y, X
+                    assert np.asarray(sharp).shape == sharp.shape and np.asarray(blurred).shape == blurred.shape
         assert digest(root) == before
 
 

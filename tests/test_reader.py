@@ -62,7 +62,7 @@ def test_large_folder_opens_without_reading_every_frame(tmp_path: Path, monkeypa
     start = time.perf_counter()
     layers = _read(tmp_path / "big")
     assert time.perf_counter() - start < 5
-    assert len(reads) == 2  # the first frame of each stack, for shape and dtype
+    assert reads == []  # shapes and dtypes come from the files' headers
     assert layers["big blurred"][0].shape == (300, 8, 8)
 
 
@@ -85,19 +85,59 @@ def test_mismatched_pairs_are_reported_by_name(tmp_path: Path, monkeypatch: pyte
     assert len(warnings) == 1 and "only_blurred.tif" in warnings[0] and "only_sharp.tif" in warnings[0]
 
 
-def test_a_frame_of_another_size_is_named_when_read(tmp_path: Path) -> None:
-    _write(tmp_path / "p" / "A", ["a.tif"], np.zeros((4, 4), np.uint8))
-    _write(tmp_path / "p" / "A", ["b.tif"], np.zeros((5, 5), np.uint8))
-    _write(tmp_path / "p" / "B", ["a.tif", "b.tif"], np.zeros((4, 4), np.uint8))
-    blurred = _read(tmp_path / "p")["p blurred"][0]
-    with pytest.raises(ValueError, match="b.tif"):
-        np.asarray(blurred)
+def test_frames_of_several_sizes_open_as_one_consistent_pair_of_stacks_per_size(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _write(tmp_path / "p" / "A", ["a.tif", "c.tif"], np.zeros((4, 4), np.uint8))
+    _write(tmp_path / "p" / "A", ["b.tif"], np.full((5, 6), 9, np.uint8))
+    _write(tmp_path / "p" / "B", ["a.tif", "c.tif"], np.zeros((4, 4), np.uint8))
+    _write(tmp_path / "p" / "B", ["b.tif"], np.zeros((5, 6), np.uint8))
+    warnings: list[str] = []
+    monkeypatch.setattr("napari.utils.notifications.show_warning", warnings.append)
+    layers = _read(tmp_path / "p")
+    assert list(layers) == ["p sharp 4x4", "p blurred 4x4", "p sharp 5x6", "p blurred 5x6"] and not warnings
+    assert layers["p blurred 4x4"][0].shape == (2, 4, 4) and layers["p blurred 5x6"][0].shape == (1, 5, 6)
+    np.testing.assert_array_equal(np.asarray(layers["p blurred 5x6"][0]), np.full((1, 5, 6), 9))
+    assert layers["p blurred 4x4"][1]["metadata"]["files"] == [
+        str(tmp_path / "p" / "A" / n) for n in ("a.tif", "c.tif")
+    ]
+    assert layers["p blurred 5x6"][1]["translate"][1] > 4  # below the 4x4 stacks, not over them
 
 
-def test_a_frame_of_another_bit_depth_is_named_not_wrapped_around(tmp_path: Path) -> None:
+def test_a_pair_that_differs_in_size_is_left_out_with_a_warning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _write(tmp_path / "p" / "A", ["a.tif", "b.tif"], np.zeros((4, 4), np.uint8))
+    _write(tmp_path / "p" / "B", ["a.tif"], np.zeros((4, 4), np.uint8))
+    _write(tmp_path / "p" / "B", ["b.tif"], np.zeros((6, 4), np.uint8))
+    warnings: list[str] = []
+    monkeypatch.setattr("napari.utils.notifications.show_warning", warnings.append)
+    layers = _read(tmp_path / "p")
+    assert layers["p blurred"][0].shape == (1, 4, 4) and layers["p sharp"][1]["metadata"]["files"][0].endswith("a.tif")
+    assert len(warnings) == 1 and "Size mismatch" in warnings[0] and "b.tif" in warnings[0]
+
+
+def test_frames_of_another_bit_depth_get_their_own_stack_not_wrapped_around(tmp_path: Path) -> None:
     _write(tmp_path / "p" / "A", ["a.tif"], np.full((4, 4), 200, np.uint8))
     _write(tmp_path / "p" / "A", ["b.tif"], np.full((4, 4), 60000, np.uint16))
     _write(tmp_path / "p" / "B", ["a.tif", "b.tif"], np.zeros((4, 4), np.uint8))
+    layers = _read(tmp_path / "p")
+    assert {name: data.dtype for name, (data, _) in layers.items() if "blurred" in name} == {
+        "p blurred 4x4 uint8": np.uint8,
+        "p blurred 4x4 uint16": np.uint16,
+    }
+    assert np.asarray(layers["p blurred 4x4 uint16"][0]).max() == 60000
+
+
+def test_a_frame_changed_after_opening_shows_black_with_a_warning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _write(tmp_path / "p" / "A", ["a.tif", "b.tif"], np.full((4, 4), 5, np.uint8))
+    _write(tmp_path / "p" / "B", ["a.tif", "b.tif"], np.zeros((4, 4), np.uint8))
     blurred = _read(tmp_path / "p")["p blurred"][0]
-    with pytest.raises(ValueError, match=r"b.tif is uint16, but the first frame of its stack is uint8"):
-        np.asarray(blurred)
+    tifffile.imwrite(tmp_path / "p" / "A" / "b.tif", np.zeros((7, 7), np.uint8))
+    warnings: list[str] = []
+    monkeypatch.setattr(_reader, "_warn", warnings.append)
+    np.testing.assert_array_equal(np.asarray(blurred[1]), np.zeros((4, 4)))
+    assert len(warnings) == 1 and "b.tif" in warnings[0] and "(7, 7)" in warnings[0]
+    np.testing.assert_array_equal(np.asarray(blurred[0]), np.full((4, 4), 5))

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from .gan.images import read_image
+from .gan.images import image_info, read_image
 from .gan.pairs import PairingError, find_pairs
 
 LayerData = tuple[Any, dict[str, Any], str]
@@ -66,48 +66,97 @@ def _warn(message: str) -> None:
 
 
 def _read_or_warn(pairs: Sequence[tuple[Path, Path]], root: Path) -> list[Any]:
-    """:func:`read_pairs`, but an unreadable first frame becomes a warning and no layers, not an exception."""
-    try:
-        return read_pairs(pairs, root.name or str(root))
-    except (ValueError, OSError) as exc:
-        _warn(f"napari-deblurgan cannot open {root}: {exc}")
-        return list(NO_LAYERS)
+    """:func:`read_pairs`, with what it leaves out said in one warning; no readable pair: no layers."""
+    layers, skipped = read_pairs(pairs, root.name or str(root))
+    if skipped:
+        _warn(f"napari-deblurgan left out of {root}: " + "; ".join(skipped[:5]) + _more(len(skipped) - 5))
+    return layers or list(NO_LAYERS)
+
+
+def _more(count: int) -> str:
+    return f"; and {count} more" if count > 0 else ""
 
 
 def _read_frame(path: Path, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
-    image = read_image(path)
-    if image.shape != shape:
-        raise ValueError(f"{path} has shape {image.shape}, but the first frame of its stack has {shape}")
-    if image.dtype != dtype:  # casting would wrap 16-bit values around or misscale them
-        raise ValueError(
-            f"{path} is {image.dtype}, but the first frame of its stack is {dtype}; save all frames at one bit depth"
-        )
+    """One frame as its header promised when the folder was opened; a file that no longer matches (or no
+    longer decodes) shows as black with a warning, so moving the slider never raises inside napari."""
+    try:
+        image = read_image(path)
+        if image.shape != shape or image.dtype != dtype:
+            raise ValueError(f"it is now {image.shape} {image.dtype}, but was {shape} {dtype} when opened")
+    except (ValueError, OSError) as exc:
+        _warn(f"napari-deblurgan shows {path} as black: {exc}")
+        return np.zeros(shape, dtype)
     return image
 
 
-def lazy_stack(paths: Sequence[Path]) -> Any:
-    """A dask array (N, H, W[, C]) over image files of one shape and dtype; only the first is read now."""
+def lazy_stack(paths: Sequence[Path], shape: tuple[int, ...], dtype: np.dtype) -> Any:
+    """A dask array (N, *shape) over image files whose headers say ``shape`` and ``dtype``; none is read now."""
     import dask
     import dask.array as da
 
-    first = read_image(paths[0])
-    shape, dtype = first.shape, first.dtype
     frames = [da.from_delayed(dask.delayed(_read_frame)(p, shape, dtype), shape, dtype) for p in paths]
     return da.stack(frames)
 
 
-def read_pairs(pairs: Sequence[tuple[Path, Path]], name: str) -> list[LayerData]:
-    """Layer data for "<name> sharp" and "<name> blurred" (on top) stacks over ``pairs``."""
+Info = tuple[tuple[int, ...], np.dtype]
+
+
+def group_pairs(
+    pairs: Sequence[tuple[Path, Path]],
+) -> tuple[dict[tuple[Info, Info], list[tuple[Path, Path]]], list[str]]:
+    """Pairs grouped by (blurred, sharp) shape and dtype from their headers, in order of first appearance;
+    and why each left-out pair was left out (an unreadable header, or a blurred and sharp frame that differ
+    in size)."""
+    groups: dict[tuple[Info, Info], list[tuple[Path, Path]]] = {}
+    skipped: list[str] = []
+    for blurred, sharp in pairs:
+        try:
+            infos = image_info(blurred), image_info(sharp)
+        except ValueError as exc:
+            skipped.append(str(exc))
+            continue
+        (blurred_shape, _), (sharp_shape, _) = infos
+        if blurred_shape[:2] != sharp_shape[:2]:
+            skipped.append(
+                f"Size mismatch: {blurred} is {blurred_shape[:2]} but {sharp} is {sharp_shape[:2]}; a blurred "
+                "frame and its sharp frame must have the same size"
+            )
+            continue
+        groups.setdefault(infos, []).append((blurred, sharp))
+    return groups, skipped
+
+
+def read_pairs(pairs: Sequence[tuple[Path, Path]], name: str) -> tuple[list[LayerData], list[str]]:
+    """Layer data for "<name> sharp" and "<name> blurred" (on top) stacks over ``pairs``, and why any pair
+    was left out.
+
+    Frames of one size and bit depth make one pair of stacks. A folder of several sizes opens as one pair
+    of stacks per size ("<name> blurred 300x451"), placed one below the other, so every stack is consistent
+    and every frame is in view. Each layer's ``metadata["files"]`` lists the file of each frame.
+    """
+    groups, skipped = group_pairs(pairs)
+    several = len(groups) > 1
+    several_dtypes = len({(b[1], s[1]) for b, s in groups}) > 1
     layers: list[LayerData] = []
-    for kind, files in (("sharp", [s for _, s in pairs]), ("blurred", [b for b, _ in pairs])):
-        stack = lazy_stack(files)
-        rgb = stack.ndim == 4 and stack.shape[-1] in (3, 4)
-        layers.append((stack, {"name": f"{name} {kind}", "rgb": rgb}, "image"))
-    (sharp, *_), (blurred, *_) = layers
-    if sharp.shape[1:3] != blurred.shape[1:3]:
-        first_blurred, first_sharp = pairs[0]
-        raise PairingError(
-            f"Size mismatch: {first_blurred} is {blurred.shape[1:3]} but {first_sharp} is {sharp.shape[1:3]}; "
-            "a blurred frame and its sharp frame must have the same size"
-        )
-    return layers
+    top = 0.0
+    for (blurred_info, sharp_info), members in groups.items():
+        height, width = blurred_info[0][:2]
+        suffix = f" {height}x{width}" if several else ""
+        suffix += f" {blurred_info[1]}" if several_dtypes else ""
+        for kind, (shape, dtype), files in (
+            ("sharp", sharp_info, [s for _, s in members]),
+            ("blurred", blurred_info, [b for b, _ in members]),
+        ):
+            rgb = len(shape) == 3 and shape[-1] in (3, 4)
+            translate = [0.0] * (len(shape) + 1 - rgb)
+            translate[1] = top
+            meta = {
+                "name": f"{name} {kind}{suffix}",
+                "rgb": rgb,
+                "translate": translate,
+                "metadata": {"files": [str(f) for f in files]},
+            }
+            layers.append((lazy_stack(files, shape, dtype), meta, "image"))
+        top += height * 1.1 if several else 0
+    return layers, skipped
