@@ -75,6 +75,8 @@ def test_stack_current_frame_then_whole_stack_updates_in_place(make_napari_viewe
     viewer.dims.set_point(0, 2)
     widget = deblur_widget(viewer, tiny_model_path)
     widget._beside.value = False
+    assert widget._frames.value == "whole stack"  # the default: every frame
+    widget._frames.value = "current frame"
     _run(qtbot, widget)
     frame = viewer.layers["movie deblurred"]
     assert frame.data.shape == (1, 40, 48) and frame.translate[0] == 2
@@ -133,7 +135,8 @@ def test_12_bit_data_can_use_its_own_range(make_napari_viewer, qtbot, tiny_model
     viewer.dims.set_point(0, 1)
     widget._image.value = viewer.layers["scan"]
     assert not widget._range.native.isHidden()
-    widget._range.value = "own min..max"
+    assert widget._range.value == "own min..max"  # chosen by itself: the values stay within 12 bits
+    widget._frames.value = "current frame"
     _run(qtbot, widget)  # the current frame, mapped by the whole stack's range like the whole stack would be
     result = viewer.layers["scan deblurred"].data[0]
     whole_stack = deblur(twelve_bit, tiny_model_path, tile_size=widget._tile.value, value_range="auto")
@@ -175,6 +178,10 @@ def test_cancel_stops_at_the_next_tile_and_ui_stays_responsive(make_napari_viewe
     assert not widget._run.enabled and widget._stop.enabled
     widget.worker.yielded.connect(progress.append)
     qtbot.waitUntil(lambda: len(progress) >= 3, timeout=TIMEOUT)
+    from napari.utils import progress as napari_progress
+
+    (activity,) = [p for p in napari_progress._all_instances if p.desc == "deblurring big"]  # activity dock
+    assert activity.total == progress[-1][1] and activity.n >= 3
     start = time.perf_counter()
     qtbot.wait(300)  # the deblur keeps running in its thread meanwhile
     assert len([t for t in ticks if t >= start]) >= 10  # the event loop kept ticking (~30 expected)
@@ -185,7 +192,8 @@ def test_cancel_stops_at_the_next_tile_and_ui_stays_responsive(make_napari_viewe
     total = progress[-1][1]
     assert progress[-1][0] < total
     assert "big deblurred" not in viewer.layers
-    assert widget._status.value == "cancelled"
+    assert widget._status.value == "cancelled" and widget._bar.value == 0  # the bar does not stay part-full
+    assert not [p for p in napari_progress._all_instances if p.desc == "deblurring big"]  # closed
 
 
 def test_errors_become_notifications(make_napari_viewer, qtbot, tmp_path, errors) -> None:
@@ -245,7 +253,8 @@ def test_training_from_layers_stop_resume_and_use_in_deblur(make_napari_viewer, 
     assert (out / "checkpoint.pt").is_file() and model.is_file()
     stopped_at = int(read_metadata(model)["step"])
     assert stopped_at == max(steps) >= 3
-    assert "run preview" in viewer.layers and viewer.layers["run preview"].data.dtype == np.uint8
+    (preview,) = [layer for layer in viewer.layers if layer.name.startswith("training preview: run step")]
+    assert preview.data.dtype == np.uint8 and preview.data.shape[1] > 3 * preview.data.shape[0]  # 3 panels
     assert len(widget.plot.curves["content"].get_xdata()) == len(steps) - 1  # the stop event has no losses
     widget.plot.add(99, {"content": 0.1, "adversarial": -1.0, "critic": 2.0, "gp": 0.5})
     assert widget.plot.curves["critic"].get_ydata()[-1] == 2.0
@@ -345,16 +354,11 @@ def test_training_can_start_from_the_shipped_model_and_resume_locks_the_recipe(
     assert not widget._lr.enabled and not widget._source.enabled and widget._steps.enabled
     widget._resume.value = False
     assert widget._lr.enabled and widget._width.enabled
-    (tmp_path / "run").mkdir()
-    (tmp_path / "run" / "checkpoint.pt").write_bytes(b"a run left here")
-    widget._out.value = tmp_path / "run"
-    widget._start.clicked.emit()
     assert errors[0].startswith("Choose the model file to start from")
-    assert "already holds a training run: tick 'resume'" in errors[1] and widget.worker is None
     widget._source.value, widget._folder.value, widget._resume.value = "folder", None, True
     widget._out.value = tmp_path / "empty"
     widget._start.clicked.emit()  # the data folder is the saved run's: not asked for, but a checkpoint is
-    assert "holds no checkpoint to resume" in errors[2] and widget.worker is None
+    assert "holds no checkpoint to resume" in errors[1] and widget.worker is None
 
 
 def test_a_finished_run_in_the_proposed_folder_proposes_a_new_one(make_napari_viewer, monkeypatch, tmp_path) -> None:

@@ -144,10 +144,27 @@ def train_job(make_trainer: Callable[[], Trainer], stop: threading.Event) -> Gen
         if stop.is_set():
             trainer.request_stop()
         for event in trainer.steps():
-            yield event
+            yield _with_inputs(event, trainer)
             if stop.is_set():
                 trainer.request_stop()
         model = trainer.run_dir / MODEL_NAME
         return model if model.is_file() else None
 
     return (yield from user_errors(steps()))
+
+
+def _with_inputs(event: TrainEvent, trainer: Trainer) -> TrainEvent:
+    """``event`` with its preview (the output on the first validation pair) between that pair's blurred
+    input and sharp target, so the preview shows what the output should become."""
+    from dataclasses import replace
+
+    from ._layers import side_by_side
+
+    pairs = getattr(trainer, "_val", None)  # filled by Trainer.validate, which made the preview
+    if event.preview is None or not pairs:
+        return event
+    blurred, sharp = (
+        np.repeat(np.round(np.clip(image, 0, 1) * 255).astype(np.uint8), 3 // image.shape[-1], axis=-1)
+        for image in pairs[0]
+    )
+    return replace(event, preview=side_by_side(blurred, event.preview, sharp))

@@ -33,32 +33,52 @@ def current_frame(viewer: napari.viewer.Viewer, layer: Image) -> tuple[int, ...]
     return tuple(int(np.clip(round(c), 0, s - 1)) for c, s in zip(coords, layer.data.shape[:n]))
 
 
-def _placement(source: Image, frame: tuple[int, ...] | None, beside: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Scale and translate of a result: on the source (or just right of it), at ``frame`` for one frame."""
+def is_ours(layer: Any) -> bool:
+    """A layer this plugin made (a result or a training preview), never itself an input to choose."""
+    return SOURCE_KEY in layer.metadata or PREVIEW_KEY in layer.metadata
+
+
+def _placement(source: Image, frame: tuple[int, ...] | None, slot: int) -> tuple[np.ndarray, np.ndarray]:
+    """Scale and translate of a result: on the source (slot 0) or ``slot`` widths right of it, at ``frame``
+    for one frame."""
     scale, translate = np.array(source.scale, float), np.array(source.translate, float)
     if frame:
         translate[: len(frame)] += np.asarray(frame) * scale[: len(frame)]
-    if beside:
-        width = source.data.shape[-2 if source.rgb else -1]
-        translate[-1] += width * scale[-1]
+    width = source.data.shape[-2 if source.rgb else -1]
+    translate[-1] += slot * width * scale[-1]
     return scale, translate
 
 
+def _results_of(viewer: napari.viewer.Viewer, source: Image) -> list[Image]:
+    return [layer for layer in viewer.layers if layer.metadata.get(SOURCE_KEY, {}).get("source") == source.name]
+
+
 def show_result(
-    viewer: napari.viewer.Viewer, source: Image, data: np.ndarray, frame: tuple[int, ...] | None, beside: bool
+    viewer: napari.viewer.Viewer,
+    source: Image,
+    data: np.ndarray,
+    frame: tuple[int, ...] | None,
+    beside: bool,
+    keep: bool = False,
+    settings: str = "",
 ) -> Image:
     """Add "<source> deblurred" or update it in place, with the source's geometry and colour settings.
 
+    ``keep``: add "<source> deblurred 2", "... 3" instead, each beside the previous when ``beside``, so that
+    results of several settings (``settings``, kept in the metadata) can be compared.
     A single frame keeps its leading axes (length 1) so it shows at that frame only.
     """
     if frame is not None:
         data = data.reshape((1,) * len(frame) + data.shape)
-    name = f"{source.name} deblurred"
-    scale, translate = _placement(source, frame, beside)
+    name, count = f"{source.name} deblurred", len(_results_of(viewer, source))
+    if keep and count:
+        name = next(f"{name} {n}" for n in range(count + 1, count + 1000) if f"{name} {n}" not in viewer.layers)
+    slot = count + 1 if keep and count else 1
+    scale, translate = _placement(source, frame, slot if beside else 0)
     style: dict[str, Any] = {"contrast_limits": source.contrast_limits, "gamma": source.gamma}
     if not source.rgb:
         style["colormap"] = source.colormap
-    meta = {SOURCE_KEY: {"source": source.name, "frame": frame}}
+    meta = {SOURCE_KEY: {"source": source.name, "frame": frame, "slot": slot, "settings": settings}}
     old = viewer.layers[name] if name in viewer.layers else None  # noqa: SIM401 (LayerList has no .get)
     if old is not None and old.data.ndim == data.ndim and old.rgb == source.rgb:
         old.data = data
@@ -81,13 +101,37 @@ def place_results(viewer: napari.viewer.Viewer, beside: bool) -> None:
         info = layer.metadata.get(SOURCE_KEY)
         if info and info["source"] in viewer.layers:
             frame = tuple(info["frame"]) if info["frame"] is not None else None
-            _, layer.translate = _placement(viewer.layers[info["source"]], frame, beside)
+            _, layer.translate = _placement(viewer.layers[info["source"]], frame, info.get("slot", 1) if beside else 0)
     viewer.reset_view()
 
 
-def show_preview(viewer: napari.viewer.Viewer, name: str, image: np.ndarray) -> None:
-    """Show ``image`` as layer ``name``, replacing its data if it exists."""
-    if name in viewer.layers:
-        viewer.layers[name].data = image
-    else:
-        viewer.add_image(image, name=name, rgb=image.ndim == 3)
+#: Key in the training preview's metadata: the run and step it shows.
+PREVIEW_KEY = "napari_deblurgan_preview"
+PREVIEW_GAP = 8  # pixels between the preview's panels, and between the preview and the data above it
+
+
+def show_preview(viewer: napari.viewer.Viewer, layer: Image | None, image: np.ndarray, run: str, step: int) -> Image:
+    """Show the training preview (blurred | output | sharp) as one labelled layer: ``layer`` updated in place
+    while it is open, else a new one placed below everything else in the viewer, not over the user's data."""
+    name = f"training preview: {run} step {step} (blurred | output | sharp)"
+    meta = {"run": run, "step": step}
+    if layer is not None and layer in viewer.layers:
+        layer.data, layer.name = image, name
+        layer.metadata[PREVIEW_KEY] = meta
+        return layer
+    top = 0.0
+    if len(viewer.layers):
+        top = float(viewer.layers.extent.world[1][-2]) + PREVIEW_GAP
+    return viewer.add_image(image, name=name, rgb=True, translate=(top, 0.0), metadata={PREVIEW_KEY: meta})
+
+
+def side_by_side(*panels: np.ndarray) -> np.ndarray:
+    """Equal-height (H, W, 3) uint8 panels in a row, PREVIEW_GAP dark pixels apart."""
+    height = max(panel.shape[0] for panel in panels)
+    gap = np.zeros((height, PREVIEW_GAP, 3), np.uint8)
+    row: list[np.ndarray] = []
+    for panel in panels:
+        padded = np.zeros((height, *panel.shape[1:]), np.uint8)
+        padded[: panel.shape[0]] = panel
+        row += [padded, gap]
+    return np.concatenate(row[:-1], axis=1)

@@ -10,7 +10,10 @@ PANELS = (("content",), ("adversarial", "critic"))
 
 
 class LossPlot(FigureCanvasQTAgg):
-    """Curves of the losses of every training step; :meth:`add` appends one step and redraws lazily."""
+    """Curves of the losses of every training step; :meth:`add` appends one step and redraws lazily.
+
+    The step axis spans the run (0 to its last step) from the start; the loss axes start at 0..1 and fit
+    the losses as they come."""
 
     def __init__(self, background: str = "#262930", foreground: str = "#f0f1f2") -> None:
         figure = Figure(figsize=(4, 3), layout="constrained", facecolor=background)
@@ -27,6 +30,17 @@ class LossPlot(FigureCanvasQTAgg):
                 (self.curves[name],) = ax.plot([], [], label=name, linewidth=1)
             ax.legend(loc="upper right", fontsize=8, labelcolor=foreground, facecolor=background, edgecolor=foreground)
         self.axes[-1].set_xlabel("step", color=foreground, fontsize=8)
+        self.waiting = self.axes[0].text(
+            0.5,
+            0.5,
+            "losses appear here during training",
+            transform=self.axes[0].transAxes,
+            ha="center",
+            va="center",
+            color=foreground,
+            fontsize=8,
+        )
+        self._empty_axes(1)
         self.note = self.axes[-1].text(
             0.5,
             0.5,
@@ -39,10 +53,17 @@ class LossPlot(FigureCanvasQTAgg):
             visible=False,
         )
 
-    def reset(self, adversarial: bool = True) -> None:
-        """Empty the curves for a new run (with or without the adversarial term)."""
+    def _empty_axes(self, steps: int) -> None:
+        for ax in self.axes:
+            ax.set_xlim(0, max(1, steps))
+            ax.set_ylim(0, 1)
+
+    def reset(self, steps: int, adversarial: bool = True) -> None:
+        """Empty the curves for a new run of ``steps`` steps (with or without the adversarial term)."""
         for curve in self.curves.values():
             curve.set_data([], [])
+        self._empty_axes(steps)
+        self.waiting.set_visible(True)
         self.note.set_visible(not adversarial)
         self.draw_idle()
 
@@ -52,7 +73,10 @@ class LossPlot(FigureCanvasQTAgg):
             if name in self.curves:
                 curve = self.curves[name]
                 curve.set_data([*curve.get_xdata(), step], [*curve.get_ydata(), value])
+        self.waiting.set_visible(False)
         for ax in self.axes:
-            ax.relim()
-            ax.autoscale_view()
+            if any(len(line.get_xdata()) for line in ax.lines):
+                ax.relim()
+                ax.autoscale_view(scalex=False)
+            ax.set_xlim(0, max(ax.get_xlim()[1], step))
         self.draw_idle()

@@ -21,25 +21,29 @@ from magicgui.widgets import (
     SpinBox,
 )
 from napari.qt.threading import GeneratorWorker, create_worker
+from napari.utils import progress
 from napari.utils.notifications import show_error, show_info
 
 from ..gan.ensemble import ENSEMBLE_SIZES
 from ._jobs import deblur_job
-from ._layers import current_frame, image_choices, place_results, show_result, stack_ndim
+from ._layers import current_frame, image_choices, is_ours, place_results, show_result, stack_ndim
+from ._scroll import ScrollingContainer
 from ._state import trained_models
 
 if TYPE_CHECKING:
     import napari
     from napari.layers import Image
+    from napari.utils.events import Event
 
 DEFAULT, FILE = "default", "file"
 CURRENT, WHOLE = "current frame", "whole stack"
 DTYPE_RANGE, OWN_RANGE = "16-bit range", "own min..max"
 ENSEMBLE_LABELS = {1: "off (fastest)", 8: "x8 (best, 8x the time)"}
 ENSEMBLE_CHOICES = [(ENSEMBLE_LABELS.get(n, f"x{n}"), n) for n in ENSEMBLE_SIZES]
+TWELVE_BIT_MAX = 4095  # 16-bit layers that never exceed this hold 12-bit (or fewer) bits of data
 
 
-class DeblurWidget(Container):
+class DeblurWidget(ScrollingContainer):
     """Deblur an image layer into "<name> deblurred" (added, or updated in place on re-run)."""
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
@@ -48,10 +52,29 @@ class DeblurWidget(Container):
         self._viewer = viewer
         self._worker: GeneratorWorker | None = None
         self._cancel = threading.Event()
-        self._image = ComboBox(label="image", choices=lambda _: image_choices(viewer))
-        self._model = ComboBox(label="model", choices=self._model_choices)
-        self._model_file = FileEdit(label="model file", mode="r", filter="*.safetensors", visible=False)
-        self._device = ComboBox(label="device", choices=["auto", *available_devices()])
+        self._progress: progress | None = None
+        self._image = ComboBox(
+            label="image",
+            choices=lambda _: image_choices(viewer),
+            tooltip="the image layer to deblur; follows the layer you select in the layer list",
+        )
+        self._model = ComboBox(
+            label="model",
+            choices=self._model_choices,
+            tooltip="the shipped model, a model trained in this session, or a .safetensors file",
+        )
+        self._model_file = FileEdit(
+            label="model file",
+            mode="r",
+            filter="*.safetensors",
+            visible=False,
+            tooltip="a model file written by training or 'napari-deblurgan export'",
+        )
+        self._device = ComboBox(
+            label="device",
+            choices=["auto", *available_devices()],
+            tooltip="where the model runs: auto picks CUDA, then Apple MPS, then the CPU",
+        )
         self._tile = SpinBox(
             label="tile size",
             min=64,
@@ -89,13 +112,29 @@ class DeblurWidget(Container):
             visible=False,
             tooltip="what maps to black..white: 0..65535, or the layer's own min..max (12-bit data, dim images)",
         )
+        self._hint = Label(label="", visible=False)
         self._frames = RadioButtons(
-            label="frames", choices=[CURRENT, WHOLE], value=CURRENT, orientation="horizontal", visible=False
+            label="frames",
+            choices=[CURRENT, WHOLE],
+            value=WHOLE,
+            orientation="horizontal",
+            visible=False,
+            tooltip="deblur every frame of the stack, or only the frame the viewer shows (faster)",
         )
-        self._beside = CheckBox(text="place the result beside the input", value=True)
-        self._run = PushButton(text="Deblur")
-        self._stop = PushButton(text="Cancel", enabled=False)
-        self._bar = ProgressBar(label="progress", min=0, max=1, value=0)
+        self._beside = CheckBox(
+            text="place the result beside the input",
+            value=True,
+            tooltip="show the result right of its input (compare side by side), or over it (toggle to compare)",
+        )
+        self._keep = CheckBox(
+            text="keep previous results",
+            value=False,
+            tooltip="add each run as a new layer (numbered, its settings in the layer's metadata) instead of "
+            "replacing the last result, so that settings can be compared",
+        )
+        self._run = PushButton(text="Deblur", tooltip="deblur the chosen image layer with these settings")
+        self._stop = PushButton(text="Cancel", enabled=False, tooltip="stop deblurring at the next tile or frame")
+        self._bar = ProgressBar(label="progress", min=0, max=1, value=0, tooltip="tiles or frames done")
         self._status = Label(label="")
         buttons = Container(widgets=[self._run, self._stop], layout="horizontal", labels=False)
         super().__init__(
@@ -109,12 +148,14 @@ class DeblurWidget(Container):
                 self._refine,
                 self._strength,
                 self._range,
+                self._hint,
                 self._frames,
                 self._beside,
+                self._keep,
                 buttons,
                 self._bar,
                 self._status,
-            ]
+            ],
         )
         self._image.changed.connect(self._on_image)
         self._model.changed.connect(lambda value: setattr(self._model_file, "visible", value == FILE))
@@ -123,6 +164,7 @@ class DeblurWidget(Container):
         self._stop.changed.connect(self.cancel)
         for event in (viewer.layers.events.inserted, viewer.layers.events.removed, viewer.layers.events.moved):
             event.connect(self._image.reset_choices)
+        viewer.layers.selection.events.active.connect(self._follow_active)
         refresh_models = self._model.reset_choices
         trained_models.changed.connect(refresh_models)
         self.native.destroyed.connect(lambda *_: trained_models.changed.disconnect(refresh_models))
@@ -141,9 +183,25 @@ class DeblurWidget(Container):
         trained = [(f"trained: {name}", str(path)) for name, path in trained_models.items()]
         return [(default, DEFAULT), *trained, ("model file…", FILE)]
 
+    def _follow_active(self, event: Event) -> None:
+        """Choose the layer the user selects (or just opened), unless it is one of this plugin's results."""
+        from napari.layers import Image
+
+        layer = event.value
+        if isinstance(layer, Image) and not is_ours(layer):
+            self._image.reset_choices()  # the layer may be inserted a moment ago
+            if layer in self._image.choices:
+                self._image.value = layer
+
     def _on_image(self, layer: Image | None) -> None:
         self._frames.visible = layer is not None and stack_ndim(layer) > 0
-        self._range.visible = layer is not None and _is_16_bit(layer)
+        sixteen_bit = layer is not None and _is_16_bit(layer)
+        self._range.visible = sixteen_bit
+        peak = _peak_if_12_bit(layer) if sixteen_bit else None
+        if peak is not None:
+            self._range.value = OWN_RANGE
+            self._hint.value = f"values reach only {peak} (12-bit data?): mapped by their own min..max"
+        self._hint.visible = peak is not None
 
     def _model_path(self) -> Path | None:
         if self._model.value == DEFAULT:
@@ -173,6 +231,8 @@ class DeblurWidget(Container):
         data = layer.data if frame is None else layer.data[frame]
         self._cancel = threading.Event()
         self._set_running(True, f"deblurring {layer.name}…")
+        self._progress = progress(total=0, desc=f"deblurring {layer.name}")
+        settings = self._settings()
         self._worker = create_worker(
             deblur_job,
             data,
@@ -187,10 +247,10 @@ class DeblurWidget(Container):
             own_range_of=layer.data if _is_16_bit(layer) and self._range.value == OWN_RANGE else None,
             _connect={
                 "yielded": self._on_progress,
-                "returned": partial(self._on_result, layer, frame),
+                "returned": partial(self._on_result, layer, frame, settings),
                 "errored": partial(self._on_error, layer.name),
                 "aborted": self._on_cancelled,
-                "finished": lambda: self._set_running(False),
+                "finished": self._on_finished,
             },
         )
 
@@ -200,6 +260,18 @@ class DeblurWidget(Container):
             self._worker.quit()
             self._cancel.set()
             self._status.value = "cancelling…"
+
+    def _settings(self) -> str:
+        """The chosen settings in words, kept in each result's metadata."""
+        model = self._model.current_choice if self._model.value != FILE else Path(self._model_file.value).name
+        refine = "refined" if self._refine.value else "not refined"
+        return f"{model}, strength {self._strength.value:.2f}, ensemble x{self._ensemble.value}, {refine}"
+
+    def _on_finished(self) -> None:
+        self._set_running(False)
+        if self._progress is not None:
+            self._progress.close()
+            self._progress = None
 
     def _set_running(self, running: bool, message: str | None = None) -> None:
         self._run.enabled, self._stop.enabled = not running, running
@@ -212,17 +284,34 @@ class DeblurWidget(Container):
         done, total, unit = progress
         self._bar.max, self._bar.value = total, done
         self._status.value = f"{unit} {done} of {total}"
+        if self._progress is not None:
+            self._progress.total = total
+            self._progress.update(done - self._progress.n)
 
     def _on_cancelled(self) -> None:
+        self._bar.value = 0
         self._status.value = "cancelled"
 
-    def _on_result(self, source: Image, frame: tuple[int, ...] | None, result: np.ndarray) -> None:
-        layer = show_result(self._viewer, source, result, frame, self._beside.value)
-        self._status.value = f"done: {layer.name}"
+    def _on_result(self, source: Image, frame: tuple[int, ...] | None, settings: str, result: np.ndarray) -> None:
+        layer = show_result(self._viewer, source, result, frame, self._beside.value, self._keep.value, settings)
+        only = f" (frame {frame[0] if len(frame) == 1 else frame} only)" if frame else ""
+        self._status.value = f"done: {layer.name}{only}"
 
     def _on_error(self, name: str, exc: Exception) -> None:
         self._status.value = "failed"
         show_error(f"Deblurring {name} failed: {exc}")
+
+
+def _peak_if_12_bit(layer: Image) -> int | None:
+    """The highest value of a 16-bit layer if it stays within 12 bits, else None. Lazy stacks are judged by
+    their first frame (reading all of them would stall the GUI)."""
+    if layer.multiscale:
+        return None
+    data = layer.data
+    if not isinstance(data, np.ndarray):
+        data = np.asarray(data[(0,) * stack_ndim(layer)])
+    peak = int(data.max()) if data.size else 0
+    return peak if peak <= TWELVE_BIT_MAX else None
 
 
 def _is_16_bit(layer: Image) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -22,6 +23,7 @@ from magicgui.widgets import (
     SpinBox,
 )
 from napari.qt.threading import GeneratorWorker, create_worker
+from napari.utils import progress
 from napari.utils.notifications import show_error, show_info
 
 from ..gan.generator import PRESETS, GeneratorConfig, preset
@@ -33,6 +35,7 @@ from ..gan.weights import default_model_path
 from ._jobs import train_job
 from ._layers import image_choices, show_preview
 from ._plot import LossPlot
+from ._scroll import ScrollingContainer
 from ._state import trained_models
 
 if TYPE_CHECKING:
@@ -53,7 +56,15 @@ def default_run_dir() -> Path:
     return next(p for p in candidates if not p.exists())
 
 
-class TrainWidget(Container):
+def next_free_dir(run_dir: Path) -> Path:
+    """A new sibling of ``run_dir`` for another run: "mine" -> "mine-2", "mine-2" -> "mine-3" (a time stamp's
+    digits are kept: "run-20261204-121400" -> "run-20261204-121400-2")."""
+    match = re.fullmatch(r"(.+)-(\d{1,3})", run_dir.name)
+    base, first = (match[1], int(match[2]) + 1) if match else (run_dir.name, 2)
+    return next(p for n in range(first, first + 10_000) if not (p := run_dir.with_name(f"{base}-{n}")).exists())
+
+
+class TrainWidget(ScrollingContainer):
     """Train (or fine-tune by resuming) a generator; the result becomes a model of the deblur widget."""
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
@@ -65,36 +76,69 @@ class TrainWidget(Container):
         self._worker: GeneratorWorker | None = None
         self._stop_requested = threading.Event()
         self._run_dir = self._proposed_dir = default_run_dir()
+        self._preview: Image | None = None
+        self._progress: progress | None = None
+        self._first_step: tuple[float, int] | None = None  # (time, step) of the run's first step, for steps/s
 
         def layers(_: ComboBox) -> list[tuple[str, Image]]:
             return image_choices(viewer)
 
         self._source = RadioButtons(
-            label="data", choices=[FOLDER, LAYERS, SKIMAGE], value=FOLDER, orientation="horizontal"
+            label="data",
+            choices=[FOLDER, LAYERS, SKIMAGE],
+            value=FOLDER,
+            orientation="horizontal",
+            tooltip="train on a folder, on two open layers (blurred and sharp), or on scikit-image's photos",
         )
         self._folder = FileEdit(
             label="data folder", mode="d", nullable=True, tooltip="an A/B folder, GOPRO_Large, or sharp images"
         )
-        self._folder_kind = ComboBox(label="folder holds", choices=FOLDER_KINDS)
+        self._folder_kind = ComboBox(
+            label="folder holds",
+            choices=FOLDER_KINDS,
+            tooltip="pairs of blurred and sharp images, or sharp images only (blur is then synthesised)",
+        )
         self._synthesis = ComboBox(
             label="blur synthesis",
             choices=SYNTHESES,
             tooltip="how sharp images are blurred: one motion kernel for the whole image, or GOPRO-like blur "
             "that varies across the frame (camera rotation, moving objects, zoom) with highlights, noise and JPEG",
         )
-        self._blurred = ComboBox(label="blurred layer", choices=layers, visible=False)
-        self._sharp = ComboBox(label="sharp layer", choices=layers, visible=False)
+        self._blurred = ComboBox(
+            label="blurred layer", choices=layers, visible=False, tooltip="the blurred input of each pair"
+        )
+        self._sharp = ComboBox(
+            label="sharp layer", choices=layers, visible=False, tooltip="the sharp ground truth, same shape"
+        )
         self._start_from = ComboBox(
             label="start from", choices=STARTS, tooltip="fine-tune a trained model on your data, or train from scratch"
         )
-        self._init_file = FileEdit(label="model file", mode="r", filter="*.safetensors", nullable=True, visible=False)
-        self._preset = ComboBox(label="preset", choices=list(PRESETS), value="fast")
+        self._init_file = FileEdit(
+            label="model file",
+            mode="r",
+            filter="*.safetensors",
+            nullable=True,
+            visible=False,
+            tooltip="the model to fine-tune; its architecture is used",
+        )
+        self._preset = ComboBox(
+            label="preset",
+            choices=list(PRESETS),
+            value="fast",
+            tooltip="'fast': no normalisation, tiles seamlessly; 'paper': DeblurGAN's instance-norm generator",
+        )
         self._width = SpinBox(label="width (ngf)", min=4, max=256, tooltip="generator channels; smaller trains faster")
-        self._blocks = SpinBox(label="res blocks", min=0, max=32)
-        self._steps = SpinBox(label="steps", min=1, max=10_000_000, value=2000)
-        self._batch = SpinBox(label="batch size", min=1, max=256, value=4)
-        self._crop = SpinBox(label="crop size", min=32, max=2048, step=32, value=128)
-        self._lr = FloatSpinBox(label="learning rate", min=1e-5, max=1e-1, step=1e-5, value=1e-4)
+        self._blocks = SpinBox(label="res blocks", min=0, max=32, tooltip="generator depth; fewer trains faster")
+        self._steps = SpinBox(
+            label="steps", min=1, max=10_000_000, value=2000, tooltip="training steps in all (raise it to extend a run)"
+        )
+        self._batch = SpinBox(label="batch size", min=1, max=256, value=4, tooltip="image crops per step")
+        self._crop = SpinBox(
+            label="crop size", min=32, max=2048, step=32, value=128, tooltip="side of each training crop, in pixels"
+        )
+        self._lr = FloatSpinBox(
+            label="learning rate", min=1e-5, max=1e-1, step=1e-5, value=1e-4, tooltip="Adam's step size"
+        )
         self._content = ComboBox(
             label="content loss",
             choices=list(CONTENT_LOSSES),
@@ -110,16 +154,35 @@ class TrainWidget(Container):
             value=0.0,
             tooltip="0 = content loss only (fastest); DeblurGAN uses a WGAN-GP critic",
         )
-        self._preview_every = SpinBox(label="preview every", min=1, max=100_000, value=50, tooltip="steps")
-        self._out = FileEdit(label="output folder", mode="d", value=self._run_dir, nullable=True)
+        self._preview_every = SpinBox(
+            label="preview every",
+            min=1,
+            max=100_000,
+            value=50,
+            tooltip="steps between validations, which update the preview layer (blurred | output | sharp)",
+        )
+        self._out = FileEdit(
+            label="output folder",
+            mode="d",
+            value=self._run_dir,
+            nullable=True,
+            tooltip="where the run's checkpoint and model go; a folder holding a run gets a new numbered sibling "
+            "unless 'resume' is ticked",
+        )
         self._resume = CheckBox(
             text="resume from the checkpoint in the output folder",
             tooltip="continues the saved run with its own recipe and data; only 'steps' (to extend it) applies",
         )
-        self._device = ComboBox(label="device", choices=["auto", *available_devices()])
-        self._start = PushButton(text="Start")
-        self._stop = PushButton(text="Stop", enabled=False)
-        self._bar = ProgressBar(label="progress", min=0, max=1, value=0)
+        self._device = ComboBox(
+            label="device",
+            choices=["auto", *available_devices()],
+            tooltip="where training runs: auto picks CUDA, then Apple MPS, then the CPU",
+        )
+        self._start = PushButton(text="Start", tooltip="train in the background; the GUI stays usable")
+        self._stop = PushButton(
+            text="Stop", enabled=False, tooltip="stop after this step, saving a checkpoint that 'resume' continues"
+        )
+        self._bar = ProgressBar(label="progress", min=0, max=1, value=0, tooltip="steps done of 'steps'")
         self._status = Label(label="")
         buttons = Container(widgets=[self._start, self._stop], layout="horizontal", labels=False)
         super().__init__(
@@ -148,11 +211,11 @@ class TrainWidget(Container):
                 buttons,
                 self._bar,
                 self._status,
-            ]
+            ],
         )
         theme = get_theme(viewer.theme)
         self.plot = LossPlot(theme.background.as_hex(), theme.text.as_hex())
-        self.native.layout().addWidget(self.plot)
+        self.inner.layout().addWidget(self.plot)
         self._source.changed.connect(self._on_source)
         self._preset.changed.connect(self._on_preset)
         self._start_from.changed.connect(self._on_start_from)
@@ -299,8 +362,9 @@ class TrainWidget(Container):
             show_error(f"{run_dir} holds no checkpoint to resume: choose the run's folder, or untick 'resume'")
             return
         if not resume and (run_dir / CHECKPOINT_NAME).is_file():
-            show_error(f"{run_dir} already holds a training run: tick 'resume' to continue it, or choose another one")
-            return
+            taken, run_dir = run_dir, next_free_dir(run_dir)
+            self._out.value = run_dir
+            show_info(f"{taken} holds a run: this one goes to {run_dir} (to continue that one, tick 'resume')")
         try:
             make_trainer = self._trainer_factory(self.config(), run_dir)
         except ValueError as exc:
@@ -308,9 +372,11 @@ class TrainWidget(Container):
             return
         self._stop_requested = threading.Event()
         self._run_dir = run_dir
-        self.plot.reset(adversarial=self._adv.value > 0)
+        self.plot.reset(self._steps.value, adversarial=self._adv.value > 0)
         self._start.enabled, self._stop.enabled = False, True
         self._bar.value, self._status.value = 0, "preparing data and networks…"
+        self._first_step = None
+        self._progress = progress(total=self._steps.value, desc=f"training {run_dir.name}")
         self._worker = create_worker(
             train_job,
             make_trainer,
@@ -331,16 +397,28 @@ class TrainWidget(Container):
 
     def _on_step(self, event: TrainEvent) -> None:
         self._bar.max, self._bar.value = event.total_steps, event.step
+        if self._progress is not None:
+            self._progress.total = event.total_steps
+            self._progress.update(event.step - self._progress.n)
         if event.losses:
             self.plot.add(event.step, event.losses)
             losses = ", ".join(f"{k} {v:.4g}" for k, v in event.losses.items())
-            self._status.value = (
-                f"step {event.step}/{event.total_steps}: {losses} ({event.steps_per_second:.2f} steps/s)"
-            )
+            self._status.value = f"step {event.step}/{event.total_steps}: {losses} ({self._rate(event.step)})"
         if event.preview is not None:
-            show_preview(self._viewer, f"{self._run_dir.name} preview", event.preview)
+            self._preview = show_preview(self._viewer, self._preview, event.preview, self._run_dir.name, event.step)
         if event.checkpoint is not None:
             trained_models.add(self._run_dir.name, self._run_dir / MODEL_NAME)
+
+    def _rate(self, step: int) -> str:
+        """Steps per second since this run's first step in this session (a resumed run's earlier steps, and
+        the first step's warm-up, do not count)."""
+        now = time.perf_counter()
+        if self._first_step is None:
+            self._first_step = (now, step)
+        start, first = self._first_step
+        if step - first < 2:
+            return "measuring speed…"
+        return f"{(step - first) / (now - start):.2f} steps/s"
 
     def _on_done(self, model: Path | None) -> None:
         if model is None:
@@ -357,7 +435,12 @@ class TrainWidget(Container):
 
     def _on_finished(self) -> None:
         self._start.enabled, self._stop.enabled = True, False
+        if self._progress is not None:
+            self._progress.close()
+            self._progress = None
         finished = not self._stop_requested.is_set()  # a stopped run stays proposed, to be resumed
+        if not finished and self._status.value.startswith("saved"):
+            self._status.value = f"stopped at step {self._bar.value}: tick 'resume' and Start to continue it"
         if finished and self._out.value is not None and Path(self._out.value) == self._proposed_dir:
             self._proposed_dir = default_run_dir()  # the next Start makes a new run, not a clash with this one
             self._out.value = self._proposed_dir
