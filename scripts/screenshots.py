@@ -73,11 +73,9 @@ def main() -> None:
     train._out.value = Path(tempfile.mkdtemp(prefix="napari-deblurgan-shot-")) / "coffee-run"
     train.start()
     wait(train.worker)
-    for layer in viewer.layers:
-        layer.visible = layer.name.endswith("preview")
-    preview = viewer.layers[-1].data
-    viewer.scene.camera.center = (preview.shape[0] / 2, preview.shape[1] / 2)
-    viewer.scene.camera.zoom = 3.0
+    viewer.layers["coffee sharp"].visible = False  # the preview (blurred | output | sharp) sits below the photos
+    viewer.layers.selection.active = viewer.layers[-1]
+    viewer.reset_view()
     screenshot(viewer, args.out / "train_widget.png")
     viewer.close()
 

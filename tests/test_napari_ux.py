@@ -153,8 +153,9 @@ def test_training_preview_stop_and_a_new_run_in_a_fresh_folder(make_napari_viewe
     widget.worker.yielded.connect(stop_at_4)
     qtbot.waitUntil(lambda: widget._start.enabled, timeout=TIMEOUT)
     assert "tick 'resume'" in widget._status.value and not shown
-    (preview,) = [layer for layer in viewer.layers if layer.name.startswith("training preview")]
-    assert preview.name.startswith("training preview: mine step 4 (blurred | output | sharp)")
+    assert widget.plot.axes[0].get_ylim()[1] < 1  # fitted to the losses
+    (preview,) = [layer for layer in viewer.layers if "preview" in layer.name]
+    assert preview.name == "preview step 4: blurred | output | sharp [mine]"
     height, width, _ = preview.data.shape
     panel = (width - 2 * 8) // 3  # three validation crops, side by side, 8 px apart
     assert panel == height and preview.data[:, :panel].max() <= 128 < preview.data[:, -panel:].max()  # sharp//2
@@ -165,8 +166,8 @@ def test_training_preview_stop_and_a_new_run_in_a_fresh_folder(make_napari_viewe
     qtbot.waitUntil(lambda: widget._start.enabled, timeout=TIMEOUT)
     assert not shown and Path(widget._out.value) == tmp_path / "mine-2"
     assert (tmp_path / "mine-2" / "generator.safetensors").is_file()
-    previews = [layer for layer in viewer.layers if layer.name.startswith("training preview")]
-    assert previews == [preview] and preview.name.startswith("training preview: mine-2 step 4")  # in place
+    previews = [layer for layer in viewer.layers if "preview" in layer.name]
+    assert previews == [preview] and preview.name == "preview step 4: blurred | output | sharp [mine-2]"  # in place
 
 
 def test_steps_per_second_counts_from_the_runs_first_step(make_napari_viewer, monkeypatch) -> None:

@@ -253,7 +253,7 @@ def test_training_from_layers_stop_resume_and_use_in_deblur(make_napari_viewer, 
     assert (out / "checkpoint.pt").is_file() and model.is_file()
     stopped_at = int(read_metadata(model)["step"])
     assert stopped_at == max(steps) >= 3
-    (preview,) = [layer for layer in viewer.layers if layer.name.startswith("training preview: run step")]
+    (preview,) = [layer for layer in viewer.layers if layer.name.endswith("blurred | output | sharp [run]")]
     assert preview.data.dtype == np.uint8 and preview.data.shape[1] > 3 * preview.data.shape[0]  # 3 panels
     assert len(widget.plot.curves["content"].get_xdata()) == len(steps) - 1  # the stop event has no losses
     widget.plot.add(99, {"content": 0.1, "adversarial": -1.0, "critic": 2.0, "gp": 0.5})

@@ -113,7 +113,7 @@ PREVIEW_GAP = 8  # pixels between the preview's panels, and between the preview 
 def show_preview(viewer: napari.viewer.Viewer, layer: Image | None, image: np.ndarray, run: str, step: int) -> Image:
     """Show the training preview (blurred | output | sharp) as one labelled layer: ``layer`` updated in place
     while it is open, else a new one placed below everything else in the viewer, not over the user's data."""
-    name = f"training preview: {run} step {step} (blurred | output | sharp)"
+    name = f"preview step {step}: blurred | output | sharp [{run}]"  # napari elides the middle of long names
     meta = {"run": run, "step": step}
     if layer is not None and layer in viewer.layers:
         layer.data, layer.name = image, name

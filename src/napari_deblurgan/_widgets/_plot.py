@@ -56,7 +56,7 @@ class LossPlot(FigureCanvasQTAgg):
     def _empty_axes(self, steps: int) -> None:
         for ax in self.axes:
             ax.set_xlim(0, max(1, steps))
-            ax.set_ylim(0, 1)
+            ax.set_ylim(0, 1, auto=True)  # the losses rescale it
 
     def reset(self, steps: int, adversarial: bool = True) -> None:
         """Empty the curves for a new run of ``steps`` steps (with or without the adversarial term)."""

@@ -18,6 +18,12 @@ class ScrollingContainer(Container):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(scrollable=True, **kwargs)
+        self.inner.layout().addStretch()  # controls keep their height; spare room collects at the bottom
+
+    def add_native(self, widget: QWidget) -> None:
+        """Add a Qt widget (a plot) below the controls."""
+        layout = self.inner.layout()
+        layout.insertWidget(layout.count() - 1, widget)
 
     @property
     def native(self) -> QScrollArea:

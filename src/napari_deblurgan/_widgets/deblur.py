@@ -113,6 +113,7 @@ class DeblurWidget(ScrollingContainer):
             tooltip="what maps to black..white: 0..65535, or the layer's own min..max (12-bit data, dim images)",
         )
         self._hint = Label(label="", visible=False)
+        self._hint.native.setWordWrap(True)
         self._frames = RadioButtons(
             label="frames",
             choices=[CURRENT, WHOLE],
@@ -200,7 +201,7 @@ class DeblurWidget(ScrollingContainer):
         peak = _peak_if_12_bit(layer) if sixteen_bit else None
         if peak is not None:
             self._range.value = OWN_RANGE
-            self._hint.value = f"values reach only {peak} (12-bit data?): mapped by their own min..max"
+            self._hint.value = f"values reach only {peak} (12-bit?): own min..max chosen"
         self._hint.visible = peak is not None
 
     def _model_path(self) -> Path | None:

@@ -215,7 +215,7 @@ class TrainWidget(ScrollingContainer):
         )
         theme = get_theme(viewer.theme)
         self.plot = LossPlot(theme.background.as_hex(), theme.text.as_hex())
-        self.inner.layout().addWidget(self.plot)
+        self.add_native(self.plot)
         self._source.changed.connect(self._on_source)
         self._preset.changed.connect(self._on_preset)
         self._start_from.changed.connect(self._on_start_from)
