@@ -143,6 +143,7 @@ def test_training_preview_stop_and_a_new_run_in_a_fresh_folder(make_napari_viewe
     viewer.add_image(sharp // 2, name="blurred", rgb=True)
     widget = _layers_widget(viewer, tmp_path / "mine", steps=500)
     assert widget.plot.axes[0].get_ylim() == (0, 1) and widget.plot.waiting.get_visible()  # sensible when empty
+    assert widget.plot.axes[1].get_xlim() == (0, 2000)  # the default run's steps, before the fields changed
 
     def stop_at_4(event: Any) -> None:
         if event.step == 4:
@@ -165,6 +166,7 @@ def test_training_preview_stop_and_a_new_run_in_a_fresh_folder(make_napari_viewe
     widget._start.clicked.emit()  # no resume, same folder: a fresh numbered folder, no error
     qtbot.waitUntil(lambda: widget._start.enabled, timeout=TIMEOUT)
     assert not shown and Path(widget._out.value) == tmp_path / "mine-2"
+    assert widget._status.value == "saved mine-2/generator.safetensors"
     assert (tmp_path / "mine-2" / "generator.safetensors").is_file()
     previews = [layer for layer in viewer.layers if "preview" in layer.name]
     assert previews == [preview] and preview.name == "preview step 4: blurred | output | sharp [mine-2]"  # in place

@@ -285,7 +285,7 @@ class DeblurWidget(ScrollingContainer):
         done, total, unit = progress
         self._bar.max, self._bar.value = total, done
         self._status.value = f"{unit} {done} of {total}"
-        if self._progress is not None:
+        if self._progress is not None:  # last: napari's progress bar processes pending events (the next ones)
             self._progress.total = total
             self._progress.update(done - self._progress.n)
 

@@ -216,6 +216,7 @@ class TrainWidget(ScrollingContainer):
         theme = get_theme(viewer.theme)
         self.plot = LossPlot(theme.background.as_hex(), theme.text.as_hex())
         self.add_native(self.plot)
+        self.plot.reset(self._steps.value, adversarial=self._adv.value > 0)  # axes for the run the fields describe
         self._source.changed.connect(self._on_source)
         self._preset.changed.connect(self._on_preset)
         self._start_from.changed.connect(self._on_start_from)
@@ -397,9 +398,6 @@ class TrainWidget(ScrollingContainer):
 
     def _on_step(self, event: TrainEvent) -> None:
         self._bar.max, self._bar.value = event.total_steps, event.step
-        if self._progress is not None:
-            self._progress.total = event.total_steps
-            self._progress.update(event.step - self._progress.n)
         if event.losses:
             self.plot.add(event.step, event.losses)
             losses = ", ".join(f"{k} {v:.4g}" for k, v in event.losses.items())
@@ -408,6 +406,9 @@ class TrainWidget(ScrollingContainer):
             self._preview = show_preview(self._viewer, self._preview, event.preview, self._run_dir.name, event.step)
         if event.checkpoint is not None:
             trained_models.add(self._run_dir.name, self._run_dir / MODEL_NAME)
+        if self._progress is not None:  # last: napari's progress bar processes pending events (the next ones)
+            self._progress.total = event.total_steps
+            self._progress.update(event.step - self._progress.n)
 
     def _rate(self, step: int) -> str:
         """Steps per second since this run's first step in this session (a resumed run's earlier steps, and
