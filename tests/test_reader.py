@@ -141,3 +141,23 @@ def test_a_frame_changed_after_opening_shows_black_with_a_warning(
     np.testing.assert_array_equal(np.asarray(blurred[1]), np.zeros((4, 4)))
     assert len(warnings) == 1 and "b.tif" in warnings[0] and "(7, 7)" in warnings[0]
     np.testing.assert_array_equal(np.asarray(blurred[0]), np.full((4, 4), 5))
+
+
+def test_a_folder_over_the_scan_limit_is_sized_by_its_first_pair_and_never_raises(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _write(tmp_path / "p" / "A", ["a.tif", "c.tif"], np.full((4, 4), 5, np.uint8))
+    _write(tmp_path / "p" / "B", ["a.tif", "c.tif"], np.zeros((4, 4), np.uint8))
+    _write(tmp_path / "p" / "A", ["b.tif"], np.full((5, 5), 5, np.uint8))
+    _write(tmp_path / "p" / "B", ["b.tif"], np.zeros((5, 5), np.uint8))
+    monkeypatch.setattr(_reader, "SCAN_LIMIT", 2)
+    probed: list[Path] = []
+    original = _reader.image_info
+    monkeypatch.setattr(_reader, "image_info", lambda p, **kw: probed.append(p) or original(p, **kw))
+    warnings: list[str] = []
+    monkeypatch.setattr(_reader, "_warn", warnings.append)
+    blurred = _read(tmp_path / "p")["p blurred"][0]
+    assert blurred.shape == (3, 4, 4) and len(probed) == 2  # the first pair's headers only
+    np.testing.assert_array_equal(np.asarray(blurred[1]), np.zeros((4, 4)))  # b.tif, 5x5: black, not an error
+    assert len(warnings) == 1 and "b.tif" in warnings[0] and "(5, 5)" in warnings[0] and "one image size" in warnings[0]
+    np.testing.assert_array_equal(np.asarray(blurred[2]), np.full((4, 4), 6))  # c.tif (_write adds its index)

@@ -78,12 +78,16 @@ def _more(count: int) -> str:
 
 
 def _read_frame(path: Path, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
-    """One frame as its header promised when the folder was opened; a file that no longer matches (or no
-    longer decodes) shows as black with a warning, so moving the slider never raises inside napari."""
+    """One frame of a stack of ``shape`` and ``dtype``; a file that does not match (changed since the folder
+    was opened, or in a folder too large to scan) or no longer decodes shows as black with a warning, so
+    moving the slider never raises inside napari."""
     try:
         image = read_image(path)
         if image.shape != shape or image.dtype != dtype:
-            raise ValueError(f"it is now {image.shape} {image.dtype}, but was {shape} {dtype} when opened")
+            raise ValueError(
+                f"it is {image.shape} {image.dtype}, but its stack's frames are {shape} {dtype} (open a folder "
+                "of one image size, or reopen it if the file changed)"
+            )
     except (ValueError, OSError) as exc:
         _warn(f"napari-deblurgan shows {path} as black: {exc}")
         return np.zeros(shape, dtype)
@@ -101,16 +105,24 @@ def lazy_stack(paths: Sequence[Path], shape: tuple[int, ...], dtype: np.dtype) -
 
 Info = tuple[tuple[int, ...], np.dtype]
 
+#: Folders of at most this many pairs have every file's header read when opened (a PNG's takes 1-15 ms),
+#: so that frames of several sizes open as stacks of their own. Larger folders (a whole GOPRO_Large, of one
+#: size) are sized by their first readable pair; a frame of another size then shows black with a warning.
+SCAN_LIMIT = 256
+
 
 def group_pairs(
-    pairs: Sequence[tuple[Path, Path]],
+    pairs: Sequence[tuple[Path, Path]], scan_limit: int = SCAN_LIMIT
 ) -> tuple[dict[tuple[Info, Info], list[tuple[Path, Path]]], list[str]]:
     """Pairs grouped by (blurred, sharp) shape and dtype from their headers, in order of first appearance;
     and why each left-out pair was left out (an unreadable header, or a blurred and sharp frame that differ
-    in size)."""
+    in size). Over ``scan_limit`` pairs, the rest join the first readable pair's group unread."""
     groups: dict[tuple[Info, Info], list[tuple[Path, Path]]] = {}
     skipped: list[str] = []
-    for blurred, sharp in pairs:
+    for index, (blurred, sharp) in enumerate(pairs):
+        if groups and len(pairs) > scan_limit:
+            next(iter(groups.values())).extend(pairs[index:])
+            break
         try:
             infos = image_info(blurred), image_info(sharp)
         except ValueError as exc:
@@ -135,7 +147,7 @@ def read_pairs(pairs: Sequence[tuple[Path, Path]], name: str) -> tuple[list[Laye
     of stacks per size ("<name> blurred 300x451"), placed one below the other, so every stack is consistent
     and every frame is in view. Each layer's ``metadata["files"]`` lists the file of each frame.
     """
-    groups, skipped = group_pairs(pairs)
+    groups, skipped = group_pairs(pairs, SCAN_LIMIT)
     several = len(groups) > 1
     several_dtypes = len({(b[1], s[1]) for b, s in groups}) > 1
     layers: list[LayerData] = []
