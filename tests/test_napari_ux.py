@@ -145,7 +145,12 @@ def test_training_preview_stop_and_a_new_run_in_a_fresh_folder(make_napari_viewe
     assert widget.plot.axes[0].get_ylim() == (0, 1) and widget.plot.waiting.get_visible()  # sensible when empty
     assert widget.plot.axes[1].get_xlim() == (0, 2000)  # the default run's steps, before the fields changed
 
+    activity: list[str] = []
+
     def stop_at_4(event: Any) -> None:
+        from napari.utils import progress
+
+        activity.extend(bar.desc for bar in progress._all_instances)
         if event.step == 4:
             widget._stop.clicked.emit()
 
@@ -155,6 +160,7 @@ def test_training_preview_stop_and_a_new_run_in_a_fresh_folder(make_napari_viewe
     qtbot.waitUntil(lambda: widget._start.enabled, timeout=TIMEOUT)
     assert "tick 'resume'" in widget._status.value and not shown
     assert widget.plot.axes[0].get_ylim()[1] < 1  # fitted to the losses
+    assert "training mine" in activity  # napari's activity dock showed the run
     (preview,) = [layer for layer in viewer.layers if "preview" in layer.name]
     assert preview.name == "preview step 4: blurred | output | sharp [mine]"
     height, width, _ = preview.data.shape
