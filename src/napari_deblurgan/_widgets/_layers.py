@@ -12,6 +12,9 @@ if TYPE_CHECKING:
 
 #: Key in a result layer's metadata: where it came from, so it can be re-placed later.
 SOURCE_KEY = "napari_deblurgan"
+#: Key in the training preview's metadata: the run and step it shows.
+PREVIEW_KEY = "napari_deblurgan_preview"
+PREVIEW_GAP = 8  # pixels between the preview's panels, and between the preview and the data above it
 
 
 def image_choices(viewer: napari.viewer.Viewer) -> list[tuple[str, Image]]:
@@ -101,13 +104,8 @@ def place_results(viewer: napari.viewer.Viewer, beside: bool) -> None:
         info = layer.metadata.get(SOURCE_KEY)
         if info and info["source"] in viewer.layers:
             frame = tuple(info["frame"]) if info["frame"] is not None else None
-            _, layer.translate = _placement(viewer.layers[info["source"]], frame, info.get("slot", 1) if beside else 0)
+            _, layer.translate = _placement(viewer.layers[info["source"]], frame, info["slot"] if beside else 0)
     viewer.reset_view()
-
-
-#: Key in the training preview's metadata: the run and step it shows.
-PREVIEW_KEY = "napari_deblurgan_preview"
-PREVIEW_GAP = 8  # pixels between the preview's panels, and between the preview and the data above it
 
 
 def show_preview(viewer: napari.viewer.Viewer, layer: Image | None, image: np.ndarray, run: str, step: int) -> Image:
