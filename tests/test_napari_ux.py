@@ -118,6 +118,8 @@ def test_both_docks_scroll_on_a_1366x768_screen(make_napari_viewer, qtbot) -> No
         top_left = button.native.mapTo(area.viewport(), button.native.rect().topLeft())
         assert 0 <= top_left.y() <= area.viewport().height() - button.native.height()  # reachable
     assert docks[1].root_native_widget.verticalScrollBar().maximum() > 0  # the tall one does scroll
+    for widget in docks:  # never clipped at the side: the scroll area is as wide as its controls
+        assert widget.root_native_widget.viewport().width() >= widget.inner.minimumSizeHint().width()
 
 
 def _layers_widget(viewer: Any, out: Path, steps: int) -> TrainWidget:
