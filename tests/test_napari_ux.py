@@ -50,9 +50,12 @@ def test_a_folder_of_several_sizes_opens_consistently_and_every_frame_shows(
     _pair(root, "chelsea.tif", np.full((30, 45, 3), 99, np.uint8), np.full((30, 45, 3), 200, np.uint8))
     _pair(root, "odd.tif", np.zeros((30, 45, 3), np.uint8), np.zeros((31, 45, 3), np.uint8))  # no pair
     viewer = make_napari_viewer()
+    widget = DeblurWidget(viewer)
+    viewer.window.add_dock_widget(widget)
     viewer.open(root, plugin=PLUGIN)
     names = ["mine sharp 64x64", "mine blurred 64x64", "mine sharp 30x45", "mine blurred 30x45"]
     assert [layer.name for layer in viewer.layers] == names
+    assert widget._image.value is viewer.layers["mine blurred 30x45"]  # the docked widget took the opened layer
     assert len(warnings) == 1 and "odd.tif" in warnings[0]
     small = viewer.layers["mine blurred 30x45"]
     assert small.metadata["files"] == [str(root / "A" / "chelsea.tif")]
