@@ -370,3 +370,101 @@ def test_synthesize_on_an_empty_folder_is_refused(inputs, tmp_path, capsys) -> N
     _freeze(inputs)
     code, err = _cli(capsys, "synthesize", str(inputs), str(tmp_path / "pairs"), "--quiet")
     assert code == 2 and "No .png, .jpg or .tif images" in err
+
+
+# -- files of several images, decompression bombs, special files, Ctrl-C, a full disk ---------------------
+
+
+def test_animated_and_multi_page_inputs_have_every_frame_deblurred(inputs, tmp_path, capsys, tiny_model_path) -> None:
+    import imagecodecs
+
+    frames = np.random.default_rng(7).integers(0, 256, (3, 24, 30, 3), dtype=np.uint8)
+    (inputs / "anim.png").write_bytes(imagecodecs.apng_encode(frames))
+    for i, page in enumerate(frames[..., 0]):  # pages written one at a time
+        tifffile.imwrite(inputs / "pages.tif", page, append=i > 0)
+    _freeze(inputs)
+    code, err = _deblur(capsys, tiny_model_path, str(inputs / "anim.png"), "-o", str(tmp_path / "png"))
+    assert code == 2 and "anim.png is a stack of 3 images and .png holds one (an animated PNG)" in err
+    out = tmp_path / "out"
+    assert _deblur(capsys, tiny_model_path, str(inputs), "-o", str(out), "--format", "tif")[0] == 0
+    anim, pages = read_image(out / "anim.tif"), read_image(out / "pages.tif")
+    assert anim.shape == frames.shape and pages.shape == frames.shape[:3]
+    for i in range(3):
+        np.testing.assert_array_equal(anim[i], deblur(frames[i], tiny_model_path))
+        np.testing.assert_array_equal(pages[i], deblur(frames[i, ..., 0], tiny_model_path))
+
+
+def test_a_decompression_bomb_is_refused_by_name_before_any_work(inputs, tmp_path, capsys, identity_model_path) -> None:
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return len(data).to_bytes(4, "big") + kind + data + zlib.crc32(kind + data).to_bytes(4, "big")
+
+    ihdr = (100_000).to_bytes(4, "big") * 2 + bytes([16, 2, 0, 0, 0])  # 100,000^2 16-bit RGB pixels
+    bomb = (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(bytes(10**5))) + chunk(b"IEND", b"")
+    )
+    (inputs / "bomb.png").write_bytes(bomb)
+    _freeze(inputs)
+    code, err = _deblur(capsys, identity_model_path, str(inputs), "-o", str(tmp_path / "out"))
+    assert (
+        code == 2 and "bomb.png is a PNG image of 100000 x 100000 x 3" in err and "NAPARI_DEBLURGAN_MAX_PIXELS" in err
+    )
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device"])
+def test_special_files_are_named_as_such(inputs, tmp_path, capsys, identity_model_path, kind) -> None:
+    path = Path("/dev/zero") if kind == "device" else inputs / "pipe.png"
+    if kind == "fifo":
+        os.mkfifo(path)
+    _freeze(inputs)
+    code, err = _deblur(capsys, identity_model_path, str(path), "-o", str(tmp_path / "out"))
+    described = "a character device" if kind == "device" else r"a named pipe (FIFO)"
+    assert code == 2 and f"{path} is {described}, not an image file" in err and "does not exist" not in err
+
+
+def test_ctrl_c_ends_with_one_line_exit_130_and_no_partial_output(inputs, tmp_path, capsys, monkeypatch) -> None:
+    from napari_deblurgan.gan import inference
+
+    write_image(inputs / "a.png", np.zeros((16, 16), np.uint8))
+    _freeze(inputs)
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(inference, "deblur", interrupted)
+    out = tmp_path / "out"
+    code = main(["deblur", str(inputs), "-o", str(out), "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert code == 130 and err == "napari-deblurgan deblur: interrupted"
+    assert not out.exists() or not any(out.iterdir())
+
+
+@pytest.mark.parametrize("suffix", [".tif", ".png"])
+def test_a_full_disk_names_the_output_and_says_so(inputs, tmp_path, capsys, identity_model_path, monkeypatch, suffix):
+    import errno
+
+    from PIL import ImageFile
+
+    write_image(inputs / f"a{suffix}", np.zeros((16, 16), np.uint8))
+    _freeze(inputs)
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(tifffile.FileHandle, "write", full)
+    monkeypatch.setattr(ImageFile, "_save", full)
+    out = tmp_path / "out"
+    code, err = _deblur(capsys, identity_model_path, str(inputs), "-o", str(out))
+    assert code == 2 and f"Cannot write {out / ('a' + suffix)}: the disk is full" in err
+    assert list(out.iterdir()) == []  # no temp file left behind
+
+
+def test_training_never_appends_to_a_metrics_csv_that_no_run_wrote(tmp_path, capsys, recipe) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.csv").write_text("experiment,accuracy\n")  # the user's own table, one line
+    code, err = _train(capsys, tmp_path, run, recipe)
+    assert code == 2 and "metrics.csv was not written by a napari-deblurgan run" in err
+    assert (run / "metrics.csv").read_text() == "experiment,accuracy\n" and not (run / "checkpoint.pt").exists()

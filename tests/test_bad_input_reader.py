@@ -250,3 +250,38 @@ def test_first_frames_of_different_sizes_warn_with_both_names(tmp_path) -> None:
     layers, warnings = open_folder(tmp_path / "ab")
     assert layers == NO_LAYERS and len(warnings) == 1
     assert "Size mismatch" in warnings[0] and "A/000001.png" in warnings[0] and "B/000001.png" in warnings[0]
+
+
+def _apng_bytes() -> bytes:
+    import imagecodecs
+
+    return imagecodecs.apng_encode(np.full((3, 8, 8), 7, np.uint8))
+
+
+def _bomb_bytes() -> bytes:
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return len(data).to_bytes(4, "big") + kind + data + zlib.crc32(kind + data).to_bytes(4, "big")
+
+    ihdr = (100_000).to_bytes(4, "big") * 2 + bytes([16, 0, 0, 0, 0])  # 100,000^2 16-bit gray pixels
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(bytes(1000))) + chunk(b"IEND", b"")
+    )
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [(_apng_bytes, "is an animated PNG of 3 images"), (_bomb_bytes, "NAPARI_DEBLURGAN_MAX_PIXELS")],
+    ids=["animated", "bomb"],
+)
+def test_a_frame_of_several_images_or_a_bomb_is_left_out_by_name(tmp_path, content, message) -> None:
+    _files(tmp_path / "ab" / "A", {"b.png": "png"})
+    _files(tmp_path / "ab" / "B", {"a.png": "png", "b.png": "png"})
+    (tmp_path / "ab" / "A" / "a.png").write_bytes(content())
+    layers, warnings = open_folder(tmp_path / "ab")
+    assert [(meta["name"], data.shape) for data, meta, _ in layers] == [
+        ("ab sharp", (1, 8, 8)),
+        ("ab blurred", (1, 8, 8)),
+    ]
+    assert len(warnings) == 1 and "A/a.png" in warnings[0] and message in warnings[0]

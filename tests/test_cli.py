@@ -288,7 +288,7 @@ def test_a_grayscale_tiff_stack_three_pixels_wide_stays_grayscale(tmp_path: Path
     expected = deblur(stack, tiny_model_path, rgb=False)  # five 40x3 planes, not one 5x40 colour image
     written = read_image(tmp_path / "out" / "z.tif")
     np.testing.assert_array_equal(written, expected)
-    assert channel_axis_of(tmp_path / "out" / "z.tif", written) is None  # written as pages, not as RGB
+    assert channel_axis_of(tmp_path / "out" / "z.tif") is None  # written as pages, not as RGB
     assert not np.array_equal(expected, deblur(stack, tiny_model_path, rgb=True))  # the two readings differ
 
 

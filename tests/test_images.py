@@ -122,3 +122,241 @@ def test_one_bit_tiff_info_matches_what_is_read(tmp_path: Path) -> None:
 
     tifffile.imwrite(tmp_path / "mask.tif", RNG.random((12, 10)) > 0.5)
     assert image_info(tmp_path / "mask.tif") == (read_image(tmp_path / "mask.tif").shape, np.dtype(np.uint8))
+
+
+# -- files that hold several images, or another format than their name says ---------------------------
+
+
+def _frames(shape: tuple[int, ...], dtype: type = np.uint8, count: int = 3) -> np.ndarray:
+    """Frames of few levels, so that a GIF's palette holds them exactly."""
+    levels = RNG.integers(0, 4, (count, *shape)) * (np.iinfo(dtype).max // 3)
+    return levels.astype(dtype)
+
+
+def _apng(path: Path, frames: np.ndarray) -> Path:
+    import imagecodecs
+
+    path.write_bytes(imagecodecs.apng_encode(frames))
+    return path
+
+
+def _gif_named_png(path: Path, frames: np.ndarray) -> Path:
+    images = [Image.fromarray(frame) for frame in frames]
+    images[0].save(path, format="GIF", save_all=True, append_images=images[1:])
+    return path
+
+
+def _tiff_pages_appended(path: Path, frames: np.ndarray) -> Path:
+    import tifffile
+
+    for i, frame in enumerate(frames):
+        tifffile.imwrite(path, frame, append=i > 0)  # one series per page: tifffile.imread sees only the first
+    return path
+
+
+def _tiff_series(path: Path, frames: np.ndarray) -> Path:
+    import tifffile
+
+    tifffile.imwrite(path, frames, photometric="minisblack", metadata={"axes": "TYX"})
+    return path
+
+
+STACKS = {
+    "apng-8-bit-rgb": (_apng, (20, 30, 3), np.uint8, "a.png", "an animated PNG"),
+    "apng-16-bit-gray": (_apng, (20, 30), np.uint16, "a.png", "an animated PNG"),
+    "apng-16-bit-rgba": (_apng, (20, 30, 4), np.uint16, "a.png", "an animated PNG"),
+    "gif-named-png": (_gif_named_png, (20, 30, 3), np.uint8, "g.png", "an animated GIF"),
+    "tiff-pages-appended": (_tiff_pages_appended, (20, 30), np.uint16, "p.tif", "a multi-page TIFF"),
+    "tiff-one-series": (_tiff_series, (20, 30), np.uint8, "s.tif", "a multi-page TIFF"),
+}
+
+
+@pytest.mark.parametrize("case", STACKS)
+def test_every_frame_or_page_is_read_and_single_image_uses_refuse_them(tmp_path: Path, case: str) -> None:
+    from napari_deblurgan.gan.images import ImageRefusedError, probe
+
+    make, shape, dtype, name, kind = STACKS[case]
+    frames = _frames(shape, dtype)
+    path = make(tmp_path / name, frames)
+    header = probe(path)
+    assert header.frames == 3 and header.channel_axis == (-1 if len(shape) == 3 else None)
+    assert image_info(path) == (frames.shape, np.dtype(dtype))
+    np.testing.assert_array_equal(read_image(path), frames)
+    for refuse in (read_image, image_info):  # pairs, training photos, the reader: one image per file
+        with pytest.raises(ImageRefusedError, match=f"{name} is {kind} of 3 images, and one image per file"):
+            refuse(path, single=True)
+
+
+def test_files_are_read_by_what_their_bytes_hold_not_their_name(tmp_path: Path) -> None:
+    (frame,) = _frames((20, 30, 3), count=1)
+    gif = _gif_named_png(tmp_path / "one.png", frame[None])  # one GIF frame: an image, not a stack of one
+    assert image_info(gif) == ((20, 30, 3), np.dtype(np.uint8))
+    np.testing.assert_array_equal(read_image(gif), frame)
+    png = tmp_path / "png.tif"
+    png.write_bytes(write_image(tmp_path / "x.png", frame).read_bytes())
+    np.testing.assert_array_equal(read_image(png), frame)
+
+
+def test_tiff_pages_of_different_sizes_are_refused_by_name(tmp_path: Path) -> None:
+    import tifffile
+
+    from napari_deblurgan.gan.images import ImageRefusedError
+
+    tifffile.imwrite(tmp_path / "mixed.tif", np.zeros((20, 30), np.uint8))
+    tifffile.imwrite(tmp_path / "mixed.tif", np.zeros((10, 30), np.uint8), append=True)
+    with pytest.raises(ImageRefusedError, match=r"mixed.tif holds 2 images of different sizes.*separate files"):
+        read_image(tmp_path / "mixed.tif")
+
+
+# -- decompression bombs: refused from the header, before anything large is allocated ----------------------
+
+
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    import zlib
+
+    return len(data).to_bytes(4, "big") + kind + data + zlib.crc32(kind + data).to_bytes(4, "big")
+
+
+def _png_claiming(path: Path, width: int, height: int, depth: int, colour: int, extra: bytes = b"") -> Path:
+    """A PNG of a few dozen bytes whose header claims ``width`` x ``height`` pixels."""
+    import zlib
+
+    ihdr = width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([depth, colour, 0, 0, 0])
+    idat = zlib.compress(bytes(1000))
+    path.write_bytes(PNG + _chunk(b"IHDR", ihdr) + extra + _chunk(b"IDAT", idat) + _chunk(b"IEND", b""))
+    return path
+
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def _tiled_tiff_claiming(path: Path, size: int) -> Path:
+    """A zlib-compressed tiled 16-bit TIFF of a few hundred bytes whose header claims ``size`` squared pixels."""
+    import io
+    import struct
+
+    import tifffile
+
+    buffer = io.BytesIO()
+    tifffile.imwrite(buffer, np.zeros((256, 256), np.uint16), tile=(256, 256), compression="zlib", metadata=None)
+    data = bytearray(buffer.getvalue())
+    with tifffile.TiffFile(io.BytesIO(bytes(data))) as tif:
+        for name in ("ImageWidth", "ImageLength"):
+            tag = tif.pages[0].tags[name]
+            struct.pack_into("<I" if tag.dtype == 4 else "<H", data, tag.valueoffset, size)
+    path.write_bytes(bytes(data))
+    return path
+
+
+def _bmp_claiming(path: Path, size: int) -> Path:
+    import struct
+
+    Image.new("RGB", (1, 1)).save(path, format="BMP")
+    data = bytearray(path.read_bytes())
+    struct.pack_into("<ii", data, 18, size, size)  # BITMAPINFOHEADER width, height
+    path.write_bytes(bytes(data))
+    return path
+
+
+BOMBS = {
+    "png-8-bit": lambda p: _png_claiming(p / "b.png", 100_000, 100_000, 8, 2),
+    "png-16-bit": lambda p: _png_claiming(p / "b.png", 100_000, 100_000, 16, 6),
+    "apng-frames": lambda p: _png_claiming(
+        p / "b.png", 500, 500, 8, 2, _chunk(b"acTL", (10**6).to_bytes(4, "big") * 2)
+    ),
+    "tiff-tiled-zlib": lambda p: _tiled_tiff_claiming(p / "b.tif", 60_000),
+    "bmp-over-ours": lambda p: _bmp_claiming(p / "b.bmp", 40_000),  # over our limit, under twice it (Pillow's)
+    "bmp-over-pillows": lambda p: _bmp_claiming(p / "b.bmp", 65_000),
+}
+
+
+@pytest.mark.parametrize("case", BOMBS)
+def test_images_claiming_billions_of_pixels_are_refused_from_their_header(tmp_path: Path, case: str) -> None:
+    import tracemalloc
+
+    from napari_deblurgan.gan.images import ImageRefusedError
+
+    path = BOMBS[case](tmp_path)
+    assert path.stat().st_size < 2000
+    tracemalloc.start()
+    try:
+        for read in (read_image, image_info, icc_profile):
+            with pytest.raises(ImageRefusedError, match=rf"{path.name} .*over the limit of 1,073,741,824"):
+                read(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 16 << 20  # nothing the size of the image (gigabytes) was ever allocated
+    with pytest.raises(ImageRefusedError, match="raise the limit with the environment variable NAPARI_DEBLURGAN_MAX"):
+        read_image(path)
+
+
+def test_the_pixel_limit_is_raised_and_lowered_by_its_environment_variable(tmp_path: Path, monkeypatch) -> None:
+    from napari_deblurgan.gan.images import ImageRefusedError
+
+    image = RNG.integers(0, 256, (30, 40, 3)).astype(np.uint8)
+    path = write_image(tmp_path / "x.jpg", image)
+    monkeypatch.setenv("NAPARI_DEBLURGAN_MAX_PIXELS", "3599")
+    with pytest.raises(ImageRefusedError, match=r"x.jpg is a JPEG image of 30 x 40 x 3 = 3,600 pixel values.*3,599"):
+        read_image(path)
+    monkeypatch.setenv("NAPARI_DEBLURGAN_MAX_PIXELS", "3600")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # Pillow's own limit follows ours up
+    assert read_image(path).shape == (30, 40, 3)
+    monkeypatch.setenv("NAPARI_DEBLURGAN_MAX_PIXELS", "lots")
+    with pytest.raises(ValueError, match="NAPARI_DEBLURGAN_MAX_PIXELS='lots' is not a number"):
+        read_image(path)
+
+
+def _zlib_bomb(size: int) -> bytes:
+    """``size`` zero bytes deflated (about a thousandth of it), made a MiB at a time."""
+    import zlib
+
+    deflate = zlib.compressobj(9)
+    block = bytes(1 << 20)
+    return b"".join(deflate.compress(block) for _ in range(size >> 20)) + deflate.flush()
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_an_icc_profile_that_inflates_past_the_limit_is_refused_without_inflating_it(
+    tmp_path: Path, dtype: type
+) -> None:
+    import tracemalloc
+
+    from napari_deblurgan.gan.images import ImageRefusedError
+
+    bomb = _zlib_bomb(256 << 20)  # 256 MiB of profile in 250 kB
+    png = write_image(tmp_path / "x.png", RNG.integers(0, 200, (9, 11, 3)).astype(dtype)).read_bytes()
+    end_of_ihdr = 8 + 8 + 13 + 4
+    path = tmp_path / "icc.png"
+    path.write_bytes(png[:end_of_ihdr] + _chunk(b"iCCP", b"ICC profile\0\0" + bomb) + png[end_of_ihdr:])
+    tracemalloc.start()
+    try:
+        for read in (read_image, image_info, icc_profile):
+            with pytest.raises(ImageRefusedError, match=r"icc.png holds an ICC profile of more than 16,777,216 bytes"):
+                read(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 40 << 20  # inflated up to the limit (16 MiB) and no further
+
+
+def test_the_metadata_limit_covers_tiff_profiles_and_is_raised_by_its_variable(tmp_path: Path, monkeypatch) -> None:
+    from napari_deblurgan.gan.images import ImageRefusedError
+
+    profile = _srgb_profile()
+    path = write_image(tmp_path / "x.tif", RNG.integers(0, 200, (9, 11, 3)).astype(np.uint8), icc_profile=profile)
+    monkeypatch.setenv("NAPARI_DEBLURGAN_MAX_METADATA_BYTES", str(len(profile) - 1))
+    with pytest.raises(ImageRefusedError, match="x.tif holds an ICC profile of more than .*MAX_METADATA_BYTES"):
+        read_image(path)
+    monkeypatch.setenv("NAPARI_DEBLURGAN_MAX_METADATA_BYTES", str(len(profile)))
+    assert icc_profile(path) == profile
+
+
+def test_pipes_and_devices_are_named_as_such(tmp_path: Path) -> None:
+    import os
+
+    os.mkfifo(tmp_path / "pipe.png")
+    with pytest.raises(ValueError, match=r"pipe.png is a named pipe \(FIFO\), not an image file"):
+        read_image(tmp_path / "pipe.png")  # does not block waiting for a writer
+    with pytest.raises(ValueError, match="/dev/zero is a character device, not an image file"):
+        image_info("/dev/zero")

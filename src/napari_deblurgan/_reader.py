@@ -124,8 +124,8 @@ def group_pairs(
             next(iter(groups.values())).extend(pairs[index:])
             break
         try:
-            infos = image_info(blurred), image_info(sharp)
-        except ValueError as exc:
+            infos = image_info(blurred, single=True), image_info(sharp, single=True)
+        except (ValueError, OSError) as exc:
             skipped.append(str(exc))
             continue
         (blurred_shape, _), (sharp_shape, _) = infos

@@ -23,7 +23,7 @@ from .gan.ensemble import ENSEMBLE_SIZES
 
 
 def _collect_inputs(inputs: Sequence[str]) -> list[Path]:
-    from .gan.images import is_image_file
+    from .gan.images import is_image_file, special_file_kind
 
     files: list[Path] = []
     for name in inputs:
@@ -37,6 +37,8 @@ def _collect_inputs(inputs: Sequence[str]) -> list[Path]:
             if not is_image_file(path):
                 raise ValueError(f"{path} is not a .png, .jpg or .tif image")
             files.append(path)
+        elif path.exists():
+            raise ValueError(f"Input {path} is {special_file_kind(path.stat().st_mode)}, not an image file")
         elif path.is_symlink():
             raise FileNotFoundError(f"Input {path} is a broken or looping symbolic link; pass the file it should name")
         else:
@@ -47,19 +49,17 @@ def _collect_inputs(inputs: Sequence[str]) -> list[Path]:
 def _plan_outputs(files: Sequence[Path], outdir: Path, suffix: str | None, overwrite: bool) -> list[Path]:
     """Output paths, checked before any work: never an input, never two the same, existing ones only with
     --overwrite, and in a format that can hold the image."""
-    from .gan.images import check_writable, image_info, is_tiff, tiff_layout
+    from .gan.images import check_writable, is_tiff, probe
 
     outputs = [outdir / (f.stem + (suffix or f.suffix)) for f in files]
     for src, dst in zip(files, outputs):
-        shape, dtype = image_info(src)
-        channels = shape[-1] if len(shape) == 3 else 1
-        if is_tiff(src):
-            planes, channels = tiff_layout(src)
-            if planes > 1 and not is_tiff(dst):
-                raise ValueError(
-                    f"{src} is a stack of {planes} images and {dst.suffix} holds one; write it as .tif (--format tif)"
-                )
-        check_writable(dst, dtype, channels)
+        header = probe(src)
+        if header.frames > 1 and not is_tiff(dst):
+            raise ValueError(
+                f"{src} is a stack of {header.frames} images and {dst.suffix} holds one ({header.stack_kind()}); "
+                "write it as .tif (--format tif)"
+            )
+        check_writable(dst, header.dtype, header.channels)
     resolved_inputs = {f.resolve() for f in files}
     seen: dict[Path, Path] = {}
     for src, dst in zip(files, outputs):
@@ -82,7 +82,7 @@ def _deblur_image(image: Any, axis: int | None, gray_alpha: bool, model: Any, **
 
     if gray_alpha:
         out = image.copy()
-        out[..., 0] = deblur(image[..., 0], model, **options)
+        out[..., 0] = deblur(image[..., 0], model, rgb=False, **options)
         return out
     return deblur(image, model, channel_axis=axis, rgb=None if axis is not None else False, **options)
 
@@ -90,7 +90,7 @@ def _deblur_image(image: Any, axis: int | None, gray_alpha: bool, model: Any, **
 def _deblur(args: argparse.Namespace) -> None:
     from tqdm import tqdm
 
-    from .gan.images import channel_axis_of, icc_profile, read_image, write_image
+    from .gan.images import probe, read_image, write_image
     from .gan.inference import load_model
 
     files = _collect_inputs(args.inputs)
@@ -102,14 +102,14 @@ def _deblur(args: argparse.Namespace) -> None:
     outdir.mkdir(parents=True, exist_ok=True)
     with tqdm(total=len(files), unit="image", dynamic_ncols=True, disable=args.quiet) as bar:
         for src, dst in zip(files, outputs):
-            image = read_image(src)
+            header, image = probe(src), read_image(src)
             bar.set_description(src.name)
 
             def steps(done: int, total: int) -> None:  # tiles, then the PSF refinement
                 bar.set_postfix_str(f"step {done}/{total}")
 
-            axis = channel_axis_of(src, image)
-            gray_alpha = axis == -1 and image.shape[-1] == 2 and src.suffix.lower() in (".png", ".bmp")
+            axis = header.channel_axis
+            gray_alpha = axis == -1 and header.channels == 2 and header.format != "TIFF"
             value_range = None if args.value_range == "dtype" else args.value_range
             result = _deblur_image(
                 image,
@@ -124,7 +124,7 @@ def _deblur(args: argparse.Namespace) -> None:
                 strength=args.strength,
                 progress=steps,
             )
-            write_image(dst, result, channel_axis=axis, icc_profile=icc_profile(src))
+            write_image(dst, result, channel_axis=axis, icc_profile=header.icc)
             bar.update()
     if not args.quiet:
         print(f"Wrote {len(outputs)} image(s) to {outdir}")
@@ -271,6 +271,7 @@ def _train(args: argparse.Namespace) -> None:
     if args.until is not None and args.until < 1:
         raise ValueError(f"--until must be a positive step, got {args.until}")
     checkpoint = Path(args.out) / CHECKPOINT_NAME
+    _refuse_foreign_metrics(Path(args.out))
     if args.resume and rank == 0:  # temp files of a run that was killed while saving
         for path in (checkpoint, Path(args.out) / MODEL_NAME):
             remove_stale_temp_files(path)
@@ -296,6 +297,25 @@ def _train(args: argparse.Namespace) -> None:
     if args.resume and trainer.step == 0 and rank == 0:
         print(f"--resume: {checkpoint} does not exist, so training starts at step 0", file=sys.stderr)
     _run_trainer(trainer, Path(args.out), args.until, args.quiet, rank)
+
+
+def _refuse_foreign_metrics(out: Path) -> None:
+    """Training appends to ``out/metrics.csv``: refuse one that no run of ours wrote, i.e. one without a
+    checkpoint beside it that holds more than the header a run stopped at its first step leaves."""
+    from .gan.train import CHECKPOINT_NAME, METRICS_NAME, _MetricsLog
+
+    metrics = out / METRICS_NAME
+    if (out / CHECKPOINT_NAME).is_file() or not (metrics.exists() or metrics.is_symlink()):
+        return
+    header = (",".join(_MetricsLog.COLUMNS) + "\r\n").encode()  # as the csv module writes it
+    if metrics.is_file() and not metrics.is_symlink():
+        with open(metrics, "rb") as fh:
+            if fh.read(len(header) + 1) == header:
+                return
+    raise FileExistsError(
+        f"{metrics} was not written by a napari-deblurgan run ({out} holds no {CHECKPOINT_NAME}), and training "
+        "would append to it; choose another --out folder, or move the file"
+    )
 
 
 def _run_trainer(trainer: Trainer, out: Path, until: int | None, quiet: bool, rank: int) -> None:
@@ -615,6 +635,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = " ".join(str(exc).split()) or exc.__class__.__name__  # always one line
         print(f"napari-deblurgan {args.command}: error: {message}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C: outputs are written whole or not at all, so one line says it all
+        print(f"napari-deblurgan {args.command}: interrupted", file=sys.stderr)
+        return 130
     return 0
 
 

@@ -2,56 +2,374 @@
 
 from __future__ import annotations
 
+import errno
+import math
+import os
+import stat
+import warnings
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import NDArray
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+#: Environment variables that raise the limits on what one image file may hold (:func:`probe`).
+MAX_PIXELS_VARIABLE = "NAPARI_DEBLURGAN_MAX_PIXELS"
+MAX_METADATA_VARIABLE = "NAPARI_DEBLURGAN_MAX_METADATA_BYTES"
 
 
 def is_image_file(path: Path) -> bool:
     return path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
 
 
-def read_image(path: str | Path) -> NDArray:
-    """Read an image file as (H, W) or (H, W, C), keeping its dtype (8- and 16-bit stay as they are).
+class ImageRefusedError(ValueError):
+    """A file refused from its header for what it holds (over a limit, images that cannot be stacked);
+    the message names the file and what to do."""
 
-    JPEGs and PNGs are turned upright by their EXIF orientation and CMYK JPEGs converted to RGB, as photo
-    viewers show them; 1-bit images become uint8 0/255.
+
+def max_pixels() -> int:
+    """The most pixel values (width x height x frames x channels) one file may decode to:
+    $NAPARI_DEBLURGAN_MAX_PIXELS, else 2**30 (1 GiB as 8-bit data)."""
+    return _limit(MAX_PIXELS_VARIABLE, 1 << 30)
+
+
+def max_metadata_bytes() -> int:
+    """The most bytes one metadata block (an ICC profile; a PNG text or EXIF chunk) may hold, once
+    inflated: $NAPARI_DEBLURGAN_MAX_METADATA_BYTES, else 16 MiB (colour profiles take a few kB to 1 MB)."""
+    return _limit(MAX_METADATA_VARIABLE, 16 << 20)
+
+
+def _limit(variable: str, default: int) -> int:
+    text = os.environ.get(variable, "").strip()
+    if not text:
+        return default
+    try:
+        value = int(float(text))
+    except (ValueError, OverflowError):
+        raise ValueError(f"{variable}={text!r} is not a number") from None
+    if value < 1:
+        raise ValueError(f"{variable} must be a positive number, got {text}")
+    return value
+
+
+@dataclass(frozen=True)
+class ImageHeader:
+    """What an image file holds, from its header (no pixel decoded): the shape and dtype of
+    :func:`read_image`'s result, and the file's format as its bytes say (whatever its name says)."""
+
+    format: str  # "PNG", "APNG", "TIFF", or Pillow's name ("JPEG", "GIF", "BMP", ...)
+    shape: tuple[int, ...]  # upright (EXIF orientation applied); a stack's frames first
+    dtype: np.dtype
+    axes: str  # a letter per axis of ``shape``: "S" channels, "Y" and "X" the plane, any other a stack
+    icc: bytes | None = None  # the embedded ICC colour profile (None: the values are sRGB)
+    orientation: int = 1  # EXIF orientation of the stored pixels (1: upright)
+    mode: str = ""  # Pillow's mode, for the files Pillow decodes
+
+    @property
+    def frames(self) -> int:
+        """How many images the file stacks (animation frames, TIFF pages or slices); 1 for one image."""
+        return math.prod(n for axis, n in zip(self.axes, self.shape) if axis not in "YXS")
+
+    @property
+    def channels(self) -> int:
+        return self.shape[self.axes.index("S")] if "S" in self.axes else 1
+
+    @property
+    def channel_axis(self) -> int | None:
+        """The (negative) axis of colour channels (TIFF samples), or None for grayscale; a multi-page
+        grayscale TIFF (Z, Y, X) is not taken for channels, whatever its last axis's length."""
+        return self.axes.index("S") - len(self.axes) if "S" in self.axes else None
+
+    def stack_kind(self) -> str:
+        kinds = {"APNG": "an animated PNG", "GIF": "an animated GIF", "TIFF": "a multi-page TIFF"}
+        return kinds.get(self.format, f"a {self.format} file of several frames")
+
+
+def probe(path: str | Path, single: bool = False) -> ImageHeader:
+    """The header of an image file, checked against :func:`max_pixels` and :func:`max_metadata_bytes`
+    before any pixel is decoded (:class:`ImageRefusedError` names the file, the limit and how to raise it).
+
+    ``single``: refuse a file that stacks several images, for uses that take one image per file.
+    Pipes, devices, folders, empty and unreadable files are errors naming the file.
     """
     path = Path(path)
-    _check_not_empty(path)
+    _check_regular(path)
     try:
-        if is_tiff(path):
-            import tifffile
-
-            image = np.asarray(tifffile.imread(path))
-        elif _png16_shape(path):  # Pillow decodes 16-bit colour PNGs to 8 bits
-            import imagecodecs
-
-            image = _orient(np.asarray(imagecodecs.png_decode(path.read_bytes())), _png_orientation(path))
+        with open(path, "rb") as f:
+            magic = f.read(8)
+        if magic == PNG_SIGNATURE:
+            header = _png_header(path)
+        elif magic[:4] in (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+"):  # TIFF, BigTIFF
+            header = _tiff_header(path)
         else:
-            import imageio.v3 as iio
-
-            cmyk = _pillow_facts(path)[0] == "CMYK"
-            image = np.asarray(iio.imread(path, rotate=True, mode="RGB" if cmyk else None))
+            header = _pillow_header(path)
+    except ImageRefusedError:
+        raise
     except Exception as exc:  # decoders raise many types; the user needs the file name and the reason
         raise ValueError(f"Cannot read image {path}: {_reason(exc)}. Check that the file is a complete image.") from exc
-    return image.astype(np.uint8) * 255 if image.dtype == bool else image
+    if single and header.frames > 1:
+        raise ImageRefusedError(
+            f"{path} is {header.stack_kind()} of {header.frames} images, and one image per file is needed "
+            "here; save the image you mean as a file of its own"
+        )
+    return header
 
 
-def _png16_shape(path: Path) -> tuple[int, ...] | None:
-    """The array shape of a 16-bit PNG from its header (IHDR); None for other files."""
+def read_image(path: str | Path, single: bool = False) -> NDArray:
+    """Read an image file as (H, W) or (H, W, C), keeping its dtype (8- and 16-bit stay as they are);
+    a file of several images (animated PNG or GIF, multi-page TIFF) as their stack, frames first.
+
+    The format is the one the bytes hold, not the one the name says. JPEGs and PNGs are turned upright
+    by their EXIF orientation and CMYK JPEGs converted to RGB, as photo viewers show them; 1-bit images
+    become uint8 0/255. The header is checked first: :func:`probe`, to which ``single`` is passed.
+    """
+    path = Path(path)
+    header = probe(path, single)
+    try:
+        image = _decode(path, header)
+    except Exception as exc:
+        raise ValueError(f"Cannot read image {path}: {_reason(exc)}. Check that the file is a complete image.") from exc
+    image = image.astype(np.uint8) * 255 if image.dtype == bool else image
+    if image.shape != header.shape:  # e.g. an animation with fewer frames than its header counts
+        raise ValueError(
+            f"Cannot read image {path}: its header describes {header.shape} but it holds {image.shape}. "
+            "Check that the file is a complete image."
+        )
+    return image
+
+
+def image_info(path: str | Path, single: bool = False) -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and dtype of :func:`read_image`'s result for a file, read from its header."""
+    header = probe(path, single)
+    return header.shape, header.dtype
+
+
+def icc_profile(path: str | Path) -> bytes | None:
+    """The ICC colour profile embedded in an image file (a phone's Display P3, a camera's Adobe RGB), or
+    None: the values are then sRGB. :func:`write_image` embeds it again so that colours do not shift."""
+    return probe(path).icc
+
+
+def channel_axis_of(path: str | Path) -> int | None:
+    """The axis of ``read_image(path)`` that holds colour channels, or None (:attr:`ImageHeader.channel_axis`)."""
+    return probe(path).channel_axis
+
+
+def special_file_kind(mode: int) -> str:
+    """A file that is neither a regular file nor a folder, in words, from its ``st_mode``."""
+    kinds = [(stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISCHR, "a character device")]
+    kinds += [(stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")]
+    return next((name for is_kind, name in kinds if is_kind(mode)), "a special file")
+
+
+def _check_regular(path: Path) -> None:
+    """A clear error for what cannot be an image file: missing, a folder, a pipe or device, empty."""
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        raise FileNotFoundError(f"Image {path} does not exist") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise IsADirectoryError(f"{path} is a folder, not an image file")
+    if not stat.S_ISREG(info.st_mode):
+        raise ValueError(f"{path} is {special_file_kind(info.st_mode)}, not an image file")
+    if info.st_size == 0:
+        raise ValueError(
+            f"Cannot read image {path}: the file is empty (0 bytes). Check that the file is a complete image."
+        )
+
+
+def _check_pixels(path: Path, shape: tuple[int, ...], kind: str) -> None:
+    values, limit = math.prod(shape), max_pixels()
+    if values > limit:
+        raise ImageRefusedError(
+            f"{path} is a {kind} image of {' x '.join(map(str, shape))} = {values:,} pixel values, over the "
+            f"limit of {limit:,} (a decompression bomb, or a very large image); if you trust the file, raise "
+            f"the limit with the environment variable {MAX_PIXELS_VARIABLE}={values}"
+        )
+
+
+def _check_metadata(path: Path, size: int, what: str) -> None:
+    limit = max_metadata_bytes()
+    if size > limit:
+        raise ImageRefusedError(
+            f"{path} holds {what} of more than {limit:,} bytes, over the limit for metadata; if you trust the "
+            f"file, raise the limit with the environment variable {MAX_METADATA_VARIABLE}"
+        )
+
+
+#: PNG colour type -> channels decoded (gray, RGB, palette (RGB or RGBA), gray+alpha, RGBA: at most 4).
+_PNG_CHANNELS = {0: 1, 2: 3, 3: 4, 4: 2, 6: 4}
+_PNG_METADATA = {b"iCCP", b"eXIf", b"tEXt", b"zTXt", b"iTXt"}
+
+
+def _png_header(path: Path) -> ImageHeader:
+    """A PNG's or APNG's header from its chunks, found by seeking from chunk header to chunk header
+    (this costs the same for any image size); Pillow gives the shape of 8-bit ones once they pass."""
+    chunks: dict[bytes, bytes] = {}
+    control_seen, hidden_default = False, None  # an APNG's image data before any frame control: an extra image
     with open(path, "rb") as f:
-        head = f.read(26)
-    if len(head) < 26 or head[:8] != PNG_SIGNATURE or head[12:16] != b"IHDR" or head[24] != 16:
+        f.seek(len(PNG_SIGNATURE))
+        while len(head := f.read(8)) == 8 and head[4:] != b"IEND":
+            length, kind = int.from_bytes(head[:4], "big"), head[4:]
+            if kind in _PNG_METADATA:
+                _check_metadata(path, length, f"a {kind.decode('latin-1')} chunk")
+            if kind == b"IDAT" and hidden_default is None:
+                hidden_default = not control_seen
+            control_seen |= kind == b"fcTL"
+            if kind in (b"IHDR", b"acTL", b"iCCP", b"eXIf") and kind not in chunks:
+                chunks[kind] = f.read(length)
+                f.seek(4, 1)  # CRC
+            else:
+                f.seek(length + 4, 1)
+    ihdr = chunks.get(b"IHDR", b"")
+    if len(ihdr) != 13:
+        raise ValueError("it has no PNG header chunk (IHDR)")
+    width, height, depth, colour = int.from_bytes(ihdr[:4], "big"), int.from_bytes(ihdr[4:8], "big"), ihdr[8], ihdr[9]
+    animation = chunks.get(b"acTL")
+    kind = "APNG" if animation else "PNG"
+    frames = int.from_bytes(animation[:4], "big") + bool(hidden_default) if animation else 1
+    channels = _PNG_CHANNELS.get(colour, 4)
+    _check_pixels(path, (frames,) * (frames > 1) + (height, width, channels), kind)
+    icc = _inflate_profile(path, chunks[b"iCCP"]) if b"iCCP" in chunks else None
+    if depth != 16:
+        return replace(_pillow_header(path), format=kind, icc=icc)
+    orientation = _exif_orientation(chunks.get(b"eXIf", b""))
+    if orientation in (5, 6, 7, 8):  # EXIF: rotated by 90 degrees
+        width, height = height, width
+    shape = (frames,) * (frames > 1) + (height, width) + (channels,) * (channels > 1)
+    axes = "T" * (frames > 1) + "YX" + "S" * (channels > 1)
+    return ImageHeader(kind, shape, np.dtype(np.uint16), axes, icc, orientation)
+
+
+def _inflate_profile(path: Path, chunk: bytes) -> bytes | None:
+    """The ICC profile of an iCCP chunk (name, NUL, compression method, zlib data), inflated no further
+    than the metadata limit; None if it is damaged (only metadata: the pixels can still be read)."""
+    import zlib
+
+    limit = max_metadata_bytes()
+    inflater = zlib.decompressobj()
+    try:
+        profile = inflater.decompress(chunk[chunk.index(b"\0") + 2 :], limit + 1)
+    except (ValueError, zlib.error):
         return None
-    width, height = int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
-    channels = {0: 1, 2: 3, 4: 2, 6: 4}.get(head[25], 1)  # colour type: gray, RGB, gray+alpha, RGBA
-    return (height, width) if channels == 1 else (height, width, channels)
+    _check_metadata(path, len(profile), "an ICC profile")
+    return profile or None
+
+
+def _exif_orientation(data: bytes) -> int:
+    """The orientation in an EXIF block; 1 (upright) when there is none or it cannot be read."""
+    from PIL import Image
+
+    if not data:
+        return 1
+    try:
+        exif = Image.Exif()
+        exif.load(data)
+        return int(exif.get(0x0112, 1))
+    except Exception:  # only metadata: the pixels can be read, a damaged EXIF block must not stop that
+        return 1
+
+
+def _tiff_header(path: Path) -> ImageHeader:
+    """A TIFF's header: its images (series) stacked when there are several of one shape and type, as
+    when pages were written one at a time; refused when they differ."""
+    import tifffile
+
+    with tifffile.TiffFile(path) as tif:
+        series = _image_series(tif)
+        first = series[0]
+        if any((s.shape, s.dtype) != (first.shape, first.dtype) for s in series):
+            found = ", ".join(f"{s.shape} {s.dtype}" for s in series[:3]) + (", ..." if len(series) > 3 else "")
+            raise ImageRefusedError(
+                f"{path} holds {len(series)} images of different sizes or types ({found}), which make no "
+                "stack; save them as separate files"
+            )
+        shape = tuple(first.shape) if len(series) == 1 else (len(series), *first.shape)
+        axes = first.axes if len(series) == 1 else "I" + first.axes
+        if len(shape) == 3 and shape[-1] == 1:  # (Y, X, 1): one channel
+            axes = axes[:-1] + "S"
+        _check_pixels(path, shape, "TIFF")
+        tag = tif.pages[0].tags.get(34675)  # InterColorProfile
+        if tag is not None:
+            _check_metadata(path, tag.valuebytecount, "an ICC profile")
+        icc = bytes(tag.value) if tag is not None else None
+    dtype = np.dtype(first.dtype)
+    return ImageHeader("TIFF", shape, np.dtype(np.uint8) if dtype.kind == "b" else dtype, axes, icc or None)
+
+
+def _image_series(tif: Any) -> list[Any]:
+    """A TIFF's images: its series but reduced-resolution ones (thumbnails, previews)."""
+    return [s for s in tif.series if not s.keyframe.is_reduced] or tif.series[:1]
+
+
+def _pillow_header(path: Path) -> ImageHeader:
+    """The header of a file Pillow decodes (JPEG, 8-bit PNG, GIF, BMP, ...): Pillow reads only headers
+    until pixels are asked for. An MPO (a JPEG with previews or depth maps) is the photo viewers show."""
+    import imageio.v3 as iio
+    from PIL import Image
+
+    _pillow_within_our_limits()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # ours is checked below
+            im = Image.open(path)
+    except Image.DecompressionBombError as exc:  # twice our limit: Pillow's is raised to ours
+        raise ImageRefusedError(
+            f"{path} is over the limit of {max_pixels():,} pixel values ({exc}); if you trust the file, raise "
+            f"the limit with the environment variable {MAX_PIXELS_VARIABLE}"
+        ) from None
+    with im:
+        frames = 1 if im.format == "MPO" else int(getattr(im, "n_frames", 1))
+        channels = 4 if im.mode in ("P", "PA") else len(im.getbands())
+        _check_pixels(path, (frames,) * (frames > 1) + (im.height, im.width, channels), str(im.format))
+        icc, orientation = im.info.get("icc_profile") or None, int(im.getexif().get(0x0112, 1))
+        mode, kind = im.mode, str(im.format)
+    if icc:
+        _check_metadata(path, len(icc), "an ICC profile")
+    props = iio.improps(path, plugin="pillow", index=0)
+    frame, dtype = list(props.shape), np.dtype(props.dtype)
+    if mode == "CMYK":
+        frame[-1] = 3
+    if orientation in (5, 6, 7, 8):  # EXIF: rotated by 90 degrees
+        frame[0], frame[1] = frame[1], frame[0]
+    shape = (frames,) * (frames > 1) + tuple(frame)
+    axes = "T" * (frames > 1) + "YX" + "S" * (len(frame) == 3)
+    return ImageHeader(kind, shape, np.dtype(np.uint8) if dtype.kind == "b" else dtype, axes, icc, orientation, mode)
+
+
+def _pillow_within_our_limits() -> None:
+    """Pillow's own limits raised to ours (checked before Pillow decodes), so that raising ours works."""
+    from PIL import Image, PngImagePlugin
+
+    if Image.MAX_IMAGE_PIXELS is not None:
+        Image.MAX_IMAGE_PIXELS = max(Image.MAX_IMAGE_PIXELS, max_pixels())
+    PngImagePlugin.MAX_TEXT_CHUNK = max(PngImagePlugin.MAX_TEXT_CHUNK, max_metadata_bytes())
+
+
+def _decode(path: Path, header: ImageHeader) -> NDArray:
+    """The pixels of a file whose :func:`probe` gave ``header``."""
+    if header.format == "TIFF":
+        import tifffile
+
+        with tifffile.TiffFile(path) as tif:
+            series = _image_series(tif)
+            return series[0].asarray() if len(series) == 1 else np.stack([s.asarray() for s in series])
+    if header.dtype == np.uint16 and header.format in ("PNG", "APNG"):  # Pillow decodes these to 8 bits
+        import imagecodecs
+
+        if header.format == "PNG":
+            return _orient(np.asarray(imagecodecs.png_decode(path.read_bytes())), header.orientation)
+        frames = [_orient(frame, header.orientation) for frame in imagecodecs.apng_decode(path.read_bytes())]
+        return np.stack(frames) if len(frames) > 1 else frames[0]
+    import imageio.v3 as iio
+
+    _pillow_within_our_limits()
+    index = ... if header.frames > 1 else 0
+    mode = "RGB" if header.mode == "CMYK" else None
+    return np.asarray(iio.imread(path, plugin="pillow", index=index, rotate=True, mode=mode))
 
 
 #: EXIF orientation -> (transpose Y and X, then flip Y, flip X) that turns the stored pixels upright.
@@ -67,112 +385,10 @@ def _orient(image: NDArray, orientation: int) -> NDArray:
     return np.ascontiguousarray(image[:: -1 if flip_y else 1, :: -1 if flip_x else 1])
 
 
-def _png_chunks(path: Path, types: set[bytes]) -> dict[bytes, bytes] | None:
-    """The data of a PNG's chunks of the given ``types``, found by seeking from chunk header to chunk header
-    (nothing is decoded, so this costs the same for any image size); None if the file is not a PNG."""
-    found = {}
-    with open(path, "rb") as f:
-        if f.read(8) != PNG_SIGNATURE:
-            return None
-        while len(head := f.read(8)) == 8 and head[4:] != b"IEND":
-            length = int.from_bytes(head[:4], "big")
-            if head[4:] in types:
-                found[head[4:]] = f.read(length)
-                f.seek(4, 1)  # CRC
-            else:
-                f.seek(length + 4, 1)
-    return found
-
-
-def _png_orientation(path: Path) -> int:
-    """The EXIF orientation of a PNG (its eXIf chunk); 1 (upright) when it has none or it cannot be read."""
-    from PIL import Image
-
-    data = (_png_chunks(path, {b"eXIf"}) or {}).get(b"eXIf")
-    if not data:
-        return 1
-    try:
-        exif = Image.Exif()
-        exif.load(data)
-        return int(exif.get(0x0112, 1))
-    except Exception:  # only metadata: the pixels can be read, a damaged EXIF block must not stop that
-        return 1
-
-
-def _pillow_facts(path: Path) -> tuple[str, int]:
-    """Pillow's mode of an image file and its EXIF orientation (1: upright)."""
-    from PIL import Image
-
-    with Image.open(path) as im:
-        return im.mode, int(im.getexif().get(0x0112, 1))
-
-
-def _check_not_empty(path: Path) -> None:
-    if path.is_file() and path.stat().st_size == 0:
-        raise ValueError(
-            f"Cannot read image {path}: the file is empty (0 bytes). Check that the file is a complete image."
-        )
-
-
 def _reason(exc: BaseException) -> str:
     """The first line of a decoder's message (some span many lines), or the exception's type."""
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     return lines[0].rstrip(".") if lines else exc.__class__.__name__
-
-
-def image_info(path: str | Path) -> tuple[tuple[int, ...], np.dtype]:
-    """Shape and dtype of :func:`read_image`'s result for a file, read from its header."""
-    path = Path(path)
-    _check_not_empty(path)
-    try:
-        if is_tiff(path):
-            import tifffile
-
-            with tifffile.TiffFile(path) as tif:
-                series = tif.series[0]
-                dtype = np.dtype(series.dtype)
-                return tuple(series.shape), np.dtype(np.uint8) if dtype.kind == "b" else dtype
-        png16 = _png16_shape(path)
-        if png16:
-            mode, orientation = "", _png_orientation(path)
-            shape, dtype = list(png16), np.dtype(np.uint16)
-        else:
-            import imageio.v3 as iio
-
-            props = iio.improps(path)
-            shape, dtype = list(props.shape), np.dtype(props.dtype)
-            mode, orientation = _pillow_facts(path)
-        if mode == "CMYK":
-            shape[-1] = 3
-        if orientation in (5, 6, 7, 8):  # EXIF: rotated by 90 degrees
-            shape[0], shape[1] = shape[1], shape[0]
-        return tuple(shape), np.dtype(np.uint8) if dtype.kind == "b" else dtype
-    except Exception as exc:
-        raise ValueError(f"Cannot read image {path}: {_reason(exc)}. Check that the file is a complete image.") from exc
-
-
-def icc_profile(path: str | Path) -> bytes | None:
-    """The ICC colour profile embedded in an image file (a phone's Display P3, a camera's Adobe RGB), or
-    None: the values are then sRGB. :func:`write_image` embeds it again so that colours do not shift."""
-    path = Path(path)
-    try:
-        if is_tiff(path):
-            import tifffile
-
-            with tifffile.TiffFile(path) as tif:
-                tag = tif.pages[0].tags.get(34675)  # InterColorProfile
-                return bytes(tag.value) if tag is not None else None
-        if (chunks := _png_chunks(path, {b"iCCP"})) is not None:
-            import zlib
-
-            chunk = chunks.get(b"iCCP")  # name, NUL, compression method, zlib data
-            return zlib.decompress(chunk[chunk.index(b"\0") + 2 :]) if chunk else None
-        from PIL import Image
-
-        with Image.open(path) as im:
-            return im.info.get("icc_profile") or None
-    except Exception:  # only metadata: the pixels were read, a damaged profile must not stop the job
-        return None
 
 
 def _profile_fits(profile: bytes, channels: int) -> bool:
@@ -195,41 +411,6 @@ def is_tiff(path: Path) -> bool:
     return path.suffix.lower() in (".tif", ".tiff")
 
 
-def tiff_layout(path: str | Path) -> tuple[int, int]:
-    """(images, channels) of a TIFF from its header: how many 2D planes it stacks (pages, slices, frames)
-    and how many samples each pixel has."""
-    import tifffile
-
-    with tifffile.TiffFile(path) as tif:
-        series = tif.series[0]
-        sizes = dict(zip(series.axes, series.shape))
-        planes = int(np.prod([n for axis, n in sizes.items() if axis not in "YXS"], dtype=np.int64))
-        return planes, sizes.get("S", 1)
-
-
-def channel_axis_of(path: str | Path, image: NDArray) -> int | None:
-    """The axis of ``read_image(path)`` that holds colour channels (samples), or None for grayscale.
-
-    PNG/JPEG/BMP: the last axis of a 3D image. TIFF: the axis its metadata calls samples ('S'), so a
-    multi-page grayscale stack (Z, Y, X) is not taken for channels.
-    """
-    path = Path(path)
-    if not is_tiff(path):
-        return -1 if image.ndim == 3 else None
-    try:
-        import tifffile
-
-        with tifffile.TiffFile(path) as tif:
-            axes = tif.series[0].axes
-    except Exception:  # the image was read, so this is only the metadata: fall back to the shape
-        axes = ""
-    if image.ndim == 3 and image.shape[-1] == 1:
-        return -1
-    if len(axes) == image.ndim and "S" in axes:
-        return axes.index("S") - image.ndim
-    return -1 if image.ndim == 3 and image.shape[-1] in (3, 4) and len(axes) != image.ndim else None
-
-
 def write_image(
     path: str | Path,
     image: NDArray,
@@ -242,7 +423,7 @@ def write_image(
     (a TIFF of grayscale pages); "auto": the last axis of a 3D image if it is 3 or 4 long. A TIFF keeps
     the channels where they are: interleaved when last, planar when right before Y and X.
     ``icc_profile`` (from :func:`icc_profile`) is embedded in TIFF, PNG and JPEG files when its colour
-    space fits the channels written (BMP holds none).
+    space fits the channels written (BMP holds none). A full disk is an OSError naming ``path``.
     """
     from .checkpoint import atomic_write
 
@@ -283,7 +464,14 @@ def write_image(
                 extra["icc_profile"] = profile
             iio.imwrite(tmp, image, extension=suffix, **extra)
 
-    return atomic_write(path, write)
+    try:
+        return atomic_write(path, write)
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        full = OSError(f"Cannot write {path}: the disk is full ({exc.strerror or exc}); free some space and run again")
+        full.errno = exc.errno
+        raise full from exc
 
 
 #: What the non-TIFF formats hold: name, integer dtypes, channel counts.

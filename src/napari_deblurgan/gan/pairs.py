@@ -103,9 +103,9 @@ def load_pair(blurred_path: Path, sharp_path: Path) -> tuple[NDArray[np.float32]
     """Both images as float RGB in [0, 1]; a size mismatch is an error naming both files. The same path
     twice is an aligned A|B image, split in halves."""
     if blurred_path == sharp_path:
-        a, b = split_aligned(read_image(blurred_path))
+        a, b = split_aligned(read_image(blurred_path, single=True))
     else:
-        a, b = read_image(blurred_path), read_image(sharp_path)
+        a, b = read_image(blurred_path, single=True), read_image(sharp_path, single=True)
     if a.shape[:2] != b.shape[:2]:
         raise PairingError(f"Size mismatch: {blurred_path} is {a.shape[:2]} but {sharp_path} is {b.shape[:2]}")
     return as_rgb(to_float01(a)), as_rgb(to_float01(b))

@@ -27,7 +27,7 @@ def load_photos(folder: str | Path) -> list[NDArray[np.uint8]]:
         raise FileNotFoundError(f"No photos (.png, .jpg) in {folder}; build them with `napari-deblurgan corpus`")
     photos = []
     for f in files:
-        image = as_rgb(read_image(f))[..., :3]
+        image = as_rgb(read_image(f, single=True))[..., :3]
         if image.dtype != np.uint8:
             image = np.round(image.astype(np.float64) / np.iinfo(image.dtype).max * 255).astype(np.uint8)
         photos.append(np.ascontiguousarray(image))

@@ -106,13 +106,13 @@ def synthesize_pairs(
         raise FileNotFoundError(f"No .png, .jpg or .tif images in {sharp_dir}")
     plan = []
     for path in files:
-        image_info(path)  # an unreadable file stops the run before anything is written
+        image_info(path, single=True)  # an unreadable file stops the run before anything is written
         name = path.stem + ".png"
         plan.append((path, _safe_child(out / "A", name, out), _safe_child(out / "B", name, out)))
     _check_targets([(src, dst) for src, a, b in plan for dst in (a, b)])  # before anything is written
     rng = np.random.default_rng(seed)
     for path, a_path, b_path in plan:
-        image = read_image(path)
+        image = read_image(path, single=True)
         if image.dtype not in (np.uint8, np.uint16):
             image = (to_float01(image) * 255).round().astype(np.uint8)
         sharp = as_rgb(image) if image.ndim == 3 else image
