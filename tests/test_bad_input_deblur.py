@@ -10,6 +10,7 @@ import hashlib
 import re
 from pathlib import Path
 
+import dask.array as da
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -76,7 +77,7 @@ def test_unusable_arrays_are_refused_by_name(tiny, image, error, problem, fix) -
         ((20, 20, 5), {"rgb": True}, r"rgb=True needs a last axis of 3 \(RGB\) or 4 \(RGBA\)"),
         ((5, 20, 20), {"channel_axis": 0, "rgb": True}, "rgb=True needs 3 or 4 channels, got 5"),
         ((20, 20), {"value_range": (1.0, 1.0)}, "high > low"),
-        ((20, 20), {"tile_size": 16}, "tile_size must be at least 32"),
+        ((20, 20), {"tile_size": 16}, "tile_size must be an int >= 32 or None for whole frames, got 16"),
         ((20, 20), {"tile_size": 64, "tile_overlap": 40}, "tile_overlap must be at least 0 and less than half"),
         ((20, 20), {"ensemble": 3}, r"ensemble must be one of \(1, 2, 4, 8\)"),
     ],
@@ -85,6 +86,41 @@ def test_bad_options_are_refused_by_name(tiny, shape, options, message) -> None:
     image = np.zeros(shape, np.uint8)
     with _unchanged(image), pytest.raises(ValueError, match=message):
         deblur(image, tiny, **options)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"tile_size": "512"}, "tile_size must be an int >= 32 or None for whole frames, got '512'"),
+        ({"tile_size": 64.0}, "tile_size must be an int >= 32 or None for whole frames, got 64.0"),
+        ({"tile_size": True}, "tile_size must be an int >= 32 or None for whole frames, got True"),
+        ({"tile_overlap": "8"}, "tile_overlap must be an int >= 0 or None for the default, got '8'"),
+        ({"batch_size": 2.5}, "batch_size must be an int >= 1 or None for the default, got 2.5"),
+        ({"ensemble": "2"}, r"ensemble must be an int, one of \(1, 2, 4, 8\) \(copies averaged\), got '2'"),
+        ({"ensemble": 2.0}, r"ensemble must be an int, one of \(1, 2, 4, 8\)"),
+        (
+            {"channel_axis": "0"},
+            "channel_axis must be an int or None for grayscale or colour on the last axis, got '0'",
+        ),
+        ({"channel_axis": 0.0}, "channel_axis must be an int or None"),
+        ({"rgb": "yes"}, "rgb must be True or False or None, got 'yes'"),
+        ({"refine": "no"}, "refine must be True or False, got 'no'"),
+        ({"half": 1}, "half must be True or False, got 1"),
+    ],
+)
+def test_options_of_the_wrong_type_are_refused_in_the_apis_words(tiny, options, message) -> None:
+    image = np.zeros((5, 20, 20), np.uint8)
+    with _unchanged(image), pytest.raises(TypeError, match=f"^{message}"):
+        deblur(image, tiny, **options)
+    with pytest.raises(TypeError, match=f"^{message}"):  # dask input too, before any graph is built
+        deblur(da.from_array(image), tiny, **options)
+
+
+def test_numpy_integers_and_booleans_are_accepted_as_options(tiny) -> None:
+    image = np.random.default_rng(0).integers(0, 256, (20, 20), np.uint8)
+    numpy_options = {"tile_size": np.int64(64), "ensemble": np.int32(2), "refine": np.bool_(False)}
+    expected = deblur(image, tiny, tile_size=64, ensemble=2, refine=False)
+    np.testing.assert_array_equal(deblur(image, tiny, **numpy_options), expected)
 
 
 # -- unusual but valid input: the right result -----------------------------------------------------------

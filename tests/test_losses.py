@@ -123,3 +123,22 @@ def test_vgg_weights_are_fetched_into_the_hub_cache_and_checksummed(
     assert fetched.read_bytes() == served.read_bytes()
     served.unlink()  # cached now: found without the network
     assert find_vgg19_weights() == fetched
+
+
+class _Payload:
+    def __reduce__(self):
+        return (print, ("this must never run",))
+
+
+def test_a_pickle_given_as_vgg_weights_is_one_clear_line_without_torchs_advice(tmp_path: Path, capsys) -> None:
+    evil = tmp_path / "vgg19.pth"
+    torch.save({"features.0.weight": _Payload()}, evil)
+    with pytest.raises(ValueError) as info:
+        PerceptualLoss(evil)
+    message = str(info.value)
+    assert message.startswith(f"VGG19 weights file {evil} holds Python objects besides tensors, which are refused")
+    assert "weights_only" not in message and len(message.splitlines()) == 1
+    assert "this must never run" not in capsys.readouterr().out
+    (tmp_path / "text.pth").write_text("not weights")
+    with pytest.raises(ValueError, match=r"text.pth: it is truncated, corrupt or not a torch file \(not a pickle"):
+        PerceptualLoss(tmp_path / "text.pth")

@@ -22,7 +22,7 @@ import torch
 from numpy.typing import ArrayLike, NDArray
 
 from .device import bf16_supported, is_out_of_memory, resolve_device
-from .ensemble import check_ensemble, dihedral, undo_dihedral
+from .ensemble import ENSEMBLE_SIZES, check_ensemble, dihedral, undo_dihedral
 from .lazy import deblur_dask, is_dask_array
 from .networks import Generator, for_inference
 from .psf_refine import refine as refine_with_psf
@@ -449,6 +449,45 @@ def _chunks(items: list[Tile], size: int) -> Iterator[list[Tile]]:
         yield items[i : i + size]
 
 
+def _check_options(
+    channel_axis: Any,
+    rgb: Any,
+    tile_size: Any,
+    tile_overlap: Any,
+    batch_size: Any,
+    half: Any,
+    ensemble: Any,
+    refine: Any,
+) -> None:
+    """:func:`deblur`'s options of a wrong type or below their range, refused in its words before any work
+    (TypeError for the type, ValueError for the value); numpy integers and booleans count as such."""
+    _check_int("tile_size", tile_size, 32, "None for whole frames")
+    _check_int("tile_overlap", tile_overlap, 0, "None for the default")
+    _check_int("batch_size", batch_size, 1, "None for the default")
+    _check_int("channel_axis", channel_axis, None, "None for grayscale or colour on the last axis")
+    if not _is_int(ensemble):
+        raise TypeError(f"ensemble must be an int, one of {ENSEMBLE_SIZES} (copies averaged), got {ensemble!r}")
+    check_ensemble(ensemble)
+    for name, value, none in (("rgb", rgb, True), ("half", half, False), ("refine", refine, False)):
+        if not (isinstance(value, bool | np.bool_) or (none and value is None)):
+            raise TypeError(f"{name} must be True or False{' or None' if none else ''}, got {value!r}")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool | np.bool_)
+
+
+def _check_int(name: str, value: Any, low: int | None, none: str) -> None:
+    """``value`` is None or an int of at least ``low`` (any int for None)."""
+    if value is None:
+        return
+    wanted = f"{name} must be an int" + (f" >= {low}" if low is not None else "") + f" or {none}"
+    if not _is_int(value):
+        raise TypeError(f"{wanted}, got {value!r}")
+    if low is not None and value < low:
+        raise ValueError(f"{wanted}, got {value!r}")
+
+
 def deblur(
     image: ArrayLike,
     model: str | Path | Generator | None = None,
@@ -503,7 +542,7 @@ def deblur(
     file path rather than a loaded model when computing on a distributed cluster. Masked arrays are
     refused (a blur spreads masked pixels into unmasked ones): fill them first.
     """
-    check_ensemble(ensemble)
+    _check_options(channel_axis, rgb, tile_size, tile_overlap, batch_size, half, ensemble, refine)
     if isinstance(image, np.ma.MaskedArray):
         raise TypeError(
             "deblur got a masked array: its mask would be ignored and its hidden values would set the range. "

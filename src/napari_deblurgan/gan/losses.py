@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 from collections.abc import Callable
 from pathlib import Path
 
@@ -61,13 +62,35 @@ def find_vgg19_weights(path: str | Path | None = None, download: bool = True) ->
     )
 
 
+def _load_weights(path: Path) -> dict[str, torch.Tensor]:
+    """A weights file's tensors, loaded with ``weights_only=True`` (no code runs); one clear error for a
+    file that holds other Python objects or is not a torch file."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        if isinstance(exc, pickle.UnpicklingError) and "Unsupported global" in str(exc):
+            raise ValueError(  # not torch's advice to load with weights_only=False, which would run its code
+                f"VGG19 weights file {path} holds Python objects besides tensors, which are refused "
+                "(nothing in it ran); pass torchvision's vgg19 weights (a state dict of tensors)"
+            ) from None
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        unpickling = isinstance(exc, pickle.UnpicklingError)  # its text is the advice to drop weights_only
+        reason = "not a pickle of tensors" if unpickling or not lines else lines[0]
+        raise ValueError(
+            f"Cannot load VGG19 weights file {path}: it is truncated, corrupt or not a torch file ({reason})"
+        ) from None
+    if not isinstance(state, dict):
+        raise ValueError(f"VGG19 weights file {path} holds a {type(state).__name__}, not a state dict of tensors")
+    return state
+
+
 class PerceptualLoss(nn.Module):
     """MSE between VGG19 conv3_3 features of ImageNet-normalised images (inputs in [-1, 1])."""
 
     def __init__(self, weights: str | Path | None = None) -> None:
         super().__init__()
         self.features = vgg19_features()
-        state = torch.load(find_vgg19_weights(weights), map_location="cpu", weights_only=True)
+        state = _load_weights(find_vgg19_weights(weights))
         ours = {k.removeprefix("features."): v for k, v in state.items() if k.startswith("features.")}
         wanted = self.features.state_dict().keys()
         missing = [k for k in wanted if k not in ours]
