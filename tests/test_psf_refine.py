@@ -194,6 +194,7 @@ def test_an_estimate_that_diverges_on_a_brick_wall_keeps_the_generator_output(mo
     assert out is blurred
     assert radius_of_gyration(psf) > 5  # diverged: an 8-10 px path's is about 2.5
     monkeypatch.setattr(psf_refine, "unreliable", lambda psf, cross_check: False)
+    monkeypatch.setattr(psf_refine, "AGREEMENT", float("inf"))  # it catches this guide too: it changed nothing
     unguarded, _ = refine(blurred, blurred)
     blurred_psnr = peak_signal_noise_ratio(sharp, blurred, data_range=1)
     assert peak_signal_noise_ratio(sharp, np.clip(unguarded, 0, 1), data_range=1) < blurred_psnr - 5  # measured -7.2
@@ -253,3 +254,18 @@ def test_blur_that_varies_across_the_frame_is_told_from_one_kernel() -> None:
     refined, _ = refine(split, sharp)
     assert np.array_equal(refined, sharp)
     assert not psf_refine.varies_across_frame(split[:300, :300], sharp[:300, :300], across)  # too small to check
+
+
+def test_refine_keeps_the_generators_output_where_the_psf_explains_too_little_of_its_change(case) -> None:
+    """Blur that is one convolution, restored by the generator fully or half way: the true PSF explains
+    nearly all of the change. The same PSF over light blurred in linear intensities with highlights
+    clipped (what a camera records): it explains too little of it, and refine keeps the output."""
+    sharp, blurred, psf = case
+    truth = _centred(psf)
+    assert psf_refine.unexplained(blurred, sharp, truth) < 0.05  # measured 0.0025
+    assert psf_refine.unexplained(blurred, (sharp + blurred) / 2, truth) < 0.2  # 0.096
+    linear = np.clip(blur_image(1.6 * sharp**2.2, psf, 0.0, np.random.default_rng(0)), 0, 1) ** (1 / 2.2)
+    camera = linear.astype(np.float32)
+    assert psf_refine.unexplained(camera, sharp, truth) > psf_refine.AGREEMENT  # 0.62
+    refined, estimated = refine(camera, sharp)
+    assert refined is sharp and psf_refine.unexplained(camera, sharp, estimated) > psf_refine.AGREEMENT
