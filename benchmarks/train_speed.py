@@ -1,16 +1,14 @@
 """Training steps per second on this machine: the paper preset at 256x256 (batch 1, as in the paper) and
-the default recipe, content-only and with the WGAN-GP critic, fp32 and bf16 autocast.
+the shipped model's lineage (``recipes/default.json``: its shipped stage content-only, and with its critic
+stage's WGAN-GP critic), fp32 and bf16 autocast, plus the seconds its GOPRO-like blur engine takes per
+batch (photos of ``data/corpus``: ``napari-deblurgan corpus data/corpus`` builds them).
 
-``--realistic`` times the realistic-blur recipe (``recipes/realistic.json``, photos of ``data/corpus``)
-instead, at batches of 8 x 256^2: the GOPRO-like engine's seconds per batch beside the whole step's.
-
-    python benchmarks/train_speed.py [--steps 5] [--device cpu] [--data-workers 0] [--realistic]
+    python benchmarks/train_speed.py [--steps 5] [--device cpu] [--data-workers 0]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 from pathlib import Path
@@ -20,8 +18,7 @@ import torch
 from napari_deblurgan.gan.train import TrainConfig, Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
-RECIPE = ROOT / "recipes" / "stage8.json"  # the last stage of the shipped model
-REALISTIC = ROOT / "recipes" / "realistic.json"
+LINEAGE = ROOT / "recipes" / "default.json"  # the shipped model's lineage
 
 
 def steps_per_second(options: dict, steps: int, device: str, data_workers: int) -> float:
@@ -55,17 +52,18 @@ def seconds_per_batch(options: dict, batches: int) -> float:
     return (time.perf_counter() - t) / batches
 
 
-def realistic(args: argparse.Namespace) -> None:
-    """The realistic recipe at 8 x 256^2: batch synthesis alone, and whole training steps."""
-    recipe = {**json.loads(REALISTIC.read_text()), "crop": 256, "batch_size": 8, "init": None}
-    recipe["data"] = str(ROOT / recipe["data"])
-    if not Path(recipe["data"]).is_dir():
-        raise SystemExit(f"{recipe['data']} is missing: napari-deblurgan corpus {recipe['data']}")
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {args.device}")
-    print(f"realistic blur engine: {seconds_per_batch(recipe, args.steps):.3f} s per batch of 8 x 256^2")
-    for amp in ("off", "auto"):
-        rate = steps_per_second({**recipe, "amp": amp}, args.steps, args.device, args.data_workers)
-        print(f"realistic recipe, whole step ({amp}): {1 / rate:.3f} s per step ({rate:.3f} steps/s)", flush=True)
+def lineage_options() -> tuple[dict, dict]:
+    """The shipped stage's training options and those of the lineage's stage that trains with a critic."""
+    from napari_deblurgan.gan.lineage import Lineage
+
+    lineage = Lineage.from_file(LINEAGE)
+    shipped = lineage.stage(lineage.ship_stage).config.to_dict()
+    critic = next(s.config.to_dict() for s in lineage.stages if s.config.adv_weight > 0)
+    for options in (shipped, critic):
+        options.update(data=str(ROOT / options["data"]), init=None)
+        if not Path(options["data"]).is_dir():
+            raise SystemExit(f"{options['data']} is missing: napari-deblurgan corpus {options['data']}")
+    return shipped, critic
 
 
 def main() -> None:
@@ -73,12 +71,12 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--data-workers", type=int, default=0, help="processes making batches ahead")
-    parser.add_argument("--realistic", action="store_true", help="time the realistic-blur recipe instead")
     args = parser.parse_args()
-    if args.realistic:
-        realistic(args)
-        return
-    recipe = json.loads(RECIPE.read_text())
+    shipped, critic = lineage_options()
+    print(
+        f"GOPRO-like blur engine: {seconds_per_batch(shipped, args.steps):.3f} s per batch of "
+        f"{shipped['batch_size']} x {shipped['crop']}^2"
+    )
     # Content loss "l1" stands in for the perceptual loss where no VGG19 weights exist (VGG to conv3_3
     # adds about 40 GFLOP per 256x256 sample on top).
     paper = {
@@ -92,8 +90,8 @@ def main() -> None:
     cases = [
         ("paper, 256x256, batch 1, critic x5", {**paper, "adv_start": 0}),
         ("paper, 256x256, batch 1, content only", {**paper, "adv_weight": 0.0}),
-        ("default recipe, content phase", {**recipe, "adv_start": 10**9}),
-        ("default recipe, adversarial phase", {**recipe, "adv_start": 0}),
+        ("default lineage, shipped stage", shipped),
+        ("default lineage, critic stage", critic),
     ]
     threads = torch.get_num_threads()
     print(f"torch {torch.__version__}, {threads} threads, device {args.device}, {args.data_workers} data workers")

@@ -7,14 +7,14 @@
 # Trains recipes/realistic_gpu.json (batch 32 of 256^2, bf16 autocast, channels-last, the realistic blur
 # engine rendering on the GPU) on the compact corpus pack data/pack (`napari-deblurgan corpus data/corpus
 # --pack data/pack`; git-ignored, so the device call names it in `carry`), starting from INIT (default:
-# the last snapshot of the nafnet lineage, whose architecture the recipe matches), then writes to $OUT:
+# the shipped model, whose lineage's architecture and data mix the recipe matches), then writes to $OUT:
 # generator.safetensors (the weight average, float16), metrics.csv and log.txt. Training then continues on the CPU from that
-# snapshot: record it in recipes/nafnet.json as a stage ("set": this recipe's options, "until": the
+# snapshot: record it in recipes/default.json as a stage ("set": this recipe's options, "until": the
 # step it reached) and init the next stage from it. Runs from the repository root without installing
 # the package (PYTHONPATH=src): the device machine has torch, safetensors, scikit-image and tqdm.
 set -eu
 : "${OUT:?set OUT to the folder for the results}"
-INIT="${1:-training/nafnet/generator.safetensors}"
+INIT="${1:-src/napari_deblurgan/models/default.safetensors}"
 [ -d data/pack ] || { echo "data/pack is missing: build it and carry it (see the header)" >&2; exit 2; }
 export PYTHONPATH=src PYTHONUNBUFFERED=1
 DEVICE="${DEVICE:-cuda}"
