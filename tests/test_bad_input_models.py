@@ -95,10 +95,10 @@ def test_bad_stored_architectures_are_named(tmp_path, good, config, message) -> 
     "overrides", [{"n_blocks": 10**8}, {"ngf": 10**6}, {"ngf": 2**40, "n_blocks": 1}], ids=["blocks", "ngf", "huge"]
 )
 def test_a_hostile_architecture_cannot_make_it_allocate(tmp_path, good, overrides) -> None:
-    """The config is checked against the file's tensor shapes before any network is built."""
+    """The config's size and then its tensor shapes are checked before any network is built."""
     path = _with_config(tmp_path, good, {**SMALL.to_dict(), **overrides})
     start = time.perf_counter()
-    with pytest.raises(ValueError, match="does not match its stored architecture"):
+    with pytest.raises(ValueError, match="refused before allocating|does not match its stored architecture"):
         load_generator(path)
     assert time.perf_counter() - start < 5
 

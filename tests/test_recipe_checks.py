@@ -118,3 +118,36 @@ def test_special_and_huge_recipe_files_are_refused_without_reading_them_whole(tm
     huge.write_text('{"lr": 0.001, "pad": "' + "x" * (2 << 20) + '"}')
     assert main(["train", "--config", str(huge), "--out", str(tmp_path / "run")]) == 2
     assert "over 1 MiB" in capsys.readouterr().err
+
+
+def test_absurd_networks_are_refused_before_allocating(tmp_path: Path, capsys) -> None:
+    """A recipe, or the recipe saved in a checkpoint, asking for a network of absurd size is refused on
+    load, in well under a second, with nothing allocated."""
+    import time
+
+    from napari_deblurgan.cli import main
+    from napari_deblurgan.gan.checkpoint import load_checkpoint, save_checkpoint
+    from napari_deblurgan.gan.train import Trainer
+
+    start = time.perf_counter()
+    for options, message in (
+        ({"generator": {"ngf": 10**6}}, "refused before allocating"),
+        ({"generator": {"n_blocks": 10**7}}, "refused before allocating"),
+        ({"critic": {"ndf": 10**6}}, "critic.ndf must be an integer from 1 to 256"),
+        ({"critic": {"layers": 3}}, "critic options are an object with keys"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            TrainConfig.from_dict({"preset": "fast", **options})
+    assert time.perf_counter() - start < 1
+    recipe = tmp_path / "huge.json"
+    recipe.write_text(json.dumps({"preset": "fast", "generator": {"ngf": 10**6}}))
+    assert main(["train", "--config", str(recipe), "--out", str(tmp_path / "run")]) == 2
+    assert "refused before allocating" in capsys.readouterr().err
+    small = {"preset": "fast", "generator": {"ngf": 4, "n_blocks": 1}, "steps": 1, "crop": 32, "batch_size": 1}
+    run = tmp_path / "small"
+    Trainer(TrainConfig.from_dict({**small, "adv_weight": 0.0}), run).fit()
+    state = load_checkpoint(run / "checkpoint.pt")
+    state["config"] = json.dumps({**json.loads(state["config"]), "generator": {"ngf": 10**6}})
+    save_checkpoint(state, run / "checkpoint.pt")
+    with pytest.raises(ValueError, match="refused before allocating"):
+        Trainer(TrainConfig.from_dict({**small, "adv_weight": 0.0}), run, resume=True)

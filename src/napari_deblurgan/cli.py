@@ -307,10 +307,10 @@ def _refuse_foreign_metrics(out: Path) -> None:
     metrics = out / METRICS_NAME
     if (out / CHECKPOINT_NAME).is_file() or not (metrics.exists() or metrics.is_symlink()):
         return
-    header = (",".join(_MetricsLog.COLUMNS) + "\r\n").encode()  # as the csv module writes it
+    header = ",".join(_MetricsLog.COLUMNS).encode()
     if metrics.is_file() and not metrics.is_symlink():
         with open(metrics, "rb") as fh:
-            if fh.read(len(header) + 1) == header:
+            if fh.read(len(header) + 3).rstrip(b"\r\n") == header:  # the header alone, any line ending
                 return
     raise FileExistsError(
         f"{metrics} was not written by a napari-deblurgan run ({out} holds no {CHECKPOINT_NAME}), and training "

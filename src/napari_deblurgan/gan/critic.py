@@ -16,6 +16,21 @@ class CriticConfig:
     n_layers: int = 3
     norm: Literal["instance", "none"] = "instance"
 
+    def __post_init__(self) -> None:
+        sizes = {"in_channels": (self.in_channels, 64), "ndf": (self.ndf, 256), "n_layers": (self.n_layers, 8)}
+        for name, (value, most) in sizes.items():
+            if type(value) is not int or not 1 <= value <= most:
+                raise ValueError(f"critic.{name} must be an integer from 1 to {most}, got {value!r}")
+        if self.norm not in ("instance", "none"):
+            raise ValueError(f"critic.norm must be 'instance' or 'none', got {self.norm!r}")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CriticConfig:
+        known = set(cls.__dataclass_fields__)
+        if not isinstance(data, dict) or set(data) - known:
+            raise ValueError(f"critic options are an object with keys from {sorted(known)}, got {data!r}")
+        return cls(**data)
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 

@@ -80,6 +80,30 @@ class GeneratorConfig:
             raise ValueError(f"invalid generator size: {self}")
         if self.learn_residual and self.in_channels != self.out_channels:
             raise ValueError("learn_residual needs in_channels == out_channels")
+        if not 1 <= self.in_channels <= 64 or not 1 <= self.out_channels <= 64:
+            raise ValueError(
+                f"in_channels and out_channels must be 1 to 64, got {self.in_channels}, {self.out_channels}"
+            )
+        if self.approx_parameters() > MAX_PARAMETERS:
+            raise ValueError(
+                f"this generator would have about {self.approx_parameters() / 1e6:,.0f} M parameters, over the "
+                f"limit of {MAX_PARAMETERS / 1e6:,.0f} M: refused before allocating (a damaged or hostile file?)"
+            )
+
+    def approx_parameters(self) -> int:
+        """The weights of the network's blocks, to within a small factor: what validation bounds before
+        anything is allocated (a ResBlock has two 3x3 convolutions at 4 x ngf channels; a NAFNet block
+        about 8 c^2 weights at its level's c channels)."""
+        if self.arch == "resnet":
+            return 2 * 9 * (4 * self.ngf) ** 2 * self.n_blocks + 49 * self.ngf * (self.in_channels + self.out_channels)
+        widths = [self.ngf * 2**level for level in range(len(self.encoder_blocks) + 1)]
+        blocks = [*self.encoder_blocks, self.n_blocks]
+        return sum(8 * c * c * max(n, 1) for c, n in zip(widths, blocks))
+
+
+#: Largest generator (parameters, :meth:`GeneratorConfig.approx_parameters`) a config may ask for: 40x
+#: the paper's network (11.38 M), 2 GB of float32 weights.
+MAX_PARAMETERS = 500_000_000
 
 
 #: Named architectures. ``paper`` is the network of the DeblurGAN paper (11.38 M parameters).

@@ -125,6 +125,8 @@ class TrainConfig:
         check_options({f.name: getattr(self, f.name) for f in fields(self)})
         self.betas = tuple(self.betas)  # type: ignore[assignment]
         self.realistic_blur()  # bad engine options fail on load, naming the option
+        self.generator_config()  # so do networks of absurd size, before anything is allocated
+        CriticConfig.from_dict(self.critic)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -347,7 +349,9 @@ class Trainer:
         self.generator = build_generator(config.generator_config()).to(self.device)
         if config.init and state is None:
             self._load_init(config.init)
-        self.critic = PatchCritic(CriticConfig(**config.critic)).to(self.device) if config.adv_weight > 0 else None
+        self.critic = (
+            PatchCritic(CriticConfig.from_dict(config.critic)).to(self.device) if config.adv_weight > 0 else None
+        )
         self.memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
         for net in (self.generator, self.critic):
             if net is not None:
