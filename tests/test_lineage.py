@@ -90,3 +90,24 @@ def test_bad_lineages_say_what_is_wrong(tmp_path: Path, change: Any, message: st
     path.write_text(json.dumps(data))
     with pytest.raises(ValueError, match=message):
         Lineage.from_file(path)
+
+
+def test_a_run_trains_the_ship_stages_ancestry_and_a_branch_only_when_asked(tmp_path: Path, capsys) -> None:
+    sharp = tmp_path / "sharp"
+    sharp.mkdir()
+    write_image(sharp / "a.png", skimage.data.astronaut()[:100, :100])
+    data = _recipe(sharp)
+    data["stages"].insert(1, {"name": "branch", "why": "an ablation", "init": "first", "set": {"seed": 3}})
+    data["stages"].append({"name": "next", "why": "in progress", "init": "second", "set": {"seed": 9}})
+    recipe = tmp_path / "lineage.json"
+    recipe.write_text(json.dumps(data))
+    assert [s.name for s in Lineage.from_file(recipe).ancestry("next")] == ["first", "second", "next"]
+    out = tmp_path / "runs"
+    assert main(["lineage", str(recipe), "--out", str(out), "--quiet"]) == 0
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["first", "second"]
+    assert (out / "default.safetensors").is_file()
+    assert main(["lineage", str(recipe), "--out", str(out), "--stage", "branch", "--quiet"]) == 0
+    assert (out / "branch" / "generator.safetensors").is_file() and not (out / "next").exists()
+    assert "the ship stage second is not one it starts from" in capsys.readouterr().out
+    assert main(["lineage", str(recipe), "--out", str(out), "--stage", "nope", "--quiet"]) == 2
+    assert "No stage 'nope'" in capsys.readouterr().err

@@ -381,7 +381,8 @@ def _lineage(args: argparse.Namespace) -> None:
 
     lineage = Lineage.from_file(args.recipe)
     out = Path(args.out)
-    for stage in lineage.stages:
+    chain = lineage.ancestry(args.stage or lineage.ship_stage)
+    for stage in chain:
         run = stage.run_dir(out)
         for path in (run / CHECKPOINT_NAME, run / MODEL_NAME):  # left by a run killed while saving
             remove_stale_temp_files(path)
@@ -395,6 +396,9 @@ def _lineage(args: argparse.Namespace) -> None:
         print(f"stage {stage.name} ({'from step ' + str(trainer.step) if resume else 'new'}): {stage.why}")
         _run_trainer(trainer, run, stage.until, args.quiet, 0)
         del trainer
+    if lineage.ship_stage not in {stage.name for stage in chain}:
+        print(f"Stage {args.stage} trained; the ship stage {lineage.ship_stage} is not one it starts from: no model")
+        return
     model = out / "default.safetensors"
     which, step = export_checkpoint(
         lineage.stage(lineage.ship_stage).run_dir(out), model, lineage.ship_weights, half=True, overwrite=True
@@ -438,10 +442,13 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser(
         "lineage",
-        help="train a model's whole lineage (a recipe of stages, e.g. recipes/nafnet.json), resuming where it stopped",
+        help="train a model's lineage (a recipe of stages, e.g. recipes/default.json), resuming where it stopped",
     )
     p.add_argument("recipe", help="lineage recipe: a base of training options and stages that override it")
     p.add_argument("--out", default="runs/default-model", help="folder of the stages' runs and the final model")
+    p.add_argument(
+        "--stage", help="train this stage and those it starts from (default: the ship stage; then export the model)"
+    )
     p.add_argument("--device", default="auto")
     p.add_argument("--data-workers", type=_workers, metavar="N", help="processes that make batches ahead")
     p.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -8,7 +8,9 @@ The file is JSON::
 
 Each stage trains ``base`` updated with its ``set`` in its own run folder ``OUT/<name>``, starting from
 ``init`` (an earlier stage's exported model, or a model file) and stopping after step ``until`` (its
-schedule still spans ``steps``). ``ship`` names the stage whose weights become the model file.
+schedule still spans ``steps``). ``ship`` names the stage whose weights become the model file. A run
+trains one stage and the stages it starts from (:meth:`Lineage.ancestry`): by default the ship stage,
+so ablation branches and stages still in progress stay out of the shipped model's reproduction.
 """
 
 from __future__ import annotations
@@ -74,6 +76,13 @@ class Lineage:
             if s.name == name:
                 return s
         raise ValueError(f"No stage {name!r}; the stages are {[s.name for s in self.stages]}")
+
+    def ancestry(self, name: str) -> list[Stage]:
+        """Stage ``name`` and the stages it starts from (its ``init`` chain), in training order."""
+        chain = [self.stage(name)]
+        while chain[0].init_stage is not None:
+            chain.insert(0, self.stage(chain[0].init_stage))
+        return chain
 
     def init_path(self, stage: Stage, out: str | Path) -> str | None:
         """The model file that starts ``stage``: its ``init`` stage's export, else its recipe's ``init``."""
