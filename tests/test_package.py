@@ -22,6 +22,16 @@ def test_cli_help_answers_without_torch() -> None:
     assert out.stdout.strip() == "False"
 
 
+def test_the_deblur_widgets_module_loads_neither_torch_nor_the_trainer() -> None:
+    """Opening the deblur dock imports what deblurring needs; torch comes with the first Deblur."""
+    code = (
+        "import sys\nimport napari_deblurgan._widgets.deblur\n"
+        "print([m for m in ('torch', 'napari_deblurgan.gan.train') if m in sys.modules])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
 def test_reader_opens_folders_without_torch(tmp_path) -> None:
     """npe2 offers every folder to the reader: turning one down, or reading A/B pairs, needs no torch."""
     for sub in ("A", "B"):

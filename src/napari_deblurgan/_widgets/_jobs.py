@@ -9,11 +9,12 @@ import queue
 import threading
 from collections.abc import Callable, Generator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
-from ..gan.train import MODEL_NAME, Trainer, TrainEvent
+if TYPE_CHECKING:  # the trainer (torch, blur synthesis, metrics) loads with the first training run only
+    from ..gan.train import Trainer, TrainEvent
 
 R = TypeVar("R")
 Y = TypeVar("Y")
@@ -147,6 +148,8 @@ def train_job(make_trainer: Callable[[], Trainer], stop: threading.Event) -> Gen
             yield _with_inputs(event, trainer)
             if stop.is_set():
                 trainer.request_stop()
+        from ..gan.train import MODEL_NAME
+
         model = trainer.run_dir / MODEL_NAME
         return model if model.is_file() else None
 
