@@ -254,3 +254,25 @@ def test_the_default_recipe_trains_without_downloads(monkeypatch: pytest.MonkeyP
     loss = content_loss(TrainConfig().content_loss)
     x = torch.rand(1, 3, 8, 8)
     assert float(loss(x, x)) < 1e-2 < float(loss(x, -x))
+
+
+def test_a_folder_of_sharp_images_names_a_file_that_is_not_one_image(tmp_path: Path) -> None:
+    import skimage.data
+    import tifffile
+
+    from napari_deblurgan.gan.images import write_image
+    from napari_deblurgan.gan.train import build_source
+
+    sharp = tmp_path / "sharp"
+    sharp.mkdir()
+    write_image(sharp / "a.png", skimage.data.astronaut()[:64, :64])
+    tifffile.imwrite(sharp / "stack.tif", np.zeros((2, 64, 64), np.uint8))
+    config = TrainConfig.from_dict({"preset": "fast", "data": str(sharp), "crop": 32})
+    with pytest.raises(ValueError, match=r"stack\.tif is a multi-page TIFF of 2 images"):
+        build_source(config)
+    (sharp / "stack.tif").unlink()
+    tifffile.imwrite(
+        sharp / "two.tif", np.zeros((64, 64, 2), np.uint8), photometric="minisblack", planarconfig="contig"
+    )
+    with pytest.raises(ValueError, match=r"two\.tif"):
+        build_source(config)

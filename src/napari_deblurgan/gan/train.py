@@ -235,7 +235,14 @@ def build_source(cfg: TrainConfig) -> BatchSource:
         files = sorted(p for p in root.rglob("*") if is_image_file(p))
         if not files:
             raise FileNotFoundError(f"No images (.png, .jpg, .tif) found in {root}")
-        images = [as_rgb(to_float01(read_image(p))) for p in files]
+        images = []
+        for path in files:
+            try:
+                images.append(as_rgb(to_float01(read_image(path, single=True))))
+            except ValueError as exc:  # name the file that is not one image of 1, 3 or 4 channels
+                if str(path) in str(exc):
+                    raise
+                raise ValueError(f"{path}: {exc}") from exc
     return SyntheticPairs(
         images,
         cfg.crop,
