@@ -294,9 +294,7 @@ class PlaneDeblurrer:
         half: bool = False,
         ensemble: int = 1,
     ) -> None:
-        check_ensemble(ensemble)
-        if tile_size is not None and tile_size < 32:
-            raise ValueError(f"tile_size must be at least 32 pixels (or None for whole frames), got {tile_size}")
+        # tile_size, ensemble and the other options' types are checked by deblur (_check_options)
         tile_overlap = default_overlap(tile_size) if tile_overlap is None else tile_overlap
         if tile_size is not None and not 0 <= tile_overlap < tile_size // 2:
             raise ValueError(
