@@ -276,3 +276,19 @@ def test_a_folder_of_sharp_images_names_a_file_that_is_not_one_image(tmp_path: P
     )
     with pytest.raises(ValueError, match=r"two\.tif"):
         build_source(config)
+
+
+def test_the_trainer_never_appends_to_a_metrics_csv_that_no_run_wrote(tmp_path: Path) -> None:
+    cfg = TrainConfig(**{**TINY, "steps": 1, "adv_weight": 0.0})
+    for resume in (False, True):
+        run = tmp_path / f"resume={resume}"
+        run.mkdir()
+        (run / "metrics.csv").write_text("experiment,accuracy\n")  # the user's own table
+        with pytest.raises(FileExistsError, match=r"metrics\.csv was not written by a napari-deblurgan run"):
+            Trainer(cfg, run, device="cpu", resume=resume, source=FixedBatch())
+        assert (run / "metrics.csv").read_text() == "experiment,accuracy\n"
+    empty = tmp_path / "empty"  # left by a run killed as it began: ours, without a header yet
+    empty.mkdir()
+    (empty / "metrics.csv").touch()
+    Trainer(cfg, empty, device="cpu", source=FixedBatch()).fit()
+    assert (empty / "metrics.csv").read_text().startswith("step,time,lr")

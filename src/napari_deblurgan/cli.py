@@ -271,7 +271,6 @@ def _train(args: argparse.Namespace) -> None:
     if args.until is not None and args.until < 1:
         raise ValueError(f"--until must be a positive step, got {args.until}")
     checkpoint = Path(args.out) / CHECKPOINT_NAME
-    _refuse_foreign_metrics(Path(args.out))
     if args.resume and rank == 0:  # temp files of a run that was killed while saving
         for path in (checkpoint, Path(args.out) / MODEL_NAME):
             remove_stale_temp_files(path)
@@ -297,25 +296,6 @@ def _train(args: argparse.Namespace) -> None:
     if args.resume and trainer.step == 0 and rank == 0:
         print(f"--resume: {checkpoint} does not exist, so training starts at step 0", file=sys.stderr)
     _run_trainer(trainer, Path(args.out), args.until, args.quiet, rank)
-
-
-def _refuse_foreign_metrics(out: Path) -> None:
-    """Training appends to ``out/metrics.csv``: refuse one that no run of ours wrote, i.e. one without a
-    checkpoint beside it that holds more than the header a run stopped at its first step leaves."""
-    from .gan.train import CHECKPOINT_NAME, METRICS_NAME, _MetricsLog
-
-    metrics = out / METRICS_NAME
-    if (out / CHECKPOINT_NAME).is_file() or not (metrics.exists() or metrics.is_symlink()):
-        return
-    header = ",".join(_MetricsLog.COLUMNS).encode()
-    if metrics.is_file() and not metrics.is_symlink():
-        with open(metrics, "rb") as fh:
-            if fh.read(len(header) + 3).rstrip(b"\r\n") == header:  # the header alone, any line ending
-                return
-    raise FileExistsError(
-        f"{metrics} was not written by a napari-deblurgan run ({out} holds no {CHECKPOINT_NAME}), and training "
-        "would append to it; choose another --out folder, or move the file"
-    )
 
 
 def _run_trainer(trainer: Trainer, out: Path, until: int | None, quiet: bool, rank: int) -> None:

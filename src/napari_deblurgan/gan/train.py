@@ -337,6 +337,7 @@ class Trainer:
             raise FileExistsError(
                 f"{self.run_dir} already holds a training run; resume it (--resume) or choose another output folder"
             )
+        _refuse_foreign_log(self.run_dir / METRICS_NAME)  # training appends to it
         if state is None:  # a new run must not overwrite the model or the log another run left there
             left = [name for name in (MODEL_NAME, METRICS_NAME) if _holds_results(self.run_dir / name)]
             if left:
@@ -652,6 +653,23 @@ class Trainer:
             pass
 
 
+def _refuse_foreign_log(path: Path) -> None:
+    """Refuse a ``metrics.csv`` that no run of ours wrote: training would append to it. Ours start with
+    :attr:`_MetricsLog.COLUMNS` (any line ending); an empty one is left by a run killed as it began."""
+    if not (path.exists() or path.is_symlink()):
+        return
+    header = ",".join(_MetricsLog.COLUMNS).encode()
+    if path.is_file():  # not a FIFO or device: reading those may never end
+        with open(path, "rb") as fh:
+            first = fh.readline(len(header) + 3)
+        if not first or first.rstrip(b"\r\n") == header:
+            return
+    raise FileExistsError(
+        f"{path} was not written by a napari-deblurgan run (its first line is not a training log's header), and "
+        "training would append to it; choose another output folder, or move the file"
+    )
+
+
 def _holds_results(path: Path) -> bool:
     """A model file, or a log with logged steps (a run that failed at its first step leaves only a header)."""
     if path.name == METRICS_NAME:
@@ -688,7 +706,7 @@ class _MetricsLog:
     def __init__(self, path: Path) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
-        if not path.exists():
+        if not path.exists() or path.stat().st_size == 0:
             with open(path, "w", newline="") as fh:
                 csv.writer(fh).writerow(self.COLUMNS)
 
