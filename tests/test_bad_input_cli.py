@@ -468,3 +468,25 @@ def test_training_never_appends_to_a_metrics_csv_that_no_run_wrote(tmp_path, cap
     code, err = _train(capsys, tmp_path, run, recipe)
     assert code == 2 and "metrics.csv was not written by a napari-deblurgan run" in err
     assert (run / "metrics.csv").read_text() == "experiment,accuracy\n" and not (run / "checkpoint.pt").exists()
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ("max_nosie=0.1", "there is no training option 'max_nosie'; did you mean max_noise?"),
+        ("steps=1.5", "steps takes a whole number, not '1.5'"),
+        ("lr=fast", "lr takes a number, not 'fast'"),
+        ("channels_last=maybe", "channels_last takes true or false"),
+        ("betas=0.9", "betas takes a JSON list such as [0.5, 0.999]"),
+        ("generator=[8]", "generator takes a JSON object"),
+        ("steps", "write KEY=VALUE"),
+        ("steps=0", "steps must be a whole number from 1"),  # the range is checked with the recipe's options
+        ("crop=64", "crop is given twice"),  # --crop too
+    ],
+)
+def test_train_set_names_an_unknown_option_or_a_value_of_the_wrong_type(
+    tmp_path, capsys, recipe, setting: str, message: str
+) -> None:
+    code, err = _train(capsys, tmp_path, tmp_path / "run", recipe, "--crop", "32", "--set", setting)
+    assert code == 2 and message in err, err
+    assert not (tmp_path / "run").exists()

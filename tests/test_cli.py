@@ -231,6 +231,26 @@ def test_export_writes_the_weight_average_the_run_validated_or_the_raw_weights(t
     assert any(not torch.equal(avg[k], raw[k]) for k in avg)
 
 
+def test_train_set_reaches_every_option_overrides_the_recipe_and_branches_a_resume(tmp_path: Path) -> None:
+    from napari_deblurgan.gan.checkpoint import load_checkpoint
+
+    sharp = tmp_path / "sharp"
+    sharp.mkdir()
+    write_image(sharp / "a.png", skimage.data.astronaut()[:100, :100])
+    recipe = tmp_path / "recipe.json"
+    recipe.write_text(json.dumps({**TINY_RECIPE, "steps": 2, "max_noise": 0.05}))
+    run = tmp_path / "run"
+    base = ["train", str(sharp), "--out", str(run), "--config", str(recipe), "--quiet"]
+    settings = ["max-noise=0", "betas=[0.9, 0.99]", 'generator={"ngf": 4, "n_blocks": 1}', "channels_last=false"]
+    assert main([*base, "--steps", "2", *(arg for s in settings for arg in ("--set", s))]) == 0
+    saved = json.loads(load_checkpoint(run / "checkpoint.pt")["config"])
+    assert saved["max_noise"] == 0 and saved["betas"] == [0.9, 0.99] and saved["generator"]["ngf"] == 4
+    assert saved["channels_last"] is False and saved["steps"] == 2
+    assert main([*base, "--resume", "--set", "steps=3", "--set", "log_every=1"]) == 0
+    saved = json.loads(load_checkpoint(run / "checkpoint.pt")["config"])
+    assert (saved["steps"], saved["log_every"], saved["max_noise"]) == (3, 1, 0)  # the rest is the saved recipe
+
+
 def test_train_until_stops_with_a_checkpoint_and_resume_flags_branch_the_run(tmp_path: Path, capsys) -> None:
     from napari_deblurgan.gan.checkpoint import load_checkpoint
 

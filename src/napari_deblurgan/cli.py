@@ -244,6 +244,22 @@ def _init_distributed(device: str = "auto") -> None:
     dist.init_process_group(backend)
 
 
+#: TrainConfig fields that have a flag of their own (--batch-size for batch_size); --set reaches all of them
+_TRAIN_FLAGS = (
+    "preset",
+    "steps",
+    "batch_size",
+    "crop",
+    "lr",
+    "content_loss",
+    "adv_weight",
+    "seed",
+    "vgg_weights",
+    "init",
+    "ema",
+)
+
+
 def _train(args: argparse.Namespace) -> None:
     from .gan.checkpoint import remove_stale_temp_files
     from .gan.train import CHECKPOINT_NAME, MODEL_NAME, TrainConfig, Trainer
@@ -252,21 +268,16 @@ def _train(args: argparse.Namespace) -> None:
     rank = int(os.environ.get("RANK", "0"))
     options: dict = _read_recipe(args.config) if args.config else {}
     options["data"] = args.data if args.data is not None else options.get("data", "skimage")
-    flags = (
-        "preset",
-        "steps",
-        "batch_size",
-        "crop",
-        "lr",
-        "content_loss",
-        "adv_weight",
-        "seed",
-        "vgg_weights",
-        "init",
-        "ema",
-    )
-    given = tuple(name for name in flags if getattr(args, name) is not None)
-    options.update({name: getattr(args, name) for name in given})
+    flags = {name: getattr(args, name) for name in _TRAIN_FLAGS if getattr(args, name) is not None}
+    settings: dict[str, Any] = {}
+    for text in args.settings or ():
+        name, value = TrainConfig.parse_setting(text)
+        if name in settings or name in flags or (name == "data" and args.data is not None):
+            raise ValueError(f"{name} is given twice (--set {text} and an earlier flag or --set); give it once")
+        settings[name] = value
+    options.update(flags)
+    options.update(settings)
+    given = (*flags, *settings)
     config = TrainConfig.from_dict(options)
     if args.until is not None and args.until < 1:
         raise ValueError(f"--until must be a positive step, got {args.until}")
@@ -387,10 +398,25 @@ def _lineage(args: argparse.Namespace) -> None:
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train", help="train a generator (WGAN-GP + content loss)")
+    p = sub.add_parser(
+        "train",
+        help="train a generator (WGAN-GP + content loss)",
+        description="Train a generator. Training options start from their defaults (TrainConfig), then the recipe "
+        "(--config FILE), then DATA, the flags and --set, each overriding those before; with --resume, the flags "
+        "and --set override the run's saved recipe.",
+    )
     p.add_argument("data", nargs="?", default=None, help="'skimage', a folder of sharp images, an A/B or GOPRO folder")
     p.add_argument("--out", required=True, help="run folder: checkpoint.pt, generator.safetensors, metrics.csv")
-    p.add_argument("--config", help="JSON file of training options (a recipe); flags override it")
+    p.add_argument("--config", help="JSON file of training options (a recipe); DATA, flags and --set override it")
+    p.add_argument(
+        "--set",
+        dest="settings",
+        action="append",
+        metavar="KEY=VALUE",
+        help="set any training option (a recipe's key), e.g. --set max_noise=0.01 --set betas=[0.9,0.99]; "
+        "repeatable. VALUE: true/false, a number, a word, null (no file), or JSON for objects and lists. "
+        "An option given twice (by its flag and --set) is an error",
+    )
     p.add_argument("--preset", help="generator preset: paper or fast")
     p.add_argument("--steps", type=int)
     p.add_argument("--batch-size", type=int)

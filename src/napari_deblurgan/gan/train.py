@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import difflib
 import json
 import math
 import os
@@ -17,7 +18,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args, get_origin, get_type_hints
 
 import numpy as np
 import torch
@@ -141,6 +142,25 @@ class TrainConfig:
             raise ValueError(f"Unknown training options {sorted(unknown)}")
         return cls(**data)
 
+    @classmethod
+    def parse_setting(cls, text: str) -> tuple[str, Any]:
+        """``KEY=VALUE`` (the command line's ``--set``) as an option's name and a value of its field's type:
+        true/false for switches, numbers and words as written, null for an optional file left unset, JSON
+        for objects and lists. The value's range is checked where the options are (``__post_init__``)."""
+        key, equals, raw = text.partition("=")
+        name = key.strip().replace("-", "_")
+        if not equals or not name:
+            raise ValueError(f"--set {text!r}: write KEY=VALUE, e.g. --set max_noise=0.01")
+        known = [f.name for f in fields(cls)]
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=3)
+            hint = f"did you mean {' or '.join(close)}?" if close else f"the options are {', '.join(known)}"
+            raise ValueError(f"--set {key}: there is no training option {name!r}; {hint}")
+        try:
+            return name, _option_value(raw.strip(), get_type_hints(cls)[name])
+        except ValueError as exc:
+            raise ValueError(f"--set {text}: {name} takes {exc}") from None
+
     def realistic_blur(self) -> RealisticBlur | None:
         """The GOPRO-like engine's options, or None for the one-kernel synthesis."""
         if self.synthesis not in ("kernel", "realistic"):
@@ -157,6 +177,37 @@ class TrainConfig:
         if self.preset not in PRESETS:
             raise ValueError(f"Unknown preset {self.preset!r}; choose one of {sorted(PRESETS)}")
         return preset(self.preset, **self.generator)
+
+
+def _option_value(text: str, kind: Any) -> Any:
+    """``text`` as a value of type ``kind``, or ValueError saying what that type takes."""
+    optional = type(None) in get_args(kind)
+    if optional:
+        if text == "null":
+            return None
+        (kind,) = (arg for arg in get_args(kind) if arg is not type(None))
+    unset = " (or null)" if optional else ""
+    if kind is bool:
+        if text.lower() not in ("true", "false"):
+            raise ValueError(f"true or false{unset}, not {text!r}")
+        return text.lower() == "true"
+    if kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            raise ValueError(f"{'a whole number' if kind is int else 'a number'}{unset}, not {text!r}") from None
+    if kind is str:
+        return text
+    expected = 'a JSON object such as {"ngf": 16}' if get_origin(kind) is dict else "a JSON list such as [0.5, 0.999]"
+    try:
+        value = parse_json(text, "the value")
+    except ValueError:
+        value = None
+    if get_origin(kind) is tuple and isinstance(value, list):
+        return tuple(value)
+    if not isinstance(value, get_origin(kind) or kind):
+        raise ValueError(f"{expected}{unset}, not {text!r}")
+    return value
 
 
 @dataclass
