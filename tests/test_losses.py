@@ -121,8 +121,25 @@ def test_vgg_weights_are_fetched_into_the_hub_cache_and_checksummed(
     fetched = find_vgg19_weights()
     assert fetched == tmp_path / "hub" / "checkpoints" / served.name
     assert fetched.read_bytes() == served.read_bytes()
+    loss = PerceptualLoss()  # no file given: the cached one, loaded as tensors only
+    assert torch.equal(loss.features[0].weight, torch.load(served, weights_only=True)["features.0.weight"])
     served.unlink()  # cached now: found without the network
     assert find_vgg19_weights() == fetched
+
+
+def test_offline_the_missing_vgg_weights_are_one_line_that_says_to_pass_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from napari_deblurgan.gan import losses
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    monkeypatch.delenv("NAPARI_DEBLURGAN_VGG19", raising=False)
+    monkeypatch.setattr(losses, "VGG19_URL", (tmp_path / "unreachable" / "vgg19-dcbb9e9d.pth").as_uri())
+    with pytest.raises(FileNotFoundError) as info:
+        content_loss("perceptual")
+    message = str(info.value)
+    assert f"could not be downloaded from {losses.VGG19_URL}" in message and "--vgg-weights FILE" in message
+    assert len(message.splitlines()) == 1 and not list((tmp_path / "hub" / "checkpoints").iterdir())
 
 
 class _Payload:

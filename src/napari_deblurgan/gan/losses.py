@@ -45,20 +45,21 @@ def find_vgg19_weights(path: str | Path | None = None, download: bool = True) ->
         if not candidate.is_file():
             raise FileNotFoundError(f"VGG19 weights file {candidate} does not exist")
         return candidate
+    missing = "are not in torch's hub cache"
     if not hub_file.is_file() and download:
         try:  # torch's way: into the hub cache, with progress, the SHA-256 checked against the file name
             hub_file.parent.mkdir(parents=True, exist_ok=True)
             torch.hub.download_url_to_file(VGG19_URL, str(hub_file), HASH_PREFIX, progress=True)
         except RuntimeError as exc:  # the file arrived but its checksum is wrong: never use it
             raise ValueError(f"The VGG19 weights downloaded from {VGG19_URL} failed their checksum ({exc})") from exc
-        except (OSError, ValueError):  # offline or unreachable: fall through to the explanatory error
-            pass
+        except (OSError, ValueError) as exc:  # offline or unreachable
+            missing = f"could not be downloaded from {VGG19_URL} ({' '.join(str(exc).split()) or type(exc).__name__})"
     if hub_file.is_file():
         return hub_file
     raise FileNotFoundError(
-        f"The perceptual loss needs ImageNet VGG19 weights ({VGG19_FILENAME}, torchvision's format). "
-        f"Download {VGG19_URL} and put it at {hub_file}, or pass its path (--vgg-weights / "
-        "NAPARI_DEBLURGAN_VGG19), or choose a content loss without 'perceptual' (e.g. l1)."
+        f"The perceptual loss needs ImageNet VGG19 weights ({VGG19_FILENAME}, torchvision's format), which {missing}: "
+        f"pass the file with --vgg-weights FILE (or NAPARI_DEBLURGAN_VGG19=FILE), put it at {hub_file}, or choose "
+        "a content loss without 'perceptual' (the default, charbonnier, needs no weights)."
     )
 
 
