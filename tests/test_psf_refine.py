@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import skimage.data
+import torch
 from skimage.metrics import peak_signal_noise_ratio
 
 from napari_deblurgan.gan import psf_refine
@@ -29,13 +30,18 @@ def case() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return sharp, blur_image(sharp, psf, 0.005, rng).astype(np.float32), psf
 
 
+def T(array: np.ndarray) -> torch.Tensor:
+    """A float32 tensor of ``array``: the refinement's internals work on tensors."""
+    return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
+
+
 def _centred(psf: np.ndarray, size: int = KERNEL_SIZE) -> np.ndarray:
     return np.pad(psf, (size - psf.shape[0]) // 2)
 
 
 def test_estimate_psf_recovers_the_blur_from_a_sharp_latent(case) -> None:
     sharp, blurred, psf = case
-    estimate = estimate_psf(blurred, sharp)
+    estimate = estimate_psf(T(blurred), T(sharp))
     assert estimate.shape == (KERNEL_SIZE, KERNEL_SIZE) and estimate.sum() == pytest.approx(1, abs=1e-5)
     truth = _centred(psf)
     correlation = (estimate * truth).sum() / np.sqrt((estimate**2).sum() * (truth**2).sum())
@@ -45,9 +51,11 @@ def test_estimate_psf_recovers_the_blur_from_a_sharp_latent(case) -> None:
 
 def test_deconvolving_by_the_true_psf_restores_detail_without_a_shift(case) -> None:
     sharp, blurred, psf = case
-    restored = deconvolve(blurred, blurred, psf)
+    restored = deconvolve(T(blurred), T(blurred), psf).numpy()
     assert peak_signal_noise_ratio(sharp, restored, data_range=1) > peak_signal_noise_ratio(sharp, blurred) + 4
-    unchanged = deconvolve(sharp, sharp, point_psf(), tv_weight=0)  # no blur, no smoothing: the image itself
+    unchanged = deconvolve(
+        T(sharp), T(sharp), point_psf(), tv_weight=0
+    ).numpy()  # no blur, no smoothing: the image itself
     np.testing.assert_allclose(unchanged, sharp, atol=1e-4)
 
 
@@ -57,10 +65,10 @@ def test_large_planes_are_deconvolved_in_tiles_that_match_the_whole(case, monkey
     if shape == "straight line":  # rings furthest from a cut: the hardest case for tiles
         psf = np.zeros((KERNEL_SIZE, KERNEL_SIZE), np.float32)
         psf[20, 5:36] = 1 / 31
-    colour = np.stack([blurred, blurred[::-1], blurred[:, ::-1]], axis=2)[:200, :150]
-    whole = deconvolve(colour, colour, _centred(psf))  # estimates come as 41 px
+    colour = T(np.stack([blurred, blurred[::-1], blurred[:, ::-1]], axis=2)[:200, :150])
+    whole = deconvolve(colour, colour, _centred(psf)).numpy()  # estimates come as 41 px
     monkeypatch.setattr(psf_refine, "DECONVOLVE_TILE", 64)
-    tiled = deconvolve(colour, colour, _centred(psf))
+    tiled = deconvolve(colour, colour, _centred(psf)).numpy()
     # total variation is not linear, so tiles differ a little near their cuts (as the generator's tiles do)
     assert np.abs(whole - tiled).max() < 3 / 255 and np.abs(whole - tiled).mean() < 0.2 / 255
 
@@ -108,7 +116,7 @@ def test_refinement_is_the_same_on_gray_and_on_gray_rgb(case) -> None:
 def test_border_weights_fade_the_refinement_out_at_the_frame_edges() -> None:
     psf = np.zeros((KERNEL_SIZE, KERNEL_SIZE), np.float32)
     psf[20, 11:30] = 1 / 19  # horizontal, 19 px: reaches 9 px beyond the left and right edges, 0 up and down
-    weights = border_weights((100, 120), psf)
+    weights = border_weights((100, 120), psf).numpy()
     assert weights[:, 0].max() == 0 and weights[0].max() == 0
     assert weights[50, 11] == 1 and weights[50, 10] < 1 and weights[2, 60] == 1 and weights[1, 60] < 1
     assert weights[50, 119 - 11] == 1 and weights[50, 119 - 10] < 1
@@ -118,7 +126,7 @@ def test_border_weights_fade_the_refinement_out_at_the_frame_edges() -> None:
 def test_border_weights_fade_in_per_side_as_far_as_the_psf_reaches_beyond_that_edge() -> None:
     psf = np.zeros((KERNEL_SIZE, KERNEL_SIZE), np.float32)
     psf[20, 20:35] = 1 / 15  # from the centre to the right: y(x) = sum_t k(t) x(x - t) draws on x - 14 .. x
-    weights = border_weights((100, 120), psf)
+    weights = border_weights((100, 120), psf).numpy()
     assert weights[50, 16] == 1 and weights[50, 15] < 1  # the left edge: content up to 14 px beyond it
     assert weights[50, 119 - 2] == 1 and weights[50, 119 - 1] < 1  # the right edge: none
 
@@ -130,7 +138,7 @@ def test_the_estimates_stop_once_the_psf_settles(case, monkeypatch, converged, e
     estimate = psf_refine.estimate_psf
     monkeypatch.setattr(psf_refine, "estimate_psf", lambda *a, **k: calls.append(1) or estimate(*a, **k))
     monkeypatch.setattr(psf_refine, "CONVERGED", converged)  # 2: any change (two PSFs differ by at most 2)
-    psf_refine.settle(blurred, blurred, estimate(blurred, blurred), steps=7)
+    psf_refine.settle(T(blurred), T(blurred), estimate(T(blurred), T(blurred)), steps=7)
     assert len(calls) == estimates
 
 
@@ -138,7 +146,7 @@ def test_wide_structures_leave_out_thin_lines_and_keep_wide_edges() -> None:
     image = np.zeros((64, 96), np.float32)
     image[:, 20:22] = 1  # a 2 px line: its two edges' gradients cancel in a 9 px window
     image[:, 60:] = 1  # a step: the edge of a wide structure
-    wide = psf_refine.wide_structures(image)
+    wide = psf_refine.wide_structures(T(image)).numpy()
     assert not wide[32, 19] and not wide[32, 21]  # the line's edges (forward differences at 19 and 21)
     assert wide[32, 59]
 
@@ -148,13 +156,13 @@ def test_the_true_psf_explains_the_input_better_than_a_shorter_one(case) -> None
     truth = _centred(psf)
     shorter = np.zeros_like(truth)
     shorter[20, 17:24] = 1 / 7
-    residuals = [psf_refine.reblur_residual(blurred, sharp, k) for k in (truth, shorter)]
+    residuals = [psf_refine.reblur_residual(T(blurred), T(sharp), k) for k in (truth, shorter)]
     assert residuals[0] < residuals[1] / 2  # measured 2.3e-5 and 8.7e-5
 
 
 def test_the_coarse_to_fine_start_finds_the_blur_from_a_sharp_latent(case) -> None:
     sharp, blurred, psf = case
-    start = psf_refine._coarse_start(blurred, sharp, KERNEL_SIZE)
+    start = psf_refine._coarse_start(T(blurred), T(sharp), KERNEL_SIZE)
     truth = _centred(psf)
     assert start.shape == truth.shape and start.sum() == pytest.approx(1, abs=1e-5)
     assert radius_of_gyration(start) == pytest.approx(radius_of_gyration(truth), rel=0.25)
@@ -228,13 +236,25 @@ def test_refinement_of_odd_images_stays_finite_and_in_range(name, identity_model
         np.testing.assert_array_equal(out, image)  # nothing to estimate a PSF from: unchanged
 
 
-@pytest.mark.parametrize("shape", [(2, 2), (3, 7), (64, 48)])
-def test_central_gradients_are_numpys(shape) -> None:
-    from napari_deblurgan.gan.psf_refine import _central_gradients
+def test_the_filters_are_scipys_and_skimages() -> None:
+    """The refinement's filters in torch (so they run on the model's device) compute what the scipy and
+    scikit-image filters they replace did, on an odd-sized plane, borders included."""
+    from scipy import ndimage
+    from skimage import transform
 
-    image = np.random.default_rng(3).random(shape).astype(np.float32)
-    for got, expected in zip(_central_gradients(image), np.gradient(image), strict=True):
-        np.testing.assert_array_equal(got, expected)
+    image = skimage.data.camera()[:301, :257].astype(np.float32) / 255
+    for sigma in (0.5, 1.0):
+        expected = ndimage.gaussian_filter(image, sigma, truncate=2.0)
+        np.testing.assert_allclose(psf_refine.gaussian_filter(T(image), sigma, 2.0), expected, atol=1e-6)
+    np.testing.assert_allclose(psf_refine._laplace(T(image)), ndimage.laplace(image), atol=1e-6)
+    half = transform.rescale(image, 0.5, order=1, anti_aliasing=True, preserve_range=True)
+    np.testing.assert_allclose(psf_refine._half_scale(T(image)), half, atol=1e-5)
+    box = ndimage.uniform_filter(image.astype(np.float64), 9) * 81
+    np.testing.assert_allclose(psf_refine._box_sum(T(image)[None], 9)[0], box, atol=1e-4)
+    ramp = np.pad(image, 41, mode="linear_ramp")
+    np.testing.assert_allclose(psf_refine._pad_linear_ramp(T(image), 41), ramp, atol=1e-6)
+    for q in (0.0, 0.5, 0.98, 1.0):
+        assert float(psf_refine._quantile(T(image), q)) == pytest.approx(float(np.quantile(image, q)), abs=1e-7)
 
 
 def test_blur_that_varies_across_the_frame_is_told_from_one_kernel() -> None:
@@ -249,11 +269,11 @@ def test_blur_that_varies_across_the_frame_is_told_from_one_kernel() -> None:
     uniform = blur_image(sharp, across, 0.005, rng)
     split = uniform.copy()
     split[:, 256:] = blur_image(sharp, down, 0.005, rng)[:, 256:]
-    assert not psf_refine.varies_across_frame(uniform, sharp, across)
-    assert psf_refine.varies_across_frame(split, sharp, across)
+    assert not psf_refine.varies_across_frame(T(uniform), T(sharp), across)
+    assert psf_refine.varies_across_frame(T(split), T(sharp), across)
     refined, _ = refine(split, sharp)
     assert np.array_equal(refined, sharp)
-    assert not psf_refine.varies_across_frame(split[:300, :300], sharp[:300, :300], across)  # too small to check
+    assert not psf_refine.varies_across_frame(T(split[:300, :300]), T(sharp[:300, :300]), across)  # too small to check
 
 
 def test_refine_keeps_the_generators_output_where_the_psf_explains_too_little_of_its_change(case) -> None:
@@ -262,10 +282,10 @@ def test_refine_keeps_the_generators_output_where_the_psf_explains_too_little_of
     clipped (what a camera records): it explains too little of it, and refine keeps the output."""
     sharp, blurred, psf = case
     truth = _centred(psf)
-    assert psf_refine.unexplained(blurred, sharp, truth) < 0.05  # measured 0.0025
-    assert psf_refine.unexplained(blurred, (sharp + blurred) / 2, truth) < 0.2  # 0.096
+    assert psf_refine.unexplained(T(blurred), T(sharp), truth) < 0.05  # measured 0.0025
+    assert psf_refine.unexplained(T(blurred), T((sharp + blurred) / 2), truth) < 0.2  # 0.096
     linear = np.clip(blur_image(1.6 * sharp**2.2, psf, 0.0, np.random.default_rng(0)), 0, 1) ** (1 / 2.2)
     camera = linear.astype(np.float32)
-    assert psf_refine.unexplained(camera, sharp, truth) > psf_refine.AGREEMENT  # 0.62
+    assert psf_refine.unexplained(T(camera), T(sharp), truth) > psf_refine.AGREEMENT  # 0.62
     refined, estimated = refine(camera, sharp)
-    assert refined is sharp and psf_refine.unexplained(camera, sharp, estimated) > psf_refine.AGREEMENT
+    assert refined is sharp and psf_refine.unexplained(T(camera), T(sharp), estimated) > psf_refine.AGREEMENT

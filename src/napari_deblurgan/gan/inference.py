@@ -615,7 +615,7 @@ def deblur(
         if not layout.colour:  # the mean change of the three channels (exactly none where there is none)
             rgb_in, result = unit, unit + (result - rgb_in).mean(axis=2)
         if refine:
-            result = refine_with_psf(rgb_in, result)[0]
+            result = refine_with_psf(rgb_in, result, device=dev)[0]
             tick()
         if strength != 1:
             result = rgb_in + strength * (result - rgb_in)
