@@ -393,3 +393,43 @@ def test_a_masked_array_is_refused_rather_than_its_mask_ignored(identity_model_p
     with pytest.raises(TypeError, match=r"masked array.*image.filled"):
         deblur(image, identity_model_path)
     np.testing.assert_array_equal(deblur(image.filled(0), identity_model_path, refine=False), image.filled(0))
+
+
+def test_frames_of_a_stack_go_through_the_network_together(tiny_model_path, natural_rgb, monkeypatch) -> None:
+    """Frames that fit in one tile are batched (batch_size per forward pass) and come out as they do one
+    at a time; progress still counts every frame's tile and refinement."""
+    from napari_deblurgan.gan import inference
+
+    stack = np.stack([np.roll(natural_rgb[:160, :200], 7 * t, axis=1) for t in range(5)])
+    passes: list[int] = []
+    run = inference.PlaneDeblurrer._run
+    monkeypatch.setattr(
+        inference.PlaneDeblurrer, "_run", lambda self, batch: passes.append(len(batch)) or run(self, batch)
+    )
+    steps: list[tuple[int, int]] = []
+    together = deblur(stack, tiny_model_path, batch_size=4, progress=lambda done, total: steps.append((done, total)))
+    assert passes == [4, 1]
+    assert steps[-1] == (10, 10) and [d for d, _ in steps] == list(range(1, 11))
+    passes.clear()
+    apart = deblur(stack, tiny_model_path, batch_size=1)
+    assert passes == [1] * 5
+    assert np.abs(together.astype(int) - apart).max() <= 1
+
+
+def test_frames_that_run_out_of_memory_together_go_one_at_a_time(tiny_model_path, natural_rgb, monkeypatch) -> None:
+    import torch
+
+    from napari_deblurgan.gan import inference
+
+    stack = np.stack([natural_rgb[:96, :128], natural_rgb[100:196, :128], natural_rgb[200:296, :128]])
+    run = inference.PlaneDeblurrer._run
+
+    def no_room_for_two(self, batch):
+        if len(batch) > 1:
+            raise torch.OutOfMemoryError("CUDA out of memory")
+        return run(self, batch)
+
+    monkeypatch.setattr(inference.PlaneDeblurrer, "_run", no_room_for_two)
+    out = deblur(stack, tiny_model_path, batch_size=4)
+    expected = [deblur(frame, tiny_model_path) for frame in stack]
+    assert np.abs(out.astype(int) - np.stack(expected)).max() <= 1

@@ -326,7 +326,10 @@ class PlaneDeblurrer:
         """The tiles ``batch`` (N, H, W, 3) in [0, 1] plus half the change the network makes in [-1, 1]
         (not ``(y + 1) / 2``, which rounds: where the network changes nothing, the input comes back
         bit for bit)."""
-        x = torch.from_numpy(batch).permute(0, 3, 1, 2).to(self.device) * 2 - 1
+        x = torch.from_numpy(batch)
+        if self.device.type == "cuda":  # page-locked: the copy to the GPU runs without a staging copy
+            x = x.pin_memory()
+        x = x.to(self.device, non_blocking=True).permute(0, 3, 1, 2) * 2 - 1
         with torch.inference_mode(), _precision_context(self.device, self.half), _cudnn_autotune(self.device):
             y = sum(undo_dihedral(self._forward(dihedral(x, k)), k).float() - x for k in range(self.ensemble))
         return (batch + y.permute(0, 2, 3, 1).cpu().numpy() / (2 * self.ensemble)).clip(0, 1)
@@ -371,6 +374,32 @@ class PlaneDeblurrer:
                     torch.cuda.empty_cache()
                 if on_retile:
                     on_retile()
+
+    def frames(
+        self,
+        planes: list[NDArray[np.float32]],
+        on_tile: Callable[[], None] | None = None,
+        on_retile: Callable[[], None] | None = None,
+    ) -> list[NDArray[np.float32]]:
+        """Deblur planes of one shape, each a single tile (frames of a stack), in one forward pass; out of
+        memory, one at a time (:meth:`__call__`)."""
+        if len(planes) > 1:
+            h, w = planes[0].shape[:2]
+            pad_y, pad_x = self.padding(h, w)
+            try:
+                padded = np.stack([np.pad(p, (pad_y, pad_x, (0, 0)), mode="symmetric") for p in planes])
+                out = self._run(padded)[:, pad_y[0] : pad_y[0] + h, pad_x[0] : pad_x[0] + w]
+            except Exception as exc:
+                if not is_out_of_memory(exc):
+                    raise
+                if self.device.type == "cuda":
+                    torch.cuda.empty_cache()
+            else:
+                for _ in planes:
+                    if on_tile:
+                        on_tile()
+                return list(out)
+        return [self(plane, on_tile, on_retile) for plane in planes]
 
     def _plane(self, plane: NDArray[np.float32], on_tile: Callable[[], None] | None) -> NDArray[np.float32]:
         h, w = plane.shape[:2]
@@ -607,24 +636,30 @@ def deblur(
         total = plane_start + (len(planes) - i) * steps_per_plane()
 
     out = np.empty(planes.shape, dtype=arr.dtype)
-    for i, plane in enumerate(planes):
+    # frames that are one tile each (a stack of video frames) go through the network several at a time
+    group = batch if len(runner.tiles_for(*plane_shape[:2])) == 1 else 1
+    for i in range(0, len(planes), group):
         plane_start = done
-        unit = _to_unit(plane, lo, hi)
-        rgb_in = unit[..., :3] if layout.colour else np.repeat(unit[..., None], 3, axis=2)
-        result = runner(np.ascontiguousarray(rgb_in), tick, retile)
-        if not layout.colour:  # the mean change of the three channels (exactly none where there is none)
-            rgb_in, result = unit, unit + (result - rgb_in).mean(axis=2)
-        if refine:
-            result = refine_with_psf(rgb_in, result, device=dev)[0]
-            tick()
-        if strength != 1:
-            result = rgb_in + strength * (result - rgb_in)
-        if layout.colour:
-            out[i, ..., :3] = _restore_dtype(result, unit[..., :3], plane[..., :3], lo, hi)
-            if plane.shape[-1] == 4:
-                out[i, ..., 3] = plane[..., 3]
-        else:
-            out[i] = _restore_dtype(result, unit, plane, lo, hi)
+        units = [_to_unit(plane, lo, hi) for plane in planes[i : i + group]]
+        rgb_ins = [
+            np.ascontiguousarray(u[..., :3] if layout.colour else np.repeat(u[..., None], 3, axis=2)) for u in units
+        ]
+        results = runner.frames(rgb_ins, tick, retile)
+        for j, (unit, rgb_in, result) in enumerate(zip(units, rgb_ins, results, strict=True)):
+            plane = planes[i + j]
+            if not layout.colour:  # the mean change of the three channels (exactly none where there is none)
+                rgb_in, result = unit, unit + (result - rgb_in).mean(axis=2)
+            if refine:
+                result = refine_with_psf(rgb_in, result, device=dev)[0]
+                tick()
+            if strength != 1:
+                result = rgb_in + strength * (result - rgb_in)
+            if layout.colour:
+                out[i + j, ..., :3] = _restore_dtype(result, unit[..., :3], plane[..., :3], lo, hi)
+                if plane.shape[-1] == 4:
+                    out[i + j, ..., 3] = plane[..., 3]
+            else:
+                out[i + j] = _restore_dtype(result, unit, plane, lo, hi)
     out = out.reshape(work.shape)
     if layout.channel_axis is not None and not layout.colour:
         out = np.moveaxis(out, 0, -1)
