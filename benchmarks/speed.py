@@ -9,7 +9,11 @@ full resolution), "after" rows the :class:`InferenceGenerator` it now uses. GFLO
 graph's FLOPs in both; those rows and the tiling rows time the network alone (``refine=False``). The
 "default pipeline" rows, the stack and the peak-memory cases run ``deblur`` as users do, with its PSF
 refinement, on a natural image with a 9 px motion blur (so the refinement has a blur to act on). Peak
-memory is measured in a fresh process per case (VmHWM: peak resident set).
+memory is measured in a fresh process per case (VmHWM: peak resident set). The "stacks" rows give
+milliseconds per frame of 720p and 1080p stacks through the default pipeline, split into the network
+(``refine=False``), the PSF refinement (the rest) and the host-device copies of a frame (two round trips:
+to the network and back, to the refinement and back; 0 on the CPU). ``--stacks`` runs only those
+(``benchmarks/gpu_check.sh`` does, on a GPU).
 """
 
 from __future__ import annotations
@@ -83,13 +87,14 @@ def unfused() -> Iterator[None]:
         yield
 
 
-def natural_image(size: int, blur: int = 0) -> np.ndarray:
-    """scikit-image's astronaut at ``size`` x ``size``, with a horizontal ``blur``-px motion blur if given."""
+def natural_image(size: int, blur: int = 0, width: int | None = None) -> np.ndarray:
+    """scikit-image's astronaut at ``size`` x ``size`` (or ``width``), with a horizontal ``blur``-px motion
+    blur if given."""
     import skimage.data
     from scipy import ndimage
     from skimage.transform import resize
 
-    image = resize(skimage.data.astronaut(), (size, size), order=3)
+    image = resize(skimage.data.astronaut(), (size, width or size), order=3)
     if blur:
         image = ndimage.uniform_filter1d(image, blur, axis=1)
     return (image * 255).round().astype(np.uint8)
@@ -103,11 +108,42 @@ def peak(size: int, tile: int | None, threads: int, half: bool) -> dict[str, flo
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def transfer_seconds(frame: np.ndarray, device: str) -> float:
+    """One frame's float32 RGB to the device (page-locked, as ``deblur`` copies it) and back."""
+    x = torch.from_numpy(frame.astype(np.float32) / 255)
+
+    def round_trip() -> None:
+        x.pin_memory().to(device, non_blocking=True).cpu()
+
+    return timed(round_trip, 3)
+
+
+def stacks(model: torch.nn.Module, device: str, halves: tuple[bool, ...], frames: int) -> None:
+    print(f"\nstacks of {frames} frames, default pipeline, natural RGB uint8 with a 9 px motion blur: ms per frame")
+    columns = ("network", "refinement", "transfers", "total", "frames/s")
+    print(f"{'frame':<6} {'precision':>9} " + " ".join(f"{c:>10}" for c in columns))
+    for h, w in ((720, 1280), (1080, 1920)):
+        frame = natural_image(h, blur=9, width=w)
+        stack = np.stack([np.roll(frame, 5 * t, axis=1) for t in range(frames)])
+        copies = 0.0 if device == "cpu" else 2 * transfer_seconds(frame, device)
+        for half in halves:
+            network = timed(lambda s=stack, x=half: deblur(s, model, half=x, refine=False), 1) / frames
+            total = timed(lambda s=stack, x=half: deblur(s, model, half=x), 1) / frames
+            label = ("bf16" if device == "cpu" else "fp16") if half else "fp32"
+            print(
+                f"{f'{h}p':<6} {label:>9} {1e3 * network:10.1f} {1e3 * (total - network):10.1f} "
+                f"{1e3 * copies:10.2f} {1e3 * total:10.1f} {1 / total:10.2f}",
+                flush=True,
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--quick", action="store_true", help="skip the 4096^2 whole-frame case (about 3 GiB)")
+    parser.add_argument("--stacks", action="store_true", help="only the 720p and 1080p stack rows")
+    parser.add_argument("--frames", type=int, help="frames per stack (default: 2 on the CPU, 16 on GPUs)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     dev = args.device
@@ -120,9 +156,13 @@ def main() -> None:
     if len(halves) == 1:
         print("no bfloat16 in oneDNN on this CPU: half=True runs in float32, its rows are skipped")
 
+    default = load_model(None, dev)
+    frames = args.frames or (2 if dev == "cpu" else 16)
+    if args.stacks:
+        stacks(default, dev, halves, frames)
+        return
     image = natural_image(1024)
     mp = image.shape[0] * image.shape[1] / 1e6
-    default = load_model(None, dev)
     paper = ResnetGenerator(preset("paper")).eval().to(dev)
     if dev == "cpu":
         paper = paper.to(memory_format=torch.channels_last)
@@ -189,13 +229,7 @@ def main() -> None:
                     flush=True,
                 )
 
-    stack = np.stack([natural_image(512, blur=9)] * 8)  # the default pipeline
-    for half in halves:
-        t = timed(lambda h=half: deblur(stack, default, half=h), 1)
-        print(
-            f"stack (8, 512, 512, 3), {'bf16' if half else 'fp32'}: {8 / t:.2f} frames/s, "
-            f"{stack[0].size / 3e6 * 8 / t:.2f} MP/s"
-        )
+    stacks(default, dev, halves, frames)
 
     if dev == "cpu":
         print("\npeak resident memory, default pipeline, blurred natural RGB uint8 (fresh process each)")

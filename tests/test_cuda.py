@@ -1,7 +1,8 @@
 """The CUDA path against the CPU: same results within a few grey levels, half precision, odd sizes and
 16-bit, and training with autocast (float16 with loss scaling, and the default) and resume. Skipped
 without a CUDA GPU (CI has none); on an H100, 2026-11-27, the same checks by hand gave CPU vs CUDA
-within 1 grey level (float32) and 2 (float16) on a 512^2 photo."""
+within 1 grey level (float32) and 2 (float16) on a 512^2 photo. ``benchmarks/gpu_check.sh`` runs these
+with the stack speed rows in one call."""
 
 from __future__ import annotations
 
@@ -52,6 +53,32 @@ def test_cuda_keeps_shape_and_dtype_of_odd_sized_16_bit_gray(blurred_photo) -> N
     half = deblur(gray, device="cuda", half=True)
     assert half.shape == gray.shape and half.dtype == np.uint16
     assert _levels(cpu, half) <= 4 * 257
+
+
+def test_psf_refinement_on_cuda_matches_the_cpu(blurred_photo) -> None:
+    """The refinement's FFTs, filters and solves on the GPU: same PSF, same image within 1 grey level."""
+    from napari_deblurgan.gan.psf_refine import refine
+
+    sharp, blurred = blurred_photo
+    y, g = blurred.astype(np.float32) / 255, sharp.astype(np.float32) / 255
+    stand_in = (0.6 * g + 0.4 * y).astype(np.float32)  # a generator that removed most of the blur
+    cpu, psf_cpu = refine(y, stand_in, device="cpu")
+    gpu, psf_gpu = refine(y, stand_in, device="cuda")
+    np.testing.assert_allclose(psf_gpu, psf_cpu, atol=1e-4)
+    assert np.abs(gpu - cpu).max() * 255 <= 1
+
+
+def test_a_720p_stack_on_cuda_matches_the_cpu_within_a_grey_level(natural_rgb) -> None:
+    """Frames batched through the network and refined on the GPU: within 1 grey level of the CPU, float32."""
+    from skimage.transform import resize
+
+    frame = (resize(natural_rgb, (720, 1280)) * 255).round().astype(np.uint8)
+    blurred = (np.clip(blur_image(frame.astype(np.float32) / 255, linear_kernel(9, 20)), 0, 1) * 255).round()
+    stack = np.stack([np.roll(blurred.astype(np.uint8), 9 * t, axis=1) for t in range(3)])
+    cpu = deblur(stack, device="cpu")
+    gpu = deblur(stack, device="cuda")
+    assert gpu.shape == stack.shape and gpu.dtype == np.uint8
+    assert _levels(cpu, gpu) <= 1
 
 
 @pytest.mark.parametrize("amp", ["fp16", "auto"])
