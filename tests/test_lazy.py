@@ -30,6 +30,15 @@ def test_a_dask_stack_gives_a_lazy_result_equal_to_the_in_memory_one(tiny_model_
         deblur(da.from_array(stack), tiny_model_path, ensemble=5)
 
 
+def test_frames_of_a_dask_stack_are_grouped_batch_size_to_a_block(tiny_model_path, stack) -> None:
+    """So that a GPU gets several frames per forward pass (batch_size defaults to 4 there, 1 on the CPU)."""
+    lazy = deblur(da.from_array(stack, chunks=(1, 100, 100, 3)), tiny_model_path, batch_size=2)
+    assert lazy.chunks[0] == (2, 1)
+    assert np.abs(lazy.compute().astype(int) - deblur(stack, tiny_model_path)).max() <= 1
+    tall = deblur(da.from_array(np.concatenate([stack] * 4, axis=1)), tiny_model_path, batch_size=2, tile_size=256)
+    assert tall.chunks[0] == (1, 1, 1)  # frames split into blocks: one frame per block
+
+
 def test_large_planes_split_into_overlapping_blocks_without_seams(tiny_model_path) -> None:
     big = np.tile(skimage.data.astronaut(), (3, 3, 1))[:1500, :1400]
     lazy = deblur(da.from_array(big, chunks=300), tiny_model_path, tile_size=256, tile_overlap=64)

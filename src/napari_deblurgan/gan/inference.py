@@ -456,7 +456,14 @@ def _deblur_lazy(
     overlap = default_overlap(tile) if options["tile_overlap"] is None else options["tile_overlap"]
     net = model if isinstance(model, torch.nn.Module) else load_model(model, options["device"])
     m = net.multiple
-    options = {**options, "block_size": 2 * tile if tile else 4096, "context": -(-overlap // m) * m, "multiple": m}
+    frames = options["batch_size"] or (1 if next(net.parameters()).device.type == "cpu" else 4)
+    options = {
+        **options,
+        "block_size": 2 * tile if tile else 4096,
+        "context": -(-overlap // m) * m,
+        "multiple": m,
+        "frames_per_block": frames,
+    }
     if layout.channel_axis is None:
         return deblur_dask(image, model, False, (lo, hi), **options)
     if layout.colour:

@@ -37,6 +37,7 @@ def deblur_dask(
     block_size: int = 2048,
     context: int = 64,
     multiple: int = 4,
+    frames_per_block: int = 1,
     **options: Any,
 ) -> Any:
     """Lazy ``deblur`` of a dask array whose channels (if any) are on the last axis.
@@ -52,10 +53,12 @@ def deblur_dask(
     spatial = (arr.ndim - 3, arr.ndim - 2) if colour else (arr.ndim - 2, arr.ndim - 1)
     chunks: dict[int, Any] = {ax: 1 for ax in range(spatial[0])}
     chunks.update({ax: _block_size(arr.shape[ax], block_size, multiple) for ax in spatial})
+    split = any(chunks[ax] < arr.shape[ax] for ax in spatial)
+    if spatial[0] > 0 and not split:
+        chunks[spatial[0] - 1] = frames_per_block
     if colour:
         chunks[arr.ndim - 1] = -1
     arr = arr.rechunk(chunks)
-    split = any(len(arr.chunks[ax]) > 1 for ax in spatial)
 
     def run(block: np.ndarray) -> np.ndarray:
         return deblur(block, model, rgb=colour, value_range=value_range, **options)
