@@ -83,7 +83,7 @@ def forward_flops(model: ResnetGenerator, size: int) -> float:
 @contextlib.contextmanager
 def unfused() -> Iterator[None]:
     """``deblur`` as before the inference rearrangement: the trained graph runs as is."""
-    with mock.patch("napari_deblurgan.gan.inference.for_inference", lambda generator: generator):
+    with mock.patch("napari_deblurgan.gan.plane_runner.for_inference", lambda generator: generator):
         yield
 
 

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from skimage.metrics import peak_signal_noise_ratio
 
 from napari_deblurgan import deblur
-from napari_deblurgan.gan.inference import infer_layout
+from napari_deblurgan.gan.layout import infer_layout
 
 
 @pytest.mark.parametrize(
@@ -296,16 +296,16 @@ def test_devices() -> None:
 def test_out_of_memory_falls_back_to_smaller_tiles(tiny_model_path, natural_rgb, monkeypatch) -> None:
     import torch
 
-    from napari_deblurgan.gan import inference
+    from napari_deblurgan.gan import plane_runner
 
-    real_run = inference.PlaneDeblurrer._run
+    real_run = plane_runner.PlaneDeblurrer._run
 
     def run_with_little_memory(self, batch):  # a simulated GPU: tiles over 200 px do not fit
         if max(batch.shape[1:3]) > 200:
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
         return real_run(self, batch)
 
-    monkeypatch.setattr(inference.PlaneDeblurrer, "_run", run_with_little_memory)
+    monkeypatch.setattr(plane_runner.PlaneDeblurrer, "_run", run_with_little_memory)
     calls: list[tuple[int, int]] = []
     with pytest.warns(RuntimeWarning) as warned:
         out = deblur(natural_rgb, tiny_model_path, tile_size=1024, progress=lambda d, t: calls.append((d, t)))
@@ -322,12 +322,12 @@ def test_out_of_memory_falls_back_to_smaller_tiles(tiny_model_path, natural_rgb,
 def test_out_of_memory_at_the_smallest_tile_is_a_clear_error(tiny_model_path, natural_rgb, monkeypatch) -> None:
     import torch
 
-    from napari_deblurgan.gan import inference
+    from napari_deblurgan.gan import plane_runner
 
     def no_memory(self, batch):
         raise torch.OutOfMemoryError("CUDA out of memory")
 
-    monkeypatch.setattr(inference.PlaneDeblurrer, "_run", no_memory)
+    monkeypatch.setattr(plane_runner.PlaneDeblurrer, "_run", no_memory)
     with pytest.warns(RuntimeWarning), pytest.raises(MemoryError, match="even with tiles of 64 px"):
         deblur(natural_rgb, tiny_model_path)
     # an image smaller than the smallest tile is one frame however small the tiles: no endless retry
@@ -338,7 +338,7 @@ def test_out_of_memory_at_the_smallest_tile_is_a_clear_error(tiny_model_path, na
 def test_cuda_runs_autotune_cudnn_without_changing_the_users_settings() -> None:
     import torch
 
-    from napari_deblurgan.gan.inference import _cudnn_autotune
+    from napari_deblurgan.gan.plane_runner import _cudnn_autotune
 
     before = (torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic)
     with _cudnn_autotune(torch.device("cuda")):
@@ -369,18 +369,18 @@ def test_a_rewritten_model_file_is_reloaded_and_replaces_the_old_copy(tmp_path) 
     import os
 
     from conftest import _tiny_generator
-    from napari_deblurgan.gan import inference
+    from napari_deblurgan.gan import weights
     from napari_deblurgan.gan.weights import save_generator
 
     path = save_generator(_tiny_generator(0), tmp_path / "run.safetensors")
-    first = inference.load_model(path, "cpu")
-    assert inference.load_model(path, "cpu") is first  # cached
+    first = weights.load_model(path, "cpu")
+    assert weights.load_model(path, "cpu") is first  # cached
     for seed in (1, 2):  # a training run exporting twice
         save_generator(_tiny_generator(seed), path)
         os.utime(path, (0, 1000 + seed))  # a new modification time even on coarse-clock file systems
-        latest = inference.load_model(path, "cpu")
+        latest = weights.load_model(path, "cpu")
     assert latest is not first and not _same_weights(latest, first)
-    assert [key for key in inference._CACHE if key[0] == str(path.resolve())] == [(str(path.resolve()), "cpu")]
+    assert [key for key in weights._CACHE if key[0] == str(path.resolve())] == [(str(path.resolve()), "cpu")]
 
 
 def _same_weights(a, b) -> bool:
@@ -398,13 +398,13 @@ def test_a_masked_array_is_refused_rather_than_its_mask_ignored(identity_model_p
 def test_frames_of_a_stack_go_through_the_network_together(tiny_model_path, natural_rgb, monkeypatch) -> None:
     """Frames that fit in one tile are batched (batch_size per forward pass) and come out as they do one
     at a time; progress still counts every frame's tile and refinement."""
-    from napari_deblurgan.gan import inference
+    from napari_deblurgan.gan import plane_runner
 
     stack = np.stack([np.roll(natural_rgb[:160, :200], 7 * t, axis=1) for t in range(5)])
     passes: list[int] = []
-    run = inference.PlaneDeblurrer._run
+    run = plane_runner.PlaneDeblurrer._run
     monkeypatch.setattr(
-        inference.PlaneDeblurrer, "_run", lambda self, batch: passes.append(len(batch)) or run(self, batch)
+        plane_runner.PlaneDeblurrer, "_run", lambda self, batch: passes.append(len(batch)) or run(self, batch)
     )
     steps: list[tuple[int, int]] = []
     together = deblur(stack, tiny_model_path, batch_size=4, progress=lambda done, total: steps.append((done, total)))
@@ -419,17 +419,17 @@ def test_frames_of_a_stack_go_through_the_network_together(tiny_model_path, natu
 def test_frames_that_run_out_of_memory_together_go_one_at_a_time(tiny_model_path, natural_rgb, monkeypatch) -> None:
     import torch
 
-    from napari_deblurgan.gan import inference
+    from napari_deblurgan.gan import plane_runner
 
     stack = np.stack([natural_rgb[:96, :128], natural_rgb[100:196, :128], natural_rgb[200:296, :128]])
-    run = inference.PlaneDeblurrer._run
+    run = plane_runner.PlaneDeblurrer._run
 
     def no_room_for_two(self, batch):
         if len(batch) > 1:
             raise torch.OutOfMemoryError("CUDA out of memory")
         return run(self, batch)
 
-    monkeypatch.setattr(inference.PlaneDeblurrer, "_run", no_room_for_two)
+    monkeypatch.setattr(plane_runner.PlaneDeblurrer, "_run", no_room_for_two)
     out = deblur(stack, tiny_model_path, batch_size=4)
     expected = [deblur(frame, tiny_model_path) for frame in stack]
     assert np.abs(out.astype(int) - np.stack(expected)).max() <= 1

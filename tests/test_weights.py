@@ -83,7 +83,6 @@ def test_missing_default_model_is_said_plainly(monkeypatch: pytest.MonkeyPatch, 
     from napari_deblurgan.gan import inference, weights
 
     monkeypatch.setattr(weights, "default_model_path", lambda: tmp_path / "default.safetensors")
-    monkeypatch.setattr(inference, "default_model_path", lambda: tmp_path / "default.safetensors")
     with pytest.raises(FileNotFoundError, match="No default model"):
         inference.deblur(torch.zeros(8, 8).numpy())
 

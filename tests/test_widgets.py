@@ -398,7 +398,7 @@ def test_own_range_and_float_ranges_are_scanned_frame_by_frame_with_progress(tin
 
     from napari_deblurgan import deblur
     from napari_deblurgan._widgets._jobs import JobError, deblur_job
-    from napari_deblurgan.gan.inference import intensity_range
+    from napari_deblurgan.gan.intensity import intensity_range
 
     twelve_bit = np.random.default_rng(6).integers(100, 4000, (4, 32, 40), dtype=np.uint16)
     lazy = da.from_array(twelve_bit, chunks=(1, 32, 40))

@@ -79,7 +79,7 @@ def deblur_job(
 ) -> Generator[Progress, None, np.ndarray]:
     """Deblur ``data`` (numpy or dask), yielding progress; ``options`` go to ``deblur``.
 
-    ``own_range_of``: map intensities by this array's own range (``intensity_range``: the whole layer,
+    ``own_range_of``: map intensities by this array's own range (``value_range="auto"``: the whole layer,
     so a single frame gets the same mapping as the whole stack), scanned here frame by frame, off the GUI
     thread, with progress (a worker can be cancelled at each yield).
 
@@ -92,34 +92,34 @@ def deblur_job(
 def _deblur_steps(
     data: Any, model: Path | None, cancel: threading.Event, own_range_of: Any, options: dict[str, Any]
 ) -> Generator[Progress, None, np.ndarray]:
-    from ..gan.inference import data_range, deblur, scans_own_range, widened_range
+    from ..gan.inference import deblur
+    from ..gan.intensity import reads_data, resolve_range
     from ..gan.lazy import is_dask_array
 
     rgb = options.get("rgb")
     if own_range_of is not None:
-        low, high = yield from _extremes_by_frame(own_range_of, rgb)
-        options["value_range"] = widened_range(low, high, own_range_of.dtype)
+        found = yield from _extremes_by_frame(own_range_of, "auto", rgb)
+        options["value_range"] = resolve_range("auto", own_range_of.dtype, found)
     stack_axes = data.ndim - (3 if rgb else 2)
     if is_dask_array(data) and stack_axes > 0:
-        if options.get("value_range") is None and scans_own_range(data.dtype):  # else deblur scans it, uncancellable
-            options["value_range"] = data_range(*(yield from _extremes_by_frame(data, rgb, alpha=True)))
+        value_range = options.get("value_range")
+        if reads_data(value_range, data.dtype):  # else deblur scans it in one pass, uncancellable
+            found = yield from _extremes_by_frame(data, value_range, rgb)
+            options["value_range"] = resolve_range(value_range, data.dtype, found)
         return (yield from _frame_by_frame(deblur(data, model, **options), stack_axes))
     return (yield from with_progress(lambda p: deblur(np.asarray(data), model, progress=p, **options), cancel))
 
 
-def _extremes_by_frame(
-    data: Any, rgb: bool | None, alpha: bool = False
-) -> Generator[Progress, None, tuple[float, float]]:
-    """Minimum and maximum intensity of a (maybe lazy) stack, read one frame at a time; RGBA alpha is left
-    out unless ``alpha``."""
-    from ..gan.inference import intensity_extremes
+def _extremes_by_frame(data: Any, value_range: Any, rgb: bool | None) -> Generator[Progress, None, tuple[float, float]]:
+    """Minimum and maximum of what ``value_range`` reads (:func:`..gan.intensity.extremes`: "auto" leaves
+    RGBA alpha out) of a (maybe lazy) stack, one frame at a time."""
+    from ..gan.intensity import extremes
 
     frame_ndim = 3 if rgb else 2
     frames = list(np.ndindex(data.shape[: data.ndim - frame_ndim]))
     low, high = np.inf, -np.inf
     for done, index in enumerate(frames, 1):
-        frame = np.asarray(data[index])
-        lo, hi = (frame.min(), frame.max()) if alpha else intensity_extremes(frame, rgb=rgb)
+        lo, hi = extremes(np.asarray(data[index]), value_range, rgb=rgb)
         low, high = float(np.minimum(low, lo)), float(np.maximum(high, hi))  # NaN propagates
         yield done, len(frames), "frame scanned"
     return low, high

@@ -12,7 +12,8 @@ import torch
 from numpy.typing import NDArray
 
 from .data import _augment, _random_crop, _rng, _to_tensor
-from .images import as_rgb, to_float01
+from .images import as_rgb
+from .intensity import to_float01
 from .pairs import check_same_shape
 
 

@@ -1,4 +1,6 @@
-"""Image reading and value-range conversion shared by the data pipeline, the CLI and the reader."""
+"""Image files (reading, writing, limits) and plane shapes, shared by the data pipeline, the CLI and the reader.
+
+Value ranges and dtype conversions live in :mod:`.intensity`."""
 
 from __future__ import annotations
 
@@ -13,6 +15,8 @@ from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import NDArray
+
+from .intensity import dtype_range, to_float01  # noqa: F401  (moved to .intensity; still importable from here)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -498,21 +502,6 @@ def check_writable(path: Path, image_or_dtype: NDArray | np.dtype, channels: int
             raise ValueError(f"{name} holds only {bits}-bit integers; write {dtype} data as .tif instead ({path})")
         if channels is not None and channels not in counts:
             raise ValueError(f"{name} cannot hold {channels} channels; write them as .tif instead ({path})")
-
-
-def dtype_range(dtype: np.dtype) -> tuple[float, float]:
-    """The value range an integer dtype maps to [0, 1] by; floats are taken as [0, 1]."""
-    if np.issubdtype(dtype, np.integer):
-        info = np.iinfo(dtype)
-        return float(info.min), float(info.max)
-    return 0.0, 1.0
-
-
-def to_float01(image: NDArray) -> NDArray[np.float32]:
-    """Integer images scaled by their dtype range, floats clipped to [0, 1]; float32 output."""
-    lo, hi = dtype_range(image.dtype)
-    out = (image.astype(np.float32) - lo) / (hi - lo) if np.issubdtype(image.dtype, np.integer) else image
-    return np.clip(out, 0.0, 1.0).astype(np.float32)
 
 
 def as_rgb(image: NDArray) -> NDArray:

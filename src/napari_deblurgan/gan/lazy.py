@@ -1,4 +1,5 @@
-"""``deblur`` for dask arrays: a lazy result computed block by block (locally or on a dask cluster).
+"""Dask arrays: a lazy result computed block by block (locally or on a dask cluster). The work on a block
+comes from the caller (:func:`.pipeline.deblur_lazy`), so this module needs no model code: numpy only.
 
 Leading (stack) axes are split into single planes; large planes are split into blocks that overlap by
 ``context`` pixels, on the network's grid (its stride) and without padding at the frame edges, so each
@@ -7,12 +8,10 @@ block sees what the whole frame would and the seams blend away when the overlap 
 
 from __future__ import annotations
 
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-
-from .networks import Generator
 
 
 def is_dask_array(obj: Any) -> bool:
@@ -31,23 +30,20 @@ def _block_size(length: int, block: int, multiple: int) -> int:
 
 def deblur_dask(
     arr: Any,
-    model: str | Path | Generator | None,
+    run: Callable[[np.ndarray], np.ndarray],
     colour: bool,
-    value_range: tuple[float, float],
     block_size: int = 2048,
     context: int = 64,
     multiple: int = 4,
     frames_per_block: int = 1,
-    **options: Any,
 ) -> Any:
-    """Lazy ``deblur`` of a dask array whose channels (if any) are on the last axis.
+    """Lazy ``run`` over the blocks of a dask array whose channels (if any) are on the last axis.
 
-    ``value_range`` must be given (the whole array's range; a block only knows its own). Blocks of at
+    ``run`` deblurs one block (a numpy array of the same layout) and must map every block the same way:
+    the whole array's value range, bound in by the caller (a block only knows its own). Blocks of at
     most ``block_size`` pixels per side overlap their neighbours by ``context`` on each side; both are
     multiples of the network's stride, ``multiple``.
     """
-    from .inference import deblur
-
     if context % multiple:
         raise ValueError(f"context must be a multiple of {multiple} (the network's stride), got {context}")
     spatial = (arr.ndim - 3, arr.ndim - 2) if colour else (arr.ndim - 2, arr.ndim - 1)
@@ -59,10 +55,6 @@ def deblur_dask(
     if colour:
         chunks[arr.ndim - 1] = -1
     arr = arr.rechunk(chunks)
-
-    def run(block: np.ndarray) -> np.ndarray:
-        return deblur(block, model, rgb=colour, value_range=value_range, **options)
-
     if not split:
         return arr.map_blocks(run, dtype=arr.dtype)
     depth = {ax: (context if ax in spatial else 0) for ax in range(arr.ndim)}

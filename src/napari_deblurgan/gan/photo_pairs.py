@@ -131,7 +131,7 @@ def realistic_cases(
     ``options.mix``), from the seed ``(seed, i)``; its moving objects come from the next photo."""
     from dataclasses import replace
 
-    from .images import to_float01
+    from .intensity import to_float01
 
     def as_tensor(image: NDArray) -> torch.Tensor:
         return torch.from_numpy(to_float01(image)).permute(2, 0, 1)[None]

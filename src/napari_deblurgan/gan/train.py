@@ -281,7 +281,8 @@ def build_source(cfg: TrainConfig) -> BatchSource:
         if mode in ("pairs", "aligned"):
             train_pairs, _ = split_holdout(folder_pairs(cfg))
             return PairedCrops(train_pairs, cfg.crop, cfg.batch_size, cfg.seed)
-        from .images import as_rgb, is_image_file, read_image, to_float01
+        from .images import as_rgb, is_image_file, read_image
+        from .intensity import to_float01
 
         files = sorted(p for p in root.rglob("*") if is_image_file(p))
         if not files:

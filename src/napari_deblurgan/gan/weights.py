@@ -1,8 +1,10 @@
-"""Generator weights as safetensors files whose metadata holds the architecture (no pickle anywhere)."""
+"""Generator weights as safetensors files whose metadata holds the architecture (no pickle anywhere), and
+:func:`load_model`, which keeps the loaded ones for reuse."""
 
 from __future__ import annotations
 
 import json
+import threading
 from importlib.resources import files
 from pathlib import Path
 
@@ -11,6 +13,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from .checkpoint import atomic_write
+from .device import resolve_device
 from .generator import GeneratorConfig
 from .json_files import parse_json
 from .networks import Generator, build_generator
@@ -46,6 +49,31 @@ def read_metadata(path: str | Path) -> dict[str, str]:
     """The metadata of a model file (architecture config, training recipe, ...)."""
     with safe_open(str(path), framework="pt") as fh:
         return dict(fh.metadata() or {})
+
+
+_CACHE: dict[tuple[str, str], tuple[float, Generator]] = {}  # (file, device) -> (mtime, model)
+_CACHE_LOCK = threading.Lock()
+
+
+def load_model(path: str | Path | None = None, device: str | torch.device = "auto") -> Generator:
+    """Load (and cache) a generator from a safetensors model file; ``None`` means the shipped default.
+
+    The cache keeps one model per file and device: a file rewritten since (a training run exporting as
+    it goes) is loaded again and replaces the old copy, so memory does not grow with each export.
+    """
+    dev = resolve_device(device)
+    resolved = Path(path).expanduser().resolve() if path is not None else default_model_path()
+    mtime = resolved.stat().st_mtime if resolved.is_file() else 0.0
+    key = (str(resolved), str(dev))
+    with _CACHE_LOCK:
+        cached = _CACHE.get(key)
+        if cached is None or cached[0] != mtime:
+            _CACHE.pop(key, None)  # free the old weights before loading the new ones
+            model = load_generator(resolved, dev)
+            if dev.type == "cpu":
+                model = model.to(memory_format=torch.channels_last)
+            _CACHE[key] = (mtime, model)
+        return _CACHE[key][1]
 
 
 def load_generator(path: str | Path | None = None, device: str | torch.device = "cpu") -> Generator:

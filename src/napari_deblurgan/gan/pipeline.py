@@ -1,0 +1,173 @@
+"""The deblurring pipeline behind :func:`.inference.deblur`, its options already checked.
+
+array -> planes of (H, W, 3) float32 in [0, 1] (:mod:`.layout`, :mod:`.intensity`) -> the tile runner
+(:mod:`.plane_runner`) -> PSF refinement (:mod:`.psf_refine`) -> back to the input's dtype, range and axis
+order. A dask array is deblurred lazily, block by block (:mod:`.lazy`), each block through
+:func:`deblur_array`.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .intensity import ValueRange, restore_dtype, to_unit, value_range_of
+from .layout import check_array, infer_layout
+from .lazy import deblur_dask
+from .networks import Generator
+from .options import default_batch_size, default_overlap
+from .plane_runner import PlaneDeblurrer
+from .psf_refine import refine as refine_with_psf
+from .weights import load_model
+
+ProgressCallback = Callable[[int, int], None]
+
+
+def deblur_array(
+    image: Any,
+    model: str | Path | Generator | None,
+    *,
+    channel_axis: int | None,
+    rgb: bool | None,
+    value_range: ValueRange,
+    tile_size: int | None,
+    tile_overlap: int | None,
+    batch_size: int | None,
+    device: str,
+    half: bool,
+    ensemble: int,
+    refine: bool,
+    strength: float,
+    progress: ProgressCallback | None = None,
+) -> np.ndarray:
+    """:func:`.inference.deblur` of an in-memory array, its options checked (:func:`.options.check_options`)."""
+    arr = np.asarray(image)
+    check_array(arr)
+    layout = infer_layout(arr.shape, channel_axis, rgb)
+    lo, hi = value_range_of(arr, value_range, channel_axis, rgb)
+    net = model if isinstance(model, Generator) else load_model(model, device)
+    dev = next(net.parameters()).device
+    work = np.moveaxis(arr, layout.channel_axis, -1) if layout.channel_axis is not None else arr
+    if layout.channel_axis is not None and not layout.colour:
+        work = np.moveaxis(work, -1, 0)  # independent channels become leading "stack" axes
+    plane_shape = work.shape[-3:] if layout.colour else work.shape[-2:]
+    planes = work.reshape((-1, *plane_shape))
+    batch = batch_size or default_batch_size(dev.type)
+    runner = PlaneDeblurrer(net, dev, tile_size, tile_overlap, batch_size=batch, half=half, ensemble=ensemble)
+
+    def steps_per_plane() -> int:  # its tiles, and its PSF refinement as one more step
+        return len(runner.tiles_for(*plane_shape[:2])) + (1 if refine else 0)
+
+    done = plane_start = 0
+    total = len(planes) * steps_per_plane()
+    if runner.per_tile_statistics and len(runner.tiles_for(*plane_shape[:2])) > 1:
+        warnings.warn(
+            "This model has instance normalisation, which normalises each tile by its own statistics, so tiles "
+            "can differ at their seams; deblur whole frames if memory allows (tile_size=None, --tile-size 0, or "
+            "tile size 0 in the widget), or use a model without normalisation layers (the 'fast' preset).",
+            stacklevel=3,
+        )
+
+    def tick() -> None:
+        nonlocal done
+        done += 1
+        if progress:
+            progress(done, total)
+
+    def retile() -> None:  # smaller tiles after an out-of-memory: this plane starts over
+        nonlocal done, total
+        done = plane_start
+        total = plane_start + (len(planes) - i) * steps_per_plane()
+
+    out = np.empty(planes.shape, dtype=arr.dtype)
+    # frames that are one tile each (a stack of video frames) go through the network several at a time
+    group = batch if len(runner.tiles_for(*plane_shape[:2])) == 1 else 1
+    for i in range(0, len(planes), group):
+        plane_start = done
+        units = [to_unit(plane, lo, hi) for plane in planes[i : i + group]]
+        rgb_ins = [
+            np.ascontiguousarray(u[..., :3] if layout.colour else np.repeat(u[..., None], 3, axis=2)) for u in units
+        ]
+        results = runner.frames(rgb_ins, tick, retile)
+        for j, (unit, rgb_in, result) in enumerate(zip(units, rgb_ins, results, strict=True)):
+            plane = planes[i + j]
+            if not layout.colour:  # the mean change of the three channels (exactly none where there is none)
+                rgb_in, result = unit, unit + (result - rgb_in).mean(axis=2)
+            if refine:
+                result = refine_with_psf(rgb_in, result, device=dev)[0]
+                tick()
+            if strength != 1:
+                result = rgb_in + strength * (result - rgb_in)
+            if layout.colour:
+                out[i + j, ..., :3] = restore_dtype(result, unit[..., :3], plane[..., :3], lo, hi)
+                if plane.shape[-1] == 4:
+                    out[i + j, ..., 3] = plane[..., 3]
+            else:
+                out[i + j] = restore_dtype(result, unit, plane, lo, hi)
+    out = out.reshape(work.shape)
+    if layout.channel_axis is not None and not layout.colour:
+        out = np.moveaxis(out, 0, -1)
+    return np.moveaxis(out, -1, layout.channel_axis) if layout.channel_axis is not None else out
+
+
+def deblur_lazy(
+    image: Any,
+    model: str | Path | Generator | None,
+    *,
+    channel_axis: int | None,
+    rgb: bool | None,
+    value_range: ValueRange,
+    tile_size: int | None,
+    tile_overlap: int | None,
+    batch_size: int | None,
+    device: str,
+    **options: Any,
+) -> Any:
+    """:func:`.inference.deblur` of a dask array: the same layout and value-range rules, a lazy result whose
+    blocks (twice the tile size, overlapping by the tile overlap) go through :func:`deblur_array` with the
+    whole array's value range. ``options``: ``half``, ``ensemble``, ``refine``, ``strength``."""
+    import dask.array as da
+
+    if image.dtype == bool or image.dtype.kind not in "uif":
+        check_array(np.empty((1, 1), dtype=image.dtype))
+    if image.ndim < 2 or 0 in image.shape:
+        check_array(np.empty(image.shape, dtype=image.dtype))
+    layout = infer_layout(image.shape, channel_axis, rgb)
+    lo, hi = value_range_of(image, value_range, channel_axis, rgb)  # the whole array's range: one pass
+    overlap = default_overlap(tile_size) if tile_overlap is None else tile_overlap
+    net = model if isinstance(model, torch.nn.Module) else load_model(model, device)
+    m = net.multiple
+    blocks = {
+        "block_size": 2 * tile_size if tile_size else 4096,
+        "context": -(-overlap // m) * m,
+        "multiple": m,
+        "frames_per_block": batch_size or default_batch_size(next(net.parameters()).device.type),
+    }
+
+    def per_block(colour: bool) -> Callable[[np.ndarray], np.ndarray]:
+        return partial(
+            deblur_array,
+            model=model,
+            channel_axis=None,
+            rgb=colour,
+            value_range=(lo, hi),
+            tile_size=tile_size,
+            tile_overlap=tile_overlap,
+            batch_size=batch_size,
+            device=device,
+            **options,
+        )
+
+    if layout.channel_axis is None:
+        return deblur_dask(image, per_block(False), False, **blocks)
+    if layout.colour:
+        moved = da.moveaxis(image, layout.channel_axis, -1)
+        return da.moveaxis(deblur_dask(moved, per_block(True), True, **blocks), -1, layout.channel_axis)
+    moved = da.moveaxis(image, layout.channel_axis, 0)
+    return da.moveaxis(deblur_dask(moved, per_block(False), False, **blocks), 0, layout.channel_axis)

@@ -1,0 +1,197 @@
+"""The tile runner: a generator run over (H, W, 3) float planes in [0, 1] with symmetric border padding,
+overlapping tiles (batched), blended stitching and cropping; whole frames of one shape batched together.
+Out of memory, tiles shrink (or frames go one at a time) and the plane starts over.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+
+from .device import bf16_supported, is_out_of_memory
+from .ensemble import dihedral, undo_dihedral
+from .networks import Generator, for_inference
+from .options import TILE_SIZE, default_overlap
+from .tiling import Tile, plan_tiles, tile_weights
+
+
+def _precision_context(device: torch.device, half: bool) -> contextlib.AbstractContextManager[Any]:
+    if not half:
+        return contextlib.nullcontext()
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.float16)
+    if device.type == "cpu" and bf16_supported(device):
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+    if device.type == "mps":
+        return torch.autocast("mps", dtype=torch.float16)
+    return contextlib.nullcontext()
+
+
+def _cudnn_autotune(device: torch.device) -> contextlib.AbstractContextManager[Any]:
+    """On CUDA, let cuDNN time its algorithms once per tile shape (tiles repeat the same few shapes);
+    the user's other cuDNN settings are kept and the global flag is restored afterwards."""
+    if device.type != "cuda":
+        return contextlib.nullcontext()
+    cudnn = torch.backends.cudnn
+    return cudnn.flags(
+        enabled=cudnn.enabled, benchmark=True, deterministic=cudnn.deterministic, allow_tf32=cudnn.allow_tf32
+    )
+
+
+class PlaneDeblurrer:
+    """Runs a generator over (H, W, 3) float planes in [0, 1] with padding, tiling and batching."""
+
+    def __init__(
+        self,
+        model: Generator,
+        device: torch.device,
+        tile_size: int | None = TILE_SIZE.default,
+        tile_overlap: int | None = None,
+        border: int = 16,
+        batch_size: int = 2,
+        half: bool = False,
+        ensemble: int = 1,
+    ) -> None:
+        # tile_size, ensemble and the other options' types are checked by deblur (options.check_options)
+        tile_overlap = default_overlap(tile_size) if tile_overlap is None else tile_overlap
+        if tile_size is not None and not 0 <= tile_overlap < tile_size // 2:
+            raise ValueError(
+                f"tile_overlap must be at least 0 and less than half the tile size ({tile_size}), got {tile_overlap}"
+            )
+        self.per_tile_statistics = model.config.norm == "instance"
+        self.model = for_inference(model)
+        self.multiple = model.multiple
+        if device.type == "cpu":
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.device, self.half, self.ensemble = device, half, ensemble
+        self.tile_size = tile_size
+        self.tile_overlap, self.border, self.batch_size = tile_overlap, border, max(1, batch_size)
+
+    def padding(self, height: int, width: int) -> tuple[tuple[int, int], tuple[int, int]]:
+        """Symmetric padding of a plane: ``border`` on each side, plus up to 3 px at the bottom/right so
+        that every tile starts on the network's stride-4 grid (else tiles would not match the frame)."""
+        m, b = self.multiple, self.border
+        return (b, b + (-(height + 2 * b)) % m), (b, b + (-(width + 2 * b)) % m)
+
+    def tiles_for(self, height: int, width: int) -> list[Tile]:
+        (top, bottom), (left, right) = self.padding(height, width)
+        h, w = height + top + bottom, width + left + right
+        if self.tile_size is None or max(height, width) <= self.tile_size:  # the border does not count
+            return [Tile(0, 0, h, w)]
+        return plan_tiles(h, w, self.tile_size - self.tile_size % self.multiple, self.tile_overlap, self.multiple)
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        """The tiles ``batch`` (N, H, W, 3) in [0, 1] plus half the change the network makes in [-1, 1]
+        (not ``(y + 1) / 2``, which rounds: where the network changes nothing, the input comes back
+        bit for bit)."""
+        x = torch.from_numpy(batch)
+        if self.device.type == "cuda":  # page-locked: the copy to the GPU runs without a staging copy
+            x = x.pin_memory()
+        x = x.to(self.device, non_blocking=True).permute(0, 3, 1, 2) * 2 - 1
+        with torch.inference_mode(), _precision_context(self.device, self.half), _cudnn_autotune(self.device):
+            y = sum(undo_dihedral(self._forward(dihedral(x, k)), k).float() - x for k in range(self.ensemble))
+        return (batch + y.permute(0, 2, 3, 1).cpu().numpy() / (2 * self.ensemble)).clip(0, 1)
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.device.type == "cpu":
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self.model(x)
+
+    #: Out of memory, tiles are halved down to this size before giving up.
+    min_tile = 64
+
+    def __call__(
+        self,
+        plane: NDArray[np.float32],
+        on_tile: Callable[[], None] | None = None,
+        on_retile: Callable[[], None] | None = None,
+    ) -> NDArray[np.float32]:
+        """Deblur one plane. Out of memory, retry it with tiles half the size (with a warning, and
+        ``on_retile()`` so that progress can restart the plane), down to :attr:`min_tile`."""
+        while True:
+            try:
+                return self._plane(plane, on_tile)
+            except Exception as exc:
+                if not is_out_of_memory(exc):
+                    raise
+                h, w = plane.shape[:2]
+                current = max(max(t.h, t.w) for t in self.tiles_for(h, w))
+                smaller = max(self.min_tile, current // 2 - (current // 2) % self.multiple)
+                if smaller >= current or max(h, w) <= smaller:  # no smaller tiles: the same frame again
+                    raise MemoryError(
+                        f"Out of memory on {self.device} even with tiles of {current} px; "
+                        "use device='cpu' or close other programs using the memory"
+                    ) from exc
+                warnings.warn(
+                    f"Out of memory on {self.device} with tiles of {current} px; retrying with {smaller} px tiles",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+                self.tile_size, self.tile_overlap = smaller, min(self.tile_overlap, smaller // 4)
+                if self.device.type == "cuda":
+                    torch.cuda.empty_cache()
+                if on_retile:
+                    on_retile()
+
+    def frames(
+        self,
+        planes: list[NDArray[np.float32]],
+        on_tile: Callable[[], None] | None = None,
+        on_retile: Callable[[], None] | None = None,
+    ) -> list[NDArray[np.float32]]:
+        """Deblur planes of one shape, each a single tile (frames of a stack), in one forward pass; out of
+        memory, one at a time (:meth:`__call__`)."""
+        if len(planes) > 1:
+            h, w = planes[0].shape[:2]
+            pad_y, pad_x = self.padding(h, w)
+            try:
+                padded = np.stack([np.pad(p, (pad_y, pad_x, (0, 0)), mode="symmetric") for p in planes])
+                out = self._run(padded)[:, pad_y[0] : pad_y[0] + h, pad_x[0] : pad_x[0] + w]
+            except Exception as exc:
+                if not is_out_of_memory(exc):
+                    raise
+                if self.device.type == "cuda":
+                    torch.cuda.empty_cache()
+            else:
+                for _ in planes:
+                    if on_tile:
+                        on_tile()
+                return list(out)
+        return [self(plane, on_tile, on_retile) for plane in planes]
+
+    def _plane(self, plane: NDArray[np.float32], on_tile: Callable[[], None] | None) -> NDArray[np.float32]:
+        h, w = plane.shape[:2]
+        pad_y, pad_x = self.padding(h, w)
+        padded = np.pad(plane, (pad_y, pad_x, (0, 0)), mode="symmetric")
+        top, left = pad_y[0], pad_x[0]
+        tiles = self.tiles_for(h, w)
+        if len(tiles) == 1:
+            out = self._run(padded[None])[0]
+            if on_tile:
+                on_tile()
+            return out[top : top + h, left : left + w]
+        ph, pw = padded.shape[:2]
+        acc = np.zeros((ph, pw, 3), dtype=np.float32)
+        weight = np.zeros((ph, pw, 1), dtype=np.float32)
+        for group in _chunks(tiles, self.batch_size):
+            batch = np.stack([padded[t.y : t.y + t.h, t.x : t.x + t.w] for t in group])
+            for t, out in zip(group, self._run(batch)):
+                wt = tile_weights(t, tiles, ph, pw)[:, :, None]
+                acc[t.y : t.y + t.h, t.x : t.x + t.w] += out * wt
+                weight[t.y : t.y + t.h, t.x : t.x + t.w] += wt
+                if on_tile:
+                    on_tile()
+        del padded, batch  # large planes: free them before the division, and divide in place
+        np.divide(acc, weight, out=acc)
+        return acc[top : top + h, left : left + w]
+
+
+def _chunks(items: list[Tile], size: int) -> Iterator[list[Tile]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
