@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from .gan.options import Option
     from .gan.train import Trainer
 
-from .gan.ensemble import ENSEMBLE_SIZES
+from .gan.options import DEVICE, ENSEMBLE, HALF, REFINE, STRENGTH, TILE_SIZE, VALUE_RANGE
 
 
 def _collect_inputs(inputs: Sequence[str]) -> list[Path]:
@@ -117,7 +118,7 @@ def _deblur(args: argparse.Namespace) -> None:
                 gray_alpha,
                 model,
                 value_range=value_range,
-                tile_size=args.tile_size or None,
+                tile_size=args.tile_size,
                 half=args.half,
                 ensemble=args.ensemble,
                 refine=args.refine,
@@ -135,30 +136,13 @@ def _add_deblur(sub: argparse._SubParsersAction) -> None:
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders of images")
     p.add_argument("-o", "--output", required=True, help="output folder (same file names as the inputs)")
     p.add_argument("--model", help="safetensors model file (default: the model shipped with the package)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
-    p.add_argument("--tile-size", type=_tile_size, default=1024, help="tile size in pixels; 0 for whole frames")
-    p.add_argument("--half", action="store_true", help="half precision (fp16 on GPUs, bf16 on capable CPUs)")
+    _add_options(p, DEVICE, TILE_SIZE, HALF, ENSEMBLE, REFINE, STRENGTH)
     p.add_argument(
-        "--ensemble",
-        type=int,
-        choices=ENSEMBLE_SIZES,
-        default=1,
-        help="average the model over this many flipped/transposed copies (8: best quality, 8x the time)",
-    )
-    _add_refine(p)
-    p.add_argument(
-        "--strength",
-        type=_strength,
-        default=1.0,
-        help="share of the model's correction applied, 0 to 1 (default 1); lower it where results look over-sharpened",
-    )
-    p.add_argument(
-        "--value-range",
+        VALUE_RANGE.flag,
         type=_value_range,
         default="dtype",
         metavar="dtype|auto|LO,HI",
-        help="intensities mapped to the model's 0..1: the dtype's range (8/16-bit, default), each image's own "
-        "min..max (auto: e.g. 12-bit data stored as 16-bit), or LO,HI (e.g. 0,4095)",
+        help=VALUE_RANGE.help.replace("%", "%%") + "; written dtype (the default), auto or LO,HI (e.g. 0,4095)",
     )
     p.add_argument("--format", choices=["png", "jpg", "tif"], help="output format (default: the input's)")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files (never inputs)")
@@ -166,14 +150,41 @@ def _add_deblur(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_deblur)
 
 
-def _add_refine(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--no-refine",
-        dest="refine",
-        action="store_false",
-        help="the generator's output alone, without deconvolving by the blur kernel estimated from it "
-        "(try it where halos appear: blur that differs across the image)",
-    )
+def _add_options(p: argparse.ArgumentParser, *options: Option) -> None:
+    """Flags for ``deblur``'s options, with the defaults, limits and help of their table (gan/options.py):
+    a flag for an option off by default, ``--no-...`` for one on by default; 0 for None where None is allowed."""
+    for option in options:
+        text = option.help.replace("%", "%%")  # argparse formats help with %
+        if option.kind is bool and option.default:
+            text = f"turn off {option.name} (on by default): {text}"
+            p.add_argument("--no-" + option.flag[2:], dest=option.name, action="store_false", help=text)
+        elif option.kind is bool:
+            p.add_argument(option.flag, action="store_true", help=text)
+        elif option.kind is str:
+            p.add_argument(option.flag, default=option.default, help=text)
+        elif option.choices is not None:
+            text = f"{text} (default {option.default})"
+            p.add_argument(option.flag, type=option.kind, choices=option.choices, default=option.default, help=text)
+        elif option.kind is float:
+            text = f"{text} ({option.minimum:g} to {option.maximum:g}, default {option.default:g})"
+            p.add_argument(option.flag, type=_parsed(option), default=option.default, help=text)
+        else:
+            zero = f"; 0 for {option.none}" if option.none is not None else ""
+            text = f"{text}{zero} (default {option.default:g})"
+            p.add_argument(option.flag, type=_parsed(option), default=option.default, help=text)
+
+
+def _parsed(option: Option) -> Any:
+    """An argparse type for ``option``: :meth:`Option.from_text`, its errors in argparse's form."""
+
+    def parse(text: str) -> Any:
+        try:
+            return option.from_text(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    parse.__name__ = option.name
+    return parse
 
 
 def _value_range(text: str) -> str | tuple[float, float]:
@@ -190,24 +201,10 @@ def _value_range(text: str) -> str | tuple[float, float]:
     return low, high
 
 
-def _strength(text: str) -> float:
-    value = float(text)
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"{value} is outside 0..1: 1 applies the model's full correction, 0 none")
-    return value
-
-
 def _workers(text: str) -> int:
     value = int(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"{value}: the number of data workers is 0 or more")
-    return value
-
-
-def _tile_size(text: str) -> int:
-    value = int(text)
-    if value != 0 and value < 32:
-        raise argparse.ArgumentTypeError(f"{value} is too small: use 0 (whole frames) or at least 32 pixels")
     return value
 
 
@@ -477,7 +474,7 @@ def _evaluate(args: argparse.Namespace) -> None:
         raise FileExistsError(f"--csv {csv_path} is one of the images evaluated; write the scores elsewhere")
     model = load_model(args.model, args.device)
     with tqdm(total=len(pairs), unit="image", dynamic_ncols=True, disable=args.quiet) as bar:
-        scores = evaluate_pairs(pairs, model, args.tile_size or None, args.refine, on_pair=lambda _: bar.update())
+        scores = evaluate_pairs(pairs, model, args.tile_size, args.refine, on_pair=lambda _: bar.update())
     write_scores(scores, csv_path)
     mean = {
         k: sum(getattr(s, k) for s in scores) / len(scores) for k in ("psnr_blurred", "ssim_blurred", "psnr", "ssim")
@@ -574,9 +571,7 @@ def _add_others(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--gopro-blur", default="blur", choices=["blur", "blur_gamma"])
     p.add_argument("--csv", default="evaluation.csv", help="per-image CSV to write (default: ./evaluation.csv)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing CSV")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--tile-size", type=_tile_size, default=1024, help="tile size in pixels; 0 for whole frames")
-    _add_refine(p)
+    _add_options(p, DEVICE, TILE_SIZE, REFINE)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_evaluate)
 

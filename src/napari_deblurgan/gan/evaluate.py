@@ -13,6 +13,7 @@ from .checkpoint import atomic_write
 from .inference import deblur
 from .metrics import psnr, ssim
 from .networks import Generator
+from .options import TILE_SIZE
 from .pairs import load_pair
 
 
@@ -28,7 +29,7 @@ class PairScore:
 def evaluate_pairs(
     pairs: Sequence[tuple[Path, Path]],
     model: Generator,
-    tile_size: int | None = 1024,
+    tile_size: int | None = TILE_SIZE.default,
     refine: bool = True,
     on_pair: Callable[[PairScore], None] | None = None,
 ) -> list[PairScore]:
