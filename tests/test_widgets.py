@@ -106,6 +106,41 @@ def test_self_ensemble_and_strength_choices_reach_the_model(make_napari_viewer, 
     assert not np.array_equal(expected, deblur(image, tiny_model_path, tile_size=widget._tile.value, ensemble=8))
 
 
+def test_controls_start_at_deblurs_defaults_and_tile_size_0_is_whole_frames(
+    make_napari_viewer, qtbot, identity_model_path, monkeypatch
+) -> None:
+    """The controls are built from deblur's options table: its defaults; 0 tiles means whole frames (as
+    --tile-size 0), and a size below the smallest tile becomes the smallest."""
+    import inspect
+
+    from napari_deblurgan import deblur
+    from napari_deblurgan.gan.options import TILE_SIZE
+
+    passed: list[dict[str, Any]] = []
+
+    def job(data: Any, model: Any, cancel: Any, own_range_of: Any = None, **options: Any) -> Any:
+        passed.append(options)
+        return np.asarray(data)
+        yield
+
+    monkeypatch.setattr(deblur_module, "deblur_job", job)
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((40, 48), np.uint8), name="img")
+    widget = deblur_widget(viewer, identity_model_path)
+    defaults = {name: p.default for name, p in inspect.signature(deblur).parameters.items()}
+    controls = {"device": widget._device, "tile_size": widget._tile, "ensemble": widget._ensemble}
+    controls |= {"refine": widget._refine, "strength": widget._strength}
+    assert {name: c.value for name, c in controls.items()} == {name: defaults[name] for name in controls}
+    assert all(c.tooltip for c in controls.values())
+    widget._tile.value = 0
+    _run(qtbot, widget)
+    assert passed[-1]["tile_size"] is None
+    widget._tile.value = 10
+    assert widget._tile.value == TILE_SIZE.minimum
+    _run(qtbot, widget)
+    assert passed[-1]["tile_size"] == TILE_SIZE.minimum
+
+
 def test_refine_checkbox_reaches_deblur(make_napari_viewer, qtbot, identity_model_path, monkeypatch) -> None:
     from scipy import ndimage
 

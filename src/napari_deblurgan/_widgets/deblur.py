@@ -24,7 +24,7 @@ from napari.qt.threading import GeneratorWorker, create_worker
 from napari.utils import progress
 from napari.utils.notifications import show_error, show_info
 
-from ..gan.ensemble import ENSEMBLE_SIZES
+from ..gan.options import DEVICE, ENSEMBLE, REFINE, STRENGTH, TILE_SIZE
 from ._jobs import deblur_job
 from ._layers import current_frame, image_choices, is_ours, place_results, show_result, stack_ndim
 from ._scroll import ScrollingContainer
@@ -39,7 +39,9 @@ DEFAULT, FILE = "default", "file"
 CURRENT, WHOLE = "current frame", "whole stack"
 DTYPE_RANGE, OWN_RANGE = "16-bit range", "own min..max"
 ENSEMBLE_LABELS = {1: "off (fastest)", 8: "x8 (best, 8x the time)"}
-ENSEMBLE_CHOICES = [(ENSEMBLE_LABELS.get(n, f"x{n}"), n) for n in ENSEMBLE_SIZES]
+ENSEMBLE_CHOICES = [(ENSEMBLE_LABELS.get(n, f"x{n}"), n) for n in ENSEMBLE.choices]
+#: The tile size control's largest value and step (deblur itself takes any size from TILE_SIZE.minimum up).
+TILE_MAX, TILE_STEP = 4096, 64
 TWELVE_BIT_MAX = 4095  # 16-bit layers that never exceed this hold 12-bit (or fewer) bits of data
 
 
@@ -72,37 +74,37 @@ class DeblurWidget(ScrollingContainer):
         )
         self._device = ComboBox(
             label="device",
-            choices=["auto", *available_devices()],
-            tooltip="where the model runs: auto picks CUDA, then Apple MPS, then the CPU",
+            choices=[DEVICE.default, *available_devices()],
+            value=DEVICE.default,
+            tooltip=DEVICE.help,
         )
         self._tile = SpinBox(
             label="tile size",
-            min=64,
-            max=4096,
-            step=64,
-            value=1024,
-            tooltip="larger images are deblurred in overlapping tiles of at most this many pixels per side "
-            "(bounds memory)",
+            min=0,
+            max=TILE_MAX,
+            step=TILE_STEP,
+            value=TILE_SIZE.default,
+            tooltip=f"{TILE_SIZE.help}; 0 for {TILE_SIZE.none}",
         )
+        self._tile.native.setKeyboardTracking(False)  # a typed size counts once complete (see _on_tile)
         self._ensemble = ComboBox(
             label="self-ensemble",
             choices=ENSEMBLE_CHOICES,
-            value=1,
-            tooltip="average the model over flipped/transposed copies: cleaner results, 2-8x the time",
+            value=ENSEMBLE.default,
+            tooltip=ENSEMBLE.help,
         )
         self._refine = CheckBox(
             text="refine with the estimated blur (PSF)",
-            value=True,
-            tooltip="deconvolve with a blur kernel estimated from the model's output: much sharper on camera "
-            "shake; untick for blur that differs across the image (moving objects) if halos appear",
+            value=REFINE.default,
+            tooltip=REFINE.help,
         )
         self._strength = FloatSlider(
             label="strength",
-            min=0.0,
-            max=1.0,
+            min=STRENGTH.minimum,
+            max=STRENGTH.maximum,
             step=0.05,
-            value=1.0,
-            tooltip="share of the model's correction applied: lower it where the result looks over-sharpened",
+            value=STRENGTH.default,
+            tooltip=STRENGTH.help,
         )
         self._range = RadioButtons(
             label="intensities",
@@ -159,6 +161,7 @@ class DeblurWidget(ScrollingContainer):
             ],
         )
         self._image.changed.connect(self._on_image)
+        self._tile.changed.connect(self._on_tile)
         self._model.changed.connect(lambda value: setattr(self._model_file, "visible", value == FILE))
         self._beside.changed.connect(lambda beside: place_results(viewer, beside))
         self._run.changed.connect(self.start)
@@ -204,6 +207,11 @@ class DeblurWidget(ScrollingContainer):
             self._hint.value = f"values reach only {peak} (12-bit?): own min..max chosen"
         self._hint.visible = peak is not None
 
+    def _on_tile(self, size: int) -> None:
+        """0 is whole frames; a size between 0 and the smallest tile becomes the smallest tile."""
+        if 0 < size < TILE_SIZE.minimum:
+            self._tile.value = TILE_SIZE.minimum
+
     def _model_path(self) -> Path | None:
         if self._model.value == DEFAULT:
             return None
@@ -241,7 +249,7 @@ class DeblurWidget(ScrollingContainer):
             self._cancel,
             device=self._device.value,
             rgb=layer.rgb,
-            tile_size=self._tile.value,
+            tile_size=self._tile.value or None,
             ensemble=self._ensemble.value,
             refine=self._refine.value,
             strength=self._strength.value,
