@@ -6,14 +6,14 @@ random-trajectory PSFs drawn with a seed the training never uses, at several pat
 plus mild gaussian noise (sigma 0.01) and 8-bit quantisation. Scores: mean PSNR (dB) and standard SSIM
 at full resolution, for the blurred input, unsharp masking, Wiener and Richardson-Lucy deconvolution
 given the true PSF (references that know the answer), and each model: its generator alone
-(``refine=False``) and with PSF refinement (``deblur``'s default, :mod:`napari_deblurgan.gan.psf_refine`).
+(``refine=False``) and with PSF refinement (``deblur``'s default, :mod:`napari_deblurgan.gan.restoration.psf_refine`).
 
 ``--split val`` builds the same kind of set from the validation images (coins, gravel) with other
 seeds: choose between models there, then report them on the test set. ``--lengths 0`` scores sharp
 inputs (noise only): how much a model harms an image that has no blur to remove.
 
 ``--set realistic`` blurs the photos of the corpus' test split (``napari-deblurgan corpus data/corpus``;
-scikit-image's test photos are in it) with the GOPRO-like engine (:mod:`napari_deblurgan.gan.realistic`):
+scikit-image's test photos are in it) with the GOPRO-like engine (:mod:`napari_deblurgan.gan.data.realistic`):
 each photo, downscaled to at most 768 px, once with each kind of blur (camera rotation, a moving object,
 zoom, one kernel), extents 5-40 px, with its highlights, noise, camera response and JPEG, from seeds the
 training never uses. The table gives the gain per kind and the worst case's. ``--extent 0 0`` scores
@@ -37,12 +37,12 @@ from numpy.typing import NDArray
 from skimage.filters import unsharp_mask
 from skimage.restoration import richardson_lucy, wiener
 
-from napari_deblurgan.gan.blur import blur_image, motion_kernels
-from napari_deblurgan.gan.data import SKIMAGE_SPLITS
-from napari_deblurgan.gan.ensemble import ENSEMBLE_SIZES
-from napari_deblurgan.gan.images import to_float01
-from napari_deblurgan.gan.metrics import SSIM_DESCRIPTION, psnr, ssim
-from napari_deblurgan.gan.realistic import KINDS
+from napari_deblurgan.gan.data.batches import SKIMAGE_SPLITS
+from napari_deblurgan.gan.data.blur import blur_image, motion_kernels
+from napari_deblurgan.gan.data.realistic import KINDS
+from napari_deblurgan.gan.io.intensity import to_float01
+from napari_deblurgan.gan.restoration.ensemble import ENSEMBLE_SIZES
+from napari_deblurgan.gan.training.metrics import SSIM_DESCRIPTION, psnr, ssim
 
 TEST_SEED = 90210  # training draws kernels from seeds (recipe seed, step, rank): never this stream
 SPLIT_SEEDS = {"test": TEST_SEED, "val": 4242}
@@ -72,9 +72,9 @@ def realistic_set(corpus: str, split: str, extent: tuple[float, float]) -> list[
     """Each photo of the corpus' ``split`` (at most ``REALISTIC_SIDE`` px) blurred once by each kind."""
     from skimage.transform import rescale
 
-    from napari_deblurgan.gan.images import read_image
-    from napari_deblurgan.gan.photo_pairs import realistic_cases
-    from napari_deblurgan.gan.realistic import RealisticBlur
+    from napari_deblurgan.gan.data.photo_pairs import realistic_cases
+    from napari_deblurgan.gan.data.realistic import RealisticBlur
+    from napari_deblurgan.gan.io.images import read_image
 
     folder = Path(corpus) / split
     files = sorted(folder.glob("*.png")) if folder.is_dir() else []

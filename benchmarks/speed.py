@@ -33,8 +33,8 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from napari_deblurgan import deblur, load_model
-from napari_deblurgan.gan.device import bf16_supported
-from napari_deblurgan.gan.generator import ResnetGenerator, preset
+from napari_deblurgan.gan.model.device import bf16_supported
+from napari_deblurgan.gan.model.generator import ResnetGenerator, preset
 
 PEAK_CASE = """
 import json, sys, time, numpy as np, torch
@@ -83,7 +83,7 @@ def forward_flops(model: ResnetGenerator, size: int) -> float:
 @contextlib.contextmanager
 def unfused() -> Iterator[None]:
     """``deblur`` as before the inference rearrangement: the trained graph runs as is."""
-    with mock.patch("napari_deblurgan.gan.plane_runner.for_inference", lambda generator: generator):
+    with mock.patch("napari_deblurgan.gan.restoration.plane_runner.for_inference", lambda generator: generator):
         yield
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from napari_deblurgan.gan.train import TrainConfig, Trainer
+from napari_deblurgan.gan.training.train import TrainConfig, Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 LINEAGE = ROOT / "recipes" / "default.json"  # the shipped model's lineage
@@ -42,7 +42,7 @@ def steps_per_second(options: dict, steps: int, device: str, data_workers: int) 
 
 def seconds_per_batch(options: dict, batches: int) -> float:
     """Mean seconds the recipe's data source takes to make one batch (after one warm-up batch)."""
-    from napari_deblurgan.gan.train import build_source
+    from napari_deblurgan.gan.training.train import build_source
 
     source = build_source(TrainConfig.from_dict(options))
     source.batch(0)
@@ -54,7 +54,7 @@ def seconds_per_batch(options: dict, batches: int) -> float:
 
 def lineage_options() -> tuple[dict, dict]:
     """The shipped stage's training options and those of the lineage's stage that trains with a critic."""
-    from napari_deblurgan.gan.lineage import Lineage
+    from napari_deblurgan.gan.training.lineage import Lineage
 
     lineage = Lineage.from_file(LINEAGE)
     shipped = lineage.stage(lineage.ship_stage).config.to_dict()

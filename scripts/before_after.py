@@ -21,8 +21,8 @@ import numpy as np
 import skimage.data
 
 from napari_deblurgan import deblur, load_model
-from napari_deblurgan.gan.blur import blur_image, motion_kernels
-from napari_deblurgan.gan.metrics import psnr
+from napari_deblurgan.gan.data.blur import blur_image, motion_kernels
+from napari_deblurgan.gan.training.metrics import psnr
 
 
 def panels(path: Path, images: list[tuple[str, np.ndarray]], zoom: tuple[slice, slice] | None) -> None:

@@ -36,7 +36,7 @@ def _cpu_unless_asked(request: pytest.FixtureRequest, monkeypatch: pytest.Monkey
 def _tiny_generator(seed: int, identity: bool = False):
     import torch
 
-    from napari_deblurgan.gan.generator import GeneratorConfig, ResnetGenerator
+    from napari_deblurgan.gan.model.generator import GeneratorConfig, ResnetGenerator
 
     torch.manual_seed(seed)
     cfg = GeneratorConfig(ngf=8, n_blocks=2, norm="none", dropout=0.0, upsample="resize", block_padding="zero")
@@ -53,7 +53,7 @@ def _tiny_generator(seed: int, identity: bool = False):
 @pytest.fixture(scope="session")
 def tiny_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A random (untrained) small generator whose output clearly differs from its input."""
-    from napari_deblurgan.gan.weights import save_generator
+    from napari_deblurgan.gan.model.weights import save_generator
 
     return save_generator(_tiny_generator(0), tmp_path_factory.mktemp("models") / "tiny.safetensors")
 
@@ -61,7 +61,7 @@ def tiny_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def identity_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A generator whose residual is exactly zero: deblur() must then return its input unchanged."""
-    from napari_deblurgan.gan.weights import save_generator
+    from napari_deblurgan.gan.model.weights import save_generator
 
     return save_generator(_tiny_generator(1, identity=True), tmp_path_factory.mktemp("models") / "identity.safetensors")
 

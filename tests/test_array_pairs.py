@@ -6,8 +6,8 @@ import dask.array as da
 import numpy as np
 import pytest
 
-from napari_deblurgan.gan.array_pairs import ArrayPairs
-from napari_deblurgan.gan.pairs import PairingError
+from napari_deblurgan.gan.data.array_pairs import ArrayPairs
+from napari_deblurgan.gan.data.pairs import PairingError
 
 
 def test_batches_are_aligned_deterministic_and_in_range() -> None:

@@ -21,7 +21,7 @@ import tifffile
 from _helpers import TINY_RECIPE
 from napari_deblurgan import deblur
 from napari_deblurgan.cli import main
-from napari_deblurgan.gan.images import read_image, write_image
+from napari_deblurgan.gan.io.images import read_image, write_image
 
 TINY_RECIPE = {**TINY_RECIPE, "steps": 2}
 
@@ -324,7 +324,7 @@ def test_a_pickle_checkpoint_is_never_run_by_resume_or_export(run, tmp_path, cap
 
 @pytest.mark.parametrize("drop", ["generator", "config"])
 def test_an_incomplete_checkpoint_is_named_by_export_and_resume(run, tmp_path, capsys, recipe, drop) -> None:
-    from napari_deblurgan.gan.checkpoint import load_checkpoint, save_checkpoint
+    from napari_deblurgan.gan.io.checkpoint import load_checkpoint, save_checkpoint
 
     state = load_checkpoint(run / "checkpoint.pt")
     del state[drop]
@@ -344,7 +344,7 @@ def test_export_never_writes_over_its_own_run(run, capsys) -> None:
 
 
 def test_a_checkpoint_of_another_architecture_is_named(run, tmp_path, capsys) -> None:
-    from napari_deblurgan.gan.checkpoint import load_checkpoint, save_checkpoint
+    from napari_deblurgan.gan.io.checkpoint import load_checkpoint, save_checkpoint
 
     state = load_checkpoint(run / "checkpoint.pt")
     config = json.loads(state["config"])
@@ -425,7 +425,7 @@ def test_special_files_are_named_as_such(inputs, tmp_path, capsys, identity_mode
 
 
 def test_ctrl_c_ends_with_one_line_exit_130_and_no_partial_output(inputs, tmp_path, capsys, monkeypatch) -> None:
-    from napari_deblurgan.gan import inference
+    from napari_deblurgan.gan.restoration import inference
 
     write_image(inputs / "a.png", np.zeros((16, 16), np.uint8))
     _freeze(inputs)

@@ -15,9 +15,9 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from napari_deblurgan.gan.checkpoint import load_checkpoint, save_checkpoint
-from napari_deblurgan.gan.generator import GeneratorConfig, ResnetGenerator
-from napari_deblurgan.gan.weights import FORMAT, load_generator, read_metadata, save_generator
+from napari_deblurgan.gan.io.checkpoint import load_checkpoint, save_checkpoint
+from napari_deblurgan.gan.model.generator import GeneratorConfig, ResnetGenerator
+from napari_deblurgan.gan.model.weights import FORMAT, load_generator, read_metadata, save_generator
 
 SMALL = GeneratorConfig(ngf=4, n_blocks=1, norm="none", dropout=0.0, upsample="resize")
 

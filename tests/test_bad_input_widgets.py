@@ -22,7 +22,7 @@ import torch
 from napari_deblurgan._widgets import deblur as deblur_module
 from napari_deblurgan._widgets import train as train_module
 from napari_deblurgan._widgets.train import TrainWidget
-from napari_deblurgan.gan.train import Trainer
+from napari_deblurgan.gan.training.train import Trainer
 
 TIMEOUT = 60_000
 
@@ -118,7 +118,7 @@ def _layers(viewer: Any, blurred_shape: tuple[int, ...] = (2, 40, 40, 3), rgb: b
 def test_training_oom_notifies_keeps_the_checkpoint_and_the_widget_usable(
     make_napari_viewer, qtbot, tmp_path, shown, monkeypatch
 ) -> None:
-    from napari_deblurgan.gan.checkpoint import load_checkpoint
+    from napari_deblurgan.gan.io.checkpoint import load_checkpoint
 
     calls: list[int] = []
     real = Trainer.train_step

@@ -3,7 +3,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_deblurgan.gan.blur import blur_image, defocus_kernel, linear_kernel, motion_kernels, random_trajectories
+from napari_deblurgan.gan.data.blur import (
+    blur_image,
+    defocus_kernel,
+    linear_kernel,
+    motion_kernels,
+    random_trajectories,
+)
 
 
 def _centroid(k: np.ndarray) -> tuple[float, float]:

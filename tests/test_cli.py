@@ -15,7 +15,7 @@ import torch
 
 from _helpers import TINY_RECIPE
 from napari_deblurgan.cli import main
-from napari_deblurgan.gan.images import icc_profile, read_image, write_image
+from napari_deblurgan.gan.io.images import icc_profile, read_image, write_image
 
 
 @pytest.fixture
@@ -73,7 +73,7 @@ def test_deblur_ensemble_and_strength_match_the_api(images: Path, tmp_path: Path
 def test_no_refine_gives_the_generator_output_alone(tmp_path: Path, identity_model_path: Path, monkeypatch) -> None:
     from scipy import ndimage
 
-    from napari_deblurgan.gan import psf_refine
+    from napari_deblurgan.gan.restoration import psf_refine
 
     # The identity model changes nothing, which no PSF explains: lift the check that would keep its output.
     monkeypatch.setattr(psf_refine, "AGREEMENT", float("inf"))
@@ -205,7 +205,7 @@ def test_train_resume_and_export(tmp_path: Path, capsys) -> None:
     assert main([*base, "--steps", "4", "--resume"]) == 0
     assert "step 4" in capsys.readouterr().out
     assert main(["export", str(run), str(tmp_path / "m.safetensors")]) == 0
-    from napari_deblurgan.gan.weights import read_metadata
+    from napari_deblurgan.gan.model.weights import read_metadata
 
     assert read_metadata(tmp_path / "m.safetensors")["step"] == "4"
     assert main(["export", str(run), str(tmp_path / "half.safetensors"), "--half"]) == 0
@@ -232,7 +232,7 @@ def test_export_writes_the_weight_average_the_run_validated_or_the_raw_weights(t
 
 
 def test_train_set_reaches_every_option_overrides_the_recipe_and_branches_a_resume(tmp_path: Path) -> None:
-    from napari_deblurgan.gan.checkpoint import load_checkpoint
+    from napari_deblurgan.gan.io.checkpoint import load_checkpoint
 
     sharp = tmp_path / "sharp"
     sharp.mkdir()
@@ -252,7 +252,7 @@ def test_train_set_reaches_every_option_overrides_the_recipe_and_branches_a_resu
 
 
 def test_train_until_stops_with_a_checkpoint_and_resume_flags_branch_the_run(tmp_path: Path, capsys) -> None:
-    from napari_deblurgan.gan.checkpoint import load_checkpoint
+    from napari_deblurgan.gan.io.checkpoint import load_checkpoint
 
     sharp = tmp_path / "sharp"
     sharp.mkdir()
@@ -295,7 +295,7 @@ def test_train_never_overwrites_another_runs_outputs_and_init_starts_a_stage(tmp
     second = tmp_path / "second"
     assert main([*base, "--out", str(second), "--resume", "--init", str(first / "generator.safetensors")]) == 0
     assert "starts at step 0" in capsys.readouterr().err
-    from napari_deblurgan.gan.weights import read_metadata
+    from napari_deblurgan.gan.model.weights import read_metadata
 
     assert json.loads(read_metadata(second / "generator.safetensors")["recipe"])["init"] == str(
         first / "generator.safetensors"
@@ -306,7 +306,7 @@ def test_a_grayscale_tiff_stack_three_pixels_wide_stays_grayscale(tmp_path: Path
     import tifffile
 
     from napari_deblurgan import deblur
-    from napari_deblurgan.gan.images import channel_axis_of
+    from napari_deblurgan.gan.io.images import channel_axis_of
 
     stack = np.random.default_rng(2).integers(0, 256, (5, 40, 3), dtype=np.uint8)  # (Z, Y, X), X = 3
     tifffile.imwrite(tmp_path / "z.tif", stack, metadata={"axes": "ZYX"})
@@ -346,8 +346,8 @@ def test_ctrl_c_saves_at_a_step_boundary_like_a_straight_run(tmp_path: Path, mon
 
     import torch
 
-    from napari_deblurgan.gan import train as train_module
-    from napari_deblurgan.gan.checkpoint import load_checkpoint
+    from napari_deblurgan.gan.io.checkpoint import load_checkpoint
+    from napari_deblurgan.gan.training import train as train_module
 
     recipe = tmp_path / "recipe.json"
     recipe.write_text(json.dumps({**TINY_RECIPE, "steps": 10, "checkpoint_every": 100}))

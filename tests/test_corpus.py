@@ -13,8 +13,8 @@ import pytest
 from PIL import Image
 from scipy.ndimage import gaussian_filter
 
-from napari_deblurgan.gan import corpus
-from napari_deblurgan.gan.corpus import build_corpus, largest_rectangle, read_manifest, split_of, write_pack
+from napari_deblurgan.gan.data import corpus
+from napari_deblurgan.gan.data.corpus import build_corpus, largest_rectangle, read_manifest, split_of, write_pack
 
 pytestmark = pytest.mark.skipif(shutil.which("dpkg-deb") is None, reason="needs dpkg-deb (Debian or Ubuntu)")
 

@@ -14,8 +14,8 @@ import torch
 
 from _helpers import TINY_RECIPE
 from napari_deblurgan import deblur
-from napari_deblurgan.gan.blur import blur_image, linear_kernel
-from napari_deblurgan.gan.train import TrainConfig, Trainer
+from napari_deblurgan.gan.data.blur import blur_image, linear_kernel
+from napari_deblurgan.gan.training.train import TrainConfig, Trainer
 
 pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
 
@@ -57,7 +57,7 @@ def test_cuda_keeps_shape_and_dtype_of_odd_sized_16_bit_gray(blurred_photo) -> N
 
 def test_psf_refinement_on_cuda_matches_the_cpu(blurred_photo) -> None:
     """The refinement's FFTs, filters and solves on the GPU: same PSF, same image within 1 grey level."""
-    from napari_deblurgan.gan.psf_refine import refine
+    from napari_deblurgan.gan.restoration.psf_refine import refine
 
     sharp, blurred = blurred_photo
     y, g = blurred.astype(np.float32) / 255, sharp.astype(np.float32) / 255

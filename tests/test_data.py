@@ -6,9 +6,15 @@ import numpy as np
 import pytest
 import torch
 
-from napari_deblurgan.gan.data import SKIMAGE_SPLITS, BlurCurriculum, PairedCrops, SyntheticPairs, fft_blur_valid
-from napari_deblurgan.gan.images import write_image
-from napari_deblurgan.gan.pairs import PairingError, find_pairs, load_pair, pair_ab_folder, split_aligned
+from napari_deblurgan.gan.data.batches import (
+    SKIMAGE_SPLITS,
+    BlurCurriculum,
+    PairedCrops,
+    SyntheticPairs,
+    fft_blur_valid,
+)
+from napari_deblurgan.gan.data.pairs import PairingError, find_pairs, load_pair, pair_ab_folder, split_aligned
+from napari_deblurgan.gan.io.images import write_image
 
 
 def _write(path: Path, image: np.ndarray) -> None:
@@ -98,7 +104,7 @@ def test_curriculum_and_splits() -> None:
 
 
 def test_aligned_ab_images_load_as_pairs(tmp_path: Path) -> None:
-    from napari_deblurgan.gan.pairs import aligned_pairs
+    from napari_deblurgan.gan.data.pairs import aligned_pairs
 
     blurred, sharp = np.full((6, 5, 3), 10, np.uint8), np.full((6, 5, 3), 200, np.uint8)
     _write(tmp_path / "0001.png", np.concatenate([blurred, sharp], axis=1))
@@ -109,7 +115,7 @@ def test_aligned_ab_images_load_as_pairs(tmp_path: Path) -> None:
 
 
 def test_validation_pairs_are_held_out_of_training() -> None:
-    from napari_deblurgan.gan.pairs import split_holdout
+    from napari_deblurgan.gan.data.pairs import split_holdout
 
     pairs = [(Path(f"a{i}"), Path(f"b{i}")) for i in range(45)]
     train, val = split_holdout(pairs)
@@ -119,7 +125,7 @@ def test_validation_pairs_are_held_out_of_training() -> None:
 
 
 def test_dead_leaves_are_deterministic_opaque_discs_in_the_palette_colours() -> None:
-    from napari_deblurgan.gan.dead_leaves import dead_leaves
+    from napari_deblurgan.gan.data.dead_leaves import dead_leaves
 
     palette = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]], np.float32)
     a = dead_leaves(np.random.default_rng(3), 64, palette, supersample=1)

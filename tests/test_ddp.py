@@ -16,7 +16,7 @@ SCRIPT = textwrap.dedent(
     """
     import sys, torch, torch.distributed as dist
     from napari_deblurgan.cli import _init_distributed
-    from napari_deblurgan.gan.train import TrainConfig, Trainer
+    from napari_deblurgan.gan.training.train import TrainConfig, Trainer
 
     _init_distributed("cpu")
     torch.set_num_threads(1)

@@ -11,9 +11,9 @@ import skimage.data
 from skimage.metrics import peak_signal_noise_ratio
 
 from napari_deblurgan import deblur, default_model_path, load_model
-from napari_deblurgan.gan.blur import blur_image, motion_kernels
-from napari_deblurgan.gan.lineage import Lineage
-from napari_deblurgan.gan.weights import read_metadata
+from napari_deblurgan.gan.data.blur import blur_image, motion_kernels
+from napari_deblurgan.gan.model.weights import read_metadata
+from napari_deblurgan.gan.training.lineage import Lineage
 
 LINEAGE = Path(__file__).resolve().parents[1] / "recipes" / "default.json"  # the shipped model's lineage
 

@@ -19,11 +19,11 @@ import torch
 
 from _helpers import TINY_RECIPE
 from napari_deblurgan.cli import main
-from napari_deblurgan.gan.checkpoint import load_checkpoint
-from napari_deblurgan.gan.device import is_out_of_memory
-from napari_deblurgan.gan.images import write_image
-from napari_deblurgan.gan.train import TrainConfig, Trainer, TrainingOutOfMemory
-from napari_deblurgan.gan.weights import load_generator, read_metadata
+from napari_deblurgan.gan.io.checkpoint import load_checkpoint
+from napari_deblurgan.gan.io.images import write_image
+from napari_deblurgan.gan.model.device import is_out_of_memory
+from napari_deblurgan.gan.model.weights import load_generator, read_metadata
+from napari_deblurgan.gan.training.train import TrainConfig, Trainer, TrainingOutOfMemory
 
 EVERY = 2
 RECIPE = {
@@ -227,7 +227,7 @@ def test_cli_reports_oom_in_one_line_after_saving(tmp_path, sharp, recipe, monke
 
 
 def test_cli_reports_a_diverged_run_in_one_line(tmp_path, sharp, recipe, monkeypatch, capsys) -> None:
-    from napari_deblurgan.gan.data import SyntheticPairs
+    from napari_deblurgan.gan.data.batches import SyntheticPairs
 
     real = SyntheticPairs.batch
 

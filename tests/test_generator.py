@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from napari_deblurgan.gan.generator import GeneratorConfig, ResnetGenerator, count_parameters, preset
+from napari_deblurgan.gan.model.generator import GeneratorConfig, ResnetGenerator, count_parameters, preset
 
 
 def test_paper_preset_has_the_papers_parameter_count() -> None:
@@ -60,7 +60,7 @@ def test_bad_config_is_rejected_with_the_choices() -> None:
 def test_inference_generator_gives_the_trained_generators_output(
     upsample: str, norm: str, shape: tuple[int, ...]
 ) -> None:
-    from napari_deblurgan.gan.generator import InferenceGenerator, ShufflePad, UpsampleConv
+    from napari_deblurgan.gan.model.generator import InferenceGenerator, ShufflePad, UpsampleConv
 
     torch.manual_seed(0)
     cfg = GeneratorConfig(ngf=8, n_blocks=2, norm=norm, dropout=0.0, upsample=upsample, block_padding="zero")
@@ -94,7 +94,7 @@ def test_inference_generator_gives_the_trained_generators_output(
 def test_shuffle_pad_is_a_pixel_shuffle_then_a_pad(padding: int, mode: str) -> None:
     import torch.nn.functional as F
 
-    from napari_deblurgan.gan.generator import ShufflePad
+    from napari_deblurgan.gan.model.generator import ShufflePad
 
     phases = torch.randn(2, 4 * 3, 5, 7)  # channels in (row parity, column parity, channel) order
     interleaved = F.pixel_shuffle(phases.unflatten(1, (4, 3)).transpose(1, 2).flatten(1, 2), 2)
@@ -106,7 +106,7 @@ def test_shuffle_pad_is_a_pixel_shuffle_then_a_pad(padding: int, mode: str) -> N
 
 
 def test_shuffle_pad_refuses_what_it_cannot_do() -> None:
-    from napari_deblurgan.gan.generator import ShufflePad
+    from napari_deblurgan.gan.model.generator import ShufflePad
 
     with pytest.raises(ValueError, match="'reflect' or 'replicate'"):
         ShufflePad(1, "circular")  # type: ignore[arg-type]

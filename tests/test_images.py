@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from napari_deblurgan.gan.images import icc_profile, image_info, read_image, write_image
+from napari_deblurgan.gan.io.images import icc_profile, image_info, read_image, write_image
 
 RNG = np.random.default_rng(0)
 
@@ -173,7 +173,7 @@ STACKS = {
 
 @pytest.mark.parametrize("case", STACKS)
 def test_every_frame_or_page_is_read_and_single_image_uses_refuse_them(tmp_path: Path, case: str) -> None:
-    from napari_deblurgan.gan.images import ImageRefusedError, probe
+    from napari_deblurgan.gan.io.images import ImageRefusedError, probe
 
     make, shape, dtype, name, kind = STACKS[case]
     frames = _frames(shape, dtype)
@@ -200,7 +200,7 @@ def test_files_are_read_by_what_their_bytes_hold_not_their_name(tmp_path: Path) 
 def test_tiff_pages_of_different_sizes_are_refused_by_name(tmp_path: Path) -> None:
     import tifffile
 
-    from napari_deblurgan.gan.images import ImageRefusedError
+    from napari_deblurgan.gan.io.images import ImageRefusedError
 
     tifffile.imwrite(tmp_path / "mixed.tif", np.zeros((20, 30), np.uint8))
     tifffile.imwrite(tmp_path / "mixed.tif", np.zeros((10, 30), np.uint8), append=True)
@@ -274,7 +274,7 @@ BOMBS = {
 def test_images_claiming_billions_of_pixels_are_refused_from_their_header(tmp_path: Path, case: str) -> None:
     import tracemalloc
 
-    from napari_deblurgan.gan.images import ImageRefusedError
+    from napari_deblurgan.gan.io.images import ImageRefusedError
 
     path = BOMBS[case](tmp_path)
     assert path.stat().st_size < 2000
@@ -292,7 +292,7 @@ def test_images_claiming_billions_of_pixels_are_refused_from_their_header(tmp_pa
 
 
 def test_the_pixel_limit_is_raised_and_lowered_by_its_environment_variable(tmp_path: Path, monkeypatch) -> None:
-    from napari_deblurgan.gan.images import ImageRefusedError
+    from napari_deblurgan.gan.io.images import ImageRefusedError
 
     image = RNG.integers(0, 256, (30, 40, 3)).astype(np.uint8)
     path = write_image(tmp_path / "x.jpg", image)
@@ -322,7 +322,7 @@ def test_an_icc_profile_that_inflates_past_the_limit_is_refused_without_inflatin
 ) -> None:
     import tracemalloc
 
-    from napari_deblurgan.gan.images import ImageRefusedError
+    from napari_deblurgan.gan.io.images import ImageRefusedError
 
     bomb = _zlib_bomb(256 << 20)  # 256 MiB of profile in 250 kB
     png = write_image(tmp_path / "x.png", RNG.integers(0, 200, (9, 11, 3)).astype(dtype)).read_bytes()
@@ -341,7 +341,7 @@ def test_an_icc_profile_that_inflates_past_the_limit_is_refused_without_inflatin
 
 
 def test_the_metadata_limit_covers_tiff_profiles_and_is_raised_by_its_variable(tmp_path: Path, monkeypatch) -> None:
-    from napari_deblurgan.gan.images import ImageRefusedError
+    from napari_deblurgan.gan.io.images import ImageRefusedError
 
     profile = _srgb_profile()
     path = write_image(tmp_path / "x.tif", RNG.integers(0, 200, (9, 11, 3)).astype(np.uint8), icc_profile=profile)

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from skimage.metrics import peak_signal_noise_ratio
 
 from napari_deblurgan import deblur
-from napari_deblurgan.gan.layout import infer_layout
+from napari_deblurgan.gan.io.layout import infer_layout
 
 
 @pytest.mark.parametrize(
@@ -205,7 +205,7 @@ def test_strength_applies_a_share_of_the_correction(tiny_model_path, natural_rgb
 def test_tiling_an_instance_norm_model_warns_of_seams(natural_rgb) -> None:
     import warnings
 
-    from napari_deblurgan.gan.generator import ResnetGenerator, preset
+    from napari_deblurgan.gan.model.generator import ResnetGenerator, preset
 
     model = ResnetGenerator(preset("paper", ngf=4, n_blocks=1)).eval()  # per-tile statistics
     with pytest.warns(UserWarning, match="instance normalisation"):
@@ -282,7 +282,7 @@ def test_layout_guessing() -> None:
 def test_devices() -> None:
     import torch
 
-    from napari_deblurgan.gan.device import resolve_device
+    from napari_deblurgan.gan.model.device import resolve_device
 
     assert resolve_device("auto").type in ("cuda", "mps", "cpu")
     assert resolve_device("cpu") == torch.device("cpu")
@@ -296,7 +296,7 @@ def test_devices() -> None:
 def test_out_of_memory_falls_back_to_smaller_tiles(tiny_model_path, natural_rgb, monkeypatch) -> None:
     import torch
 
-    from napari_deblurgan.gan import plane_runner
+    from napari_deblurgan.gan.restoration import plane_runner
 
     real_run = plane_runner.PlaneDeblurrer._run
 
@@ -322,7 +322,7 @@ def test_out_of_memory_falls_back_to_smaller_tiles(tiny_model_path, natural_rgb,
 def test_out_of_memory_at_the_smallest_tile_is_a_clear_error(tiny_model_path, natural_rgb, monkeypatch) -> None:
     import torch
 
-    from napari_deblurgan.gan import plane_runner
+    from napari_deblurgan.gan.restoration import plane_runner
 
     def no_memory(self, batch):
         raise torch.OutOfMemoryError("CUDA out of memory")
@@ -338,7 +338,7 @@ def test_out_of_memory_at_the_smallest_tile_is_a_clear_error(tiny_model_path, na
 def test_cuda_runs_autotune_cudnn_without_changing_the_users_settings() -> None:
     import torch
 
-    from napari_deblurgan.gan.plane_runner import _cudnn_autotune
+    from napari_deblurgan.gan.restoration.plane_runner import _cudnn_autotune
 
     before = (torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic)
     with _cudnn_autotune(torch.device("cuda")):
@@ -369,8 +369,8 @@ def test_a_rewritten_model_file_is_reloaded_and_replaces_the_old_copy(tmp_path) 
     import os
 
     from conftest import _tiny_generator
-    from napari_deblurgan.gan import weights
-    from napari_deblurgan.gan.weights import save_generator
+    from napari_deblurgan.gan.model import weights
+    from napari_deblurgan.gan.model.weights import save_generator
 
     path = save_generator(_tiny_generator(0), tmp_path / "run.safetensors")
     first = weights.load_model(path, "cpu")
@@ -398,7 +398,7 @@ def test_a_masked_array_is_refused_rather_than_its_mask_ignored(identity_model_p
 def test_frames_of_a_stack_go_through_the_network_together(tiny_model_path, natural_rgb, monkeypatch) -> None:
     """Frames that fit in one tile are batched (batch_size per forward pass) and come out as they do one
     at a time; progress still counts every frame's tile and refinement."""
-    from napari_deblurgan.gan import plane_runner
+    from napari_deblurgan.gan.restoration import plane_runner
 
     stack = np.stack([np.roll(natural_rgb[:160, :200], 7 * t, axis=1) for t in range(5)])
     passes: list[int] = []
@@ -419,7 +419,7 @@ def test_frames_of_a_stack_go_through_the_network_together(tiny_model_path, natu
 def test_frames_that_run_out_of_memory_together_go_one_at_a_time(tiny_model_path, natural_rgb, monkeypatch) -> None:
     import torch
 
-    from napari_deblurgan.gan import plane_runner
+    from napari_deblurgan.gan.restoration import plane_runner
 
     stack = np.stack([natural_rgb[:96, :128], natural_rgb[100:196, :128], natural_rgb[200:296, :128]])
     run = plane_runner.PlaneDeblurrer._run

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_deblurgan.gan.intensity import (
+from napari_deblurgan.gan.io.intensity import (
     extremes,
     intensity_range,
     reads_data,

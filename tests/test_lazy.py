@@ -71,7 +71,7 @@ def test_runs_on_a_two_worker_local_cluster(tiny_model_path, stack) -> None:
 @pytest.mark.parametrize("multiple", [4, 16])
 @pytest.mark.parametrize("length", [3073, 4100, 6148, 10000])
 def test_blocks_are_balanced_without_a_thin_leftover(length, multiple) -> None:
-    from napari_deblurgan.gan.lazy import _block_size
+    from napari_deblurgan.gan.io.lazy import _block_size
 
     size = _block_size(length, 2048, multiple)
     count = -(-length // size)

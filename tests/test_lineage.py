@@ -12,9 +12,9 @@ from safetensors.torch import load_file
 
 from _helpers import TINY_RECIPE
 from napari_deblurgan.cli import main
-from napari_deblurgan.gan.images import write_image
-from napari_deblurgan.gan.lineage import Lineage
-from napari_deblurgan.gan.weights import read_metadata
+from napari_deblurgan.gan.io.images import write_image
+from napari_deblurgan.gan.model.weights import read_metadata
+from napari_deblurgan.gan.training.lineage import Lineage
 
 
 def _recipe(sharp: Path) -> dict[str, Any]:

@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from napari_deblurgan.gan.critic import CriticConfig, PatchCritic, receptive_field
-from napari_deblurgan.gan.losses import (
+from napari_deblurgan.gan.model.critic import CriticConfig, PatchCritic, receptive_field
+from napari_deblurgan.gan.training.losses import (
     CONV3_3,
     PerceptualLoss,
     content_loss,
@@ -102,7 +102,7 @@ def test_vgg_weights_are_fetched_into_the_hub_cache_and_checksummed(
 ) -> None:
     import hashlib
 
-    from napari_deblurgan.gan import losses
+    from napari_deblurgan.gan.training import losses
 
     (tmp_path / "server").mkdir()
     made = _fake_vgg_file(tmp_path / "server")
@@ -130,7 +130,7 @@ def test_vgg_weights_are_fetched_into_the_hub_cache_and_checksummed(
 def test_offline_the_missing_vgg_weights_are_one_line_that_says_to_pass_the_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from napari_deblurgan.gan import losses
+    from napari_deblurgan.gan.training import losses
 
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
     monkeypatch.delenv("NAPARI_DEBLURGAN_VGG19", raising=False)

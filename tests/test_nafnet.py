@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from napari_deblurgan import deblur
-from napari_deblurgan.gan.generator import GeneratorConfig, preset
-from napari_deblurgan.gan.nafnet import NafGenerator
-from napari_deblurgan.gan.networks import build_generator, for_inference
-from napari_deblurgan.gan.weights import load_generator, read_metadata, save_generator
+from napari_deblurgan.gan.model.generator import GeneratorConfig, preset
+from napari_deblurgan.gan.model.nafnet import NafGenerator
+from napari_deblurgan.gan.model.networks import build_generator, for_inference
+from napari_deblurgan.gan.model.weights import load_generator, read_metadata, save_generator
 
 
 def _config(**overrides: object) -> GeneratorConfig:

@@ -82,7 +82,7 @@ def test_the_deblur_widget_follows_the_opened_and_the_selected_layer(make_napari
 
 
 def test_12_bit_data_is_mapped_by_its_own_range_and_gets_sharper(make_napari_viewer, qtbot) -> None:
-    from napari_deblurgan.gan.blur import blur_image, motion_kernels
+    from napari_deblurgan.gan.data.blur import blur_image, motion_kernels
 
     sharp = np.round(skimage.data.camera()[96:352, 128:384] / 255 * 4095).astype(np.uint16)
     kernel = motion_kernels(np.random.default_rng(7), 1, (15, 25))[0]

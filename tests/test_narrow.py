@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from napari_deblurgan.gan.generator import ResnetGenerator, preset
-from napari_deblurgan.gan.narrow import narrow_generator
+from napari_deblurgan.gan.model.generator import ResnetGenerator, preset
+from napari_deblurgan.gan.model.narrow import narrow_generator
 
 SMALL = preset("fast", ngf=4, n_blocks=2)
 

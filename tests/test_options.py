@@ -8,7 +8,7 @@ import inspect
 import pytest
 
 from napari_deblurgan.cli import build_parser
-from napari_deblurgan.gan.options import OPTIONS, STRENGTH, TILE_SIZE, check_options
+from napari_deblurgan.gan.restoration.options import OPTIONS, STRENGTH, TILE_SIZE, check_options
 
 
 def test_deblur_and_the_command_line_take_their_defaults_from_the_table() -> None:

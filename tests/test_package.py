@@ -26,7 +26,7 @@ def test_the_deblur_widgets_module_loads_neither_torch_nor_the_trainer() -> None
     """Opening the deblur dock imports what deblurring needs; torch comes with the first Deblur."""
     code = (
         "import sys\nimport napari_deblurgan._widgets.deblur\n"
-        "print([m for m in ('torch', 'napari_deblurgan.gan.train') if m in sys.modules])"
+        "print([m for m in ('torch', 'napari_deblurgan.gan.training.train') if m in sys.modules])"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

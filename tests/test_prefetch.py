@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from napari_deblurgan.gan.data import SyntheticPairs
-from napari_deblurgan.gan.prefetch import PrefetchedSource, default_data_workers
-from napari_deblurgan.gan.train import TrainConfig, Trainer
+from napari_deblurgan.gan.data.batches import SyntheticPairs
+from napari_deblurgan.gan.data.prefetch import PrefetchedSource, default_data_workers
+from napari_deblurgan.gan.training.train import TrainConfig, Trainer
 
 
 def test_prefetched_batches_equal_the_sources_in_order_after_a_jump_and_per_rank() -> None:
@@ -50,8 +50,8 @@ def test_default_data_workers_only_on_cuda_leaving_a_core_free(monkeypatch) -> N
 
 KILLED_PARENT = """
 import multiprocessing, os, signal, numpy as np
-from napari_deblurgan.gan.data import SyntheticPairs
-from napari_deblurgan.gan.prefetch import PrefetchedSource
+from napari_deblurgan.gan.data.batches import SyntheticPairs
+from napari_deblurgan.gan.data.prefetch import PrefetchedSource
 source = SyntheticPairs([np.zeros((40, 40, 3), np.float32)], crop=16, batch_size=1, seed=0)
 PrefetchedSource(source, workers=1).batch(0)
 print(*[child.pid for child in multiprocessing.active_children()], flush=True)

@@ -8,9 +8,9 @@ import skimage.data
 import torch
 from skimage.metrics import peak_signal_noise_ratio
 
-from napari_deblurgan.gan import psf_refine
-from napari_deblurgan.gan.blur import blur_image, motion_kernels
-from napari_deblurgan.gan.psf_refine import (
+from napari_deblurgan.gan.data.blur import blur_image, motion_kernels
+from napari_deblurgan.gan.restoration import psf_refine
+from napari_deblurgan.gan.restoration.psf_refine import (
     KERNEL_SIZE,
     border_weights,
     deconvolve,
@@ -261,7 +261,7 @@ def test_blur_that_varies_across_the_frame_is_told_from_one_kernel() -> None:
     """One PSF explains every corner of a uniformly blurred frame; where the left half moved sideways
     and the right half up and down (a subject moving over a still background does that), it does not,
     and refine keeps the generator's output."""
-    from napari_deblurgan.gan.blur import linear_kernel
+    from napari_deblurgan.gan.data.blur import linear_kernel
 
     rng = np.random.default_rng(8)
     sharp = skimage.data.camera().astype(np.float32) / 255  # 512 x 512: corner regions of 256 px

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from napari_deblurgan.gan.photo_pairs import RealisticPairs, realistic_cases
-from napari_deblurgan.gan.prefetch import PrefetchedSource
-from napari_deblurgan.gan.realistic import KINDS, RealisticBlur, _apply, jpeg_compress, plan_batch, render
+from napari_deblurgan.gan.data.photo_pairs import RealisticPairs, realistic_cases
+from napari_deblurgan.gan.data.prefetch import PrefetchedSource
+from napari_deblurgan.gan.data.realistic import KINDS, RealisticBlur, _apply, jpeg_compress, plan_batch, render
 
 CLEAN = RealisticBlur(noise=(0.0, 0.0), jpeg=0.0, gray=0.0, saturation=0.0, sharp=0.0)
 
@@ -150,7 +150,7 @@ def test_cases_are_fixed_and_rectangular_whole_frames() -> None:
 
 def test_training_on_photos_with_realistic_blur(tmp_path: Path) -> None:
     from _helpers import TINY_RECIPE
-    from napari_deblurgan.gan.train import TrainConfig, Trainer
+    from napari_deblurgan.gan.training.train import TrainConfig, Trainer
 
     folder = tmp_path / "corpus"
     for split, photos in (("train", _photos(3)), ("val", _photos(2))):
@@ -190,7 +190,7 @@ def test_cpu_and_cuda_batches_agree() -> None:
 
 def test_synthesize_writes_realistic_pairs_in_the_sources_format(tmp_path: Path) -> None:
     from napari_deblurgan.cli import main
-    from napari_deblurgan.gan.images import read_image, write_image
+    from napari_deblurgan.gan.io.images import read_image, write_image
 
     rgb, gray16 = _photos(1, 96)[0], (_photos(1, 80)[0][..., 1].astype(np.uint16) * 257)
     (tmp_path / "sharp").mkdir()
@@ -208,7 +208,7 @@ def test_synthesize_writes_realistic_pairs_in_the_sources_format(tmp_path: Path)
 
 
 def test_photo_regions_mirror_past_the_edges_however_far() -> None:
-    from napari_deblurgan.gan.photo_pairs import _mirrored
+    from napari_deblurgan.gan.data.photo_pairs import _mirrored
 
     for length in (1, 2, 7):
         far = np.arange(-40, 40)

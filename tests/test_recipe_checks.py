@@ -10,8 +10,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from napari_deblurgan.gan.recipe_checks import CHOICES, INTEGERS, NUMBERS
-from napari_deblurgan.gan.train import TrainConfig
+from napari_deblurgan.gan.training.recipe_checks import CHOICES, INTEGERS, NUMBERS
+from napari_deblurgan.gan.training.train import TrainConfig
 
 RECIPES = sorted((Path(__file__).resolve().parents[1] / "recipes").glob("*.json"))
 
@@ -87,8 +87,8 @@ def test_deep_json_anywhere_is_a_clear_error(tmp_path: Path, capsys) -> None:
     from safetensors.torch import save_file
 
     from napari_deblurgan.cli import main
-    from napari_deblurgan.gan.lineage import Lineage
-    from napari_deblurgan.gan.weights import FORMAT, load_generator
+    from napari_deblurgan.gan.model.weights import FORMAT, load_generator
+    from napari_deblurgan.gan.training.lineage import Lineage
 
     deep = "[" * 100_000 + "]" * 100_000
     recipe = tmp_path / "deep.json"
@@ -126,8 +126,8 @@ def test_absurd_networks_are_refused_before_allocating(tmp_path: Path, capsys) -
     import time
 
     from napari_deblurgan.cli import main
-    from napari_deblurgan.gan.checkpoint import load_checkpoint, save_checkpoint
-    from napari_deblurgan.gan.train import Trainer
+    from napari_deblurgan.gan.io.checkpoint import load_checkpoint, save_checkpoint
+    from napari_deblurgan.gan.training.train import Trainer
 
     start = time.perf_counter()
     for options, message in (

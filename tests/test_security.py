@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from napari_deblurgan.cli import main
-from napari_deblurgan.gan.images import read_image, write_image
-from napari_deblurgan.gan.prepare import _safe_child, organize_gopro, synthesize_pairs
+from napari_deblurgan.gan.data.prepare import _safe_child, organize_gopro, synthesize_pairs
+from napari_deblurgan.gan.io.images import read_image, write_image
 
 
 def _sha(path: Path) -> str:

@@ -5,7 +5,7 @@ import itertools
 import numpy as np
 import pytest
 
-from napari_deblurgan.gan.tiling import balanced_size, plan_tiles, tile_starts, tile_weights
+from napari_deblurgan.gan.restoration.tiling import balanced_size, plan_tiles, tile_starts, tile_weights
 
 
 @pytest.mark.parametrize(

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from napari_deblurgan.gan.checkpoint import load_checkpoint
-from napari_deblurgan.gan.narrow import narrow_generator
-from napari_deblurgan.gan.train import MAX_NONFINITE_STEPS, TrainConfig, Trainer, TrainingDiverged, lr_factor
-from napari_deblurgan.gan.weights import load_generator
+from napari_deblurgan.gan.io.checkpoint import load_checkpoint
+from napari_deblurgan.gan.model.narrow import narrow_generator
+from napari_deblurgan.gan.model.weights import load_generator
+from napari_deblurgan.gan.training.train import MAX_NONFINITE_STEPS, TrainConfig, Trainer, TrainingDiverged, lr_factor
 
 TINY = dict(
     preset="fast",
@@ -35,7 +35,7 @@ class FixedBatch:
     def __init__(self) -> None:
         import skimage.data
 
-        from napari_deblurgan.gan.blur import blur_image, linear_kernel
+        from napari_deblurgan.gan.data.blur import blur_image, linear_kernel
 
         sharp = skimage.data.astronaut()[200:264, 200:264].astype(np.float32) / 255
         blurred = blur_image(sharp, linear_kernel(7, 30))
@@ -111,8 +111,8 @@ def test_schedules() -> None:
 def test_training_on_aligned_images_validates_on_held_out_ones(tmp_path: Path) -> None:
     import skimage.data
 
-    from napari_deblurgan.gan.blur import blur_image, linear_kernel
-    from napari_deblurgan.gan.images import write_image
+    from napari_deblurgan.gan.data.blur import blur_image, linear_kernel
+    from napari_deblurgan.gan.io.images import write_image
 
     folder = tmp_path / "aligned"
     folder.mkdir()
@@ -234,7 +234,7 @@ def test_a_run_whose_gradients_stay_nan_stops_with_advice(tmp_path: Path) -> Non
 def test_only_bad_steps_in_a_row_count_as_divergence(
     tmp_path: Path, monkeypatch, bad: set[int], diverges: bool
 ) -> None:
-    monkeypatch.setattr("napari_deblurgan.gan.train.MAX_NONFINITE_STEPS", 2)
+    monkeypatch.setattr("napari_deblurgan.gan.training.train.MAX_NONFINITE_STEPS", 2)
     trainer = Trainer(
         TrainConfig(**{**TINY, "steps": 4, "adv_weight": 0.0}), tmp_path, "cpu", source=PoisonedBatch(bad)
     )
@@ -247,7 +247,7 @@ def test_only_bad_steps_in_a_row_count_as_divergence(
 
 
 def test_the_default_recipe_trains_without_downloads(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from napari_deblurgan.gan.losses import content_loss
+    from napari_deblurgan.gan.training.losses import content_loss
 
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "empty-hub"))  # no VGG19 anywhere
     monkeypatch.delenv("NAPARI_DEBLURGAN_VGG19", raising=False)
@@ -260,8 +260,8 @@ def test_a_folder_of_sharp_images_names_a_file_that_is_not_one_image(tmp_path: P
     import skimage.data
     import tifffile
 
-    from napari_deblurgan.gan.images import write_image
-    from napari_deblurgan.gan.train import build_source
+    from napari_deblurgan.gan.io.images import write_image
+    from napari_deblurgan.gan.training.train import build_source
 
     sharp = tmp_path / "sharp"
     sharp.mkdir()

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from napari_deblurgan.gan.generator import GeneratorConfig, ResnetGenerator
-from napari_deblurgan.gan.weights import load_generator, read_metadata, save_generator
+from napari_deblurgan.gan.model.generator import GeneratorConfig, ResnetGenerator
+from napari_deblurgan.gan.model.weights import load_generator, read_metadata, save_generator
 
 
 def test_round_trip_keeps_config_weights_and_metadata(tmp_path: Path) -> None:
@@ -80,7 +80,8 @@ def test_weights_of_another_architecture_are_rejected(tmp_path: Path) -> None:
 
 
 def test_missing_default_model_is_said_plainly(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from napari_deblurgan.gan import inference, weights
+    from napari_deblurgan.gan.model import weights
+    from napari_deblurgan.gan.restoration import inference
 
     monkeypatch.setattr(weights, "default_model_path", lambda: tmp_path / "default.safetensors")
     with pytest.raises(FileNotFoundError, match="No default model"):

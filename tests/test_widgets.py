@@ -114,7 +114,7 @@ def test_controls_start_at_deblurs_defaults_and_tile_size_0_is_whole_frames(
     import inspect
 
     from napari_deblurgan import deblur
-    from napari_deblurgan.gan.options import TILE_SIZE
+    from napari_deblurgan.gan.restoration.options import TILE_SIZE
 
     passed: list[dict[str, Any]] = []
 
@@ -144,7 +144,7 @@ def test_controls_start_at_deblurs_defaults_and_tile_size_0_is_whole_frames(
 def test_refine_checkbox_reaches_deblur(make_napari_viewer, qtbot, identity_model_path, monkeypatch) -> None:
     from scipy import ndimage
 
-    from napari_deblurgan.gan import psf_refine
+    from napari_deblurgan.gan.restoration import psf_refine
 
     # The identity model changes nothing, which no PSF explains: lift the check that would keep its output.
     monkeypatch.setattr(psf_refine, "AGREEMENT", float("inf"))
@@ -267,7 +267,7 @@ def _train_widget(viewer: Any, out: Path, steps: int) -> TrainWidget:
 
 
 def test_training_from_layers_stop_resume_and_use_in_deblur(make_napari_viewer, qtbot, tmp_path, errors) -> None:
-    from napari_deblurgan.gan.weights import read_metadata
+    from napari_deblurgan.gan.model.weights import read_metadata
 
     viewer = make_napari_viewer()
     rng = np.random.default_rng(5)
@@ -371,7 +371,7 @@ def test_training_on_sharp_photos_with_realistic_blur(make_napari_viewer, qtbot,
 def test_training_can_start_from_the_shipped_model_and_resume_locks_the_recipe(
     make_napari_viewer, tmp_path, errors
 ) -> None:
-    from napari_deblurgan.gan.weights import default_model_path, load_generator
+    from napari_deblurgan.gan.model.weights import default_model_path, load_generator
 
     viewer = make_napari_viewer()
     widget = TrainWidget(viewer)
@@ -433,7 +433,7 @@ def test_own_range_and_float_ranges_are_scanned_frame_by_frame_with_progress(tin
 
     from napari_deblurgan import deblur
     from napari_deblurgan._widgets._jobs import JobError, deblur_job
-    from napari_deblurgan.gan.intensity import intensity_range
+    from napari_deblurgan.gan.io.intensity import intensity_range
 
     twelve_bit = np.random.default_rng(6).integers(100, 4000, (4, 32, 40), dtype=np.uint16)
     lazy = da.from_array(twelve_bit, chunks=(1, 32, 40))
@@ -453,7 +453,7 @@ def test_own_range_and_float_ranges_are_scanned_frame_by_frame_with_progress(tin
 
 
 def test_training_in_napari_makes_batches_in_its_own_process(make_napari_viewer, tmp_path) -> None:
-    from napari_deblurgan.gan.train import TrainConfig
+    from napari_deblurgan.gan.training.train import TrainConfig
 
     widget = TrainWidget(make_napari_viewer())
     for source in (train_module.FOLDER, train_module.SKIMAGE):

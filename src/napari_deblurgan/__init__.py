@@ -11,9 +11,9 @@ __version__ = "0.1.0"
 __all__ = ["deblur", "default_model_path", "load_model"]
 
 _LAZY = {
-    "deblur": "napari_deblurgan.gan.inference",
-    "load_model": "napari_deblurgan.gan.inference",
-    "default_model_path": "napari_deblurgan.gan.weights",
+    "deblur": "napari_deblurgan.gan.restoration.inference",
+    "load_model": "napari_deblurgan.gan.restoration.inference",
+    "default_model_path": "napari_deblurgan.gan.model.weights",
 }
 
 

@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from .gan.images import image_info, read_image
-from .gan.pairs import PairingError, find_pairs
+from .gan.data.pairs import PairingError, find_pairs
+from .gan.io.images import image_info, read_image
 
 LayerData = tuple[Any, dict[str, Any], str]
 ReaderFunction = Callable[[Any], list[LayerData]]

@@ -13,7 +13,7 @@ def blurred_coffee() -> list[LayerData]:
     """scikit-image's ``coffee`` (a test image, never trained on) with a random camera-shake blur, 8-bit."""
     import skimage.data
 
-    from .gan.blur import blur_image, motion_kernels
+    from .gan.data.blur import blur_image, motion_kernels
 
     sharp = skimage.data.coffee()
     kernel = motion_kernels(np.random.default_rng(7), 1, (15, 25))[0]

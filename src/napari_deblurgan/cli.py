@@ -17,14 +17,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .gan.options import Option
-    from .gan.train import Trainer
+    from .gan.restoration.options import Option
+    from .gan.training.train import Trainer
 
-from .gan.options import DEVICE, ENSEMBLE, HALF, REFINE, STRENGTH, TILE_SIZE, VALUE_RANGE
+from .gan.restoration.options import DEVICE, ENSEMBLE, HALF, REFINE, STRENGTH, TILE_SIZE, VALUE_RANGE
 
 
 def _collect_inputs(inputs: Sequence[str]) -> list[Path]:
-    from .gan.images import is_image_file, special_file_kind
+    from .gan.io.images import is_image_file, special_file_kind
 
     files: list[Path] = []
     for name in inputs:
@@ -50,7 +50,7 @@ def _collect_inputs(inputs: Sequence[str]) -> list[Path]:
 def _plan_outputs(files: Sequence[Path], outdir: Path, suffix: str | None, overwrite: bool) -> list[Path]:
     """Output paths, checked before any work: never an input, never two the same, existing ones only with
     --overwrite, and in a format that can hold the image."""
-    from .gan.images import check_writable, is_tiff, probe
+    from .gan.io.images import check_writable, is_tiff, probe
 
     outputs = [outdir / (f.stem + (suffix or f.suffix)) for f in files]
     for src, dst in zip(files, outputs):
@@ -79,7 +79,7 @@ def _plan_outputs(files: Sequence[Path], outdir: Path, suffix: str | None, overw
 
 def _deblur_image(image: Any, axis: int | None, gray_alpha: bool, model: Any, **options: Any) -> Any:
     """Deblur one image read from a file whose channel axis is ``axis``; gray + alpha keeps its alpha."""
-    from .gan.inference import deblur
+    from .gan.restoration.inference import deblur
 
     if gray_alpha:
         out = image.copy()
@@ -91,8 +91,8 @@ def _deblur_image(image: Any, axis: int | None, gray_alpha: bool, model: Any, **
 def _deblur(args: argparse.Namespace) -> None:
     from tqdm import tqdm
 
-    from .gan.images import probe, read_image, write_image
-    from .gan.inference import load_model
+    from .gan.io.images import probe, read_image, write_image
+    from .gan.restoration.inference import load_model
 
     files = _collect_inputs(args.inputs)
     outdir = Path(args.output)
@@ -151,7 +151,7 @@ def _add_deblur(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_options(p: argparse.ArgumentParser, *options: Option) -> None:
-    """Flags for ``deblur``'s options, with the defaults, limits and help of their table (gan/options.py):
+    """Flags for ``deblur``'s options, with the defaults, limits and help of their table (gan/restoration/options.py):
     a flag for an option off by default, ``--no-...`` for one on by default; 0 for None where None is allowed."""
     for option in options:
         text = option.help.replace("%", "%%")  # argparse formats help with %
@@ -209,7 +209,7 @@ def _workers(text: str) -> int:
 
 
 def _read_recipe(path: str) -> dict:
-    from .gan.json_files import read_json_file
+    from .gan.io.json_files import read_json_file
 
     options = read_json_file(path, "The recipe")
     if not isinstance(options, dict):
@@ -225,7 +225,7 @@ def _init_distributed(device: str = "auto") -> None:
     import torch
     import torch.distributed as dist
 
-    from .gan.device import resolve_device
+    from .gan.model.device import resolve_device
 
     if dist.is_initialized():
         return
@@ -258,8 +258,8 @@ _TRAIN_FLAGS = (
 
 
 def _train(args: argparse.Namespace) -> None:
-    from .gan.checkpoint import remove_stale_temp_files
-    from .gan.train import CHECKPOINT_NAME, MODEL_NAME, TrainConfig, Trainer
+    from .gan.io.checkpoint import remove_stale_temp_files
+    from .gan.training.train import CHECKPOINT_NAME, MODEL_NAME, TrainConfig, Trainer
 
     _init_distributed(args.device)
     rank = int(os.environ.get("RANK", "0"))
@@ -296,7 +296,7 @@ def _train(args: argparse.Namespace) -> None:
             isinstance(exc, RuntimeError) and "state_dict" not in str(exc)
         ):
             raise
-        from .gan.export import summary
+        from .gan.training.export import summary
 
         raise ValueError(
             f"Cannot resume from {checkpoint}: it is not a complete napari-deblurgan checkpoint ({summary(exc)})"
@@ -311,7 +311,7 @@ def _run_trainer(trainer: Trainer, out: Path, until: int | None, quiet: bool, ra
     the current step with a checkpoint (exit status 130), a second one quits at once."""
     from tqdm import tqdm
 
-    from .gan.train import CHECKPOINT_NAME
+    from .gan.training.train import CHECKPOINT_NAME
 
     checkpoint = out / CHECKPOINT_NAME
     bar = tqdm(
@@ -361,11 +361,11 @@ def _run_trainer(trainer: Trainer, out: Path, until: int | None, quiet: bool, ra
 def _lineage(args: argparse.Namespace) -> None:
     from dataclasses import replace
 
-    from .gan.checkpoint import remove_stale_temp_files
-    from .gan.export import export_checkpoint
-    from .gan.lineage import Lineage
-    from .gan.train import CHECKPOINT_NAME, MODEL_NAME, Trainer
-    from .gan.weights import read_metadata
+    from .gan.io.checkpoint import remove_stale_temp_files
+    from .gan.model.weights import read_metadata
+    from .gan.training.export import export_checkpoint
+    from .gan.training.lineage import Lineage
+    from .gan.training.train import CHECKPOINT_NAME, MODEL_NAME, Trainer
 
     lineage = Lineage.from_file(args.recipe)
     out = Path(args.out)
@@ -461,10 +461,10 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 def _evaluate(args: argparse.Namespace) -> None:
     from tqdm import tqdm
 
-    from .gan.evaluate import evaluate_pairs, write_scores
-    from .gan.inference import load_model
-    from .gan.metrics import SSIM_DESCRIPTION
-    from .gan.pairs import find_pairs
+    from .gan.data.pairs import find_pairs
+    from .gan.restoration.inference import load_model
+    from .gan.training.evaluate import evaluate_pairs, write_scores
+    from .gan.training.metrics import SSIM_DESCRIPTION
 
     csv_path = Path(args.csv)
     if csv_path.exists() and not args.overwrite:  # checked before the work, not after it
@@ -486,7 +486,7 @@ def _evaluate(args: argparse.Namespace) -> None:
 
 
 def _export(args: argparse.Namespace) -> None:
-    from .gan.export import export_checkpoint
+    from .gan.training.export import export_checkpoint
 
     which, step = export_checkpoint(args.checkpoint, args.output, args.weights, args.half, args.overwrite)
     print(f"Exported the {which} at step {step} to {args.output}")
@@ -495,8 +495,8 @@ def _export(args: argparse.Namespace) -> None:
 def _synthesize(args: argparse.Namespace) -> None:
     from tqdm import tqdm
 
-    from .gan.prepare import synthesize_pairs
-    from .gan.realistic import RealisticBlur
+    from .gan.data.prepare import synthesize_pairs
+    from .gan.data.realistic import RealisticBlur
 
     realistic = None
     if args.realistic:
@@ -517,7 +517,7 @@ def _synthesize(args: argparse.Namespace) -> None:
 
 
 def _corpus(args: argparse.Namespace) -> None:
-    from .gan.corpus import build_corpus, read_manifest, write_pack
+    from .gan.data.corpus import build_corpus, read_manifest, write_pack
 
     manifest = build_corpus(args.folder, args.cache, progress=(lambda _: None) if args.quiet else print)
     rows = read_manifest(args.folder)
@@ -533,7 +533,7 @@ def _corpus(args: argparse.Namespace) -> None:
 def _organize(args: argparse.Namespace) -> None:
     from tqdm import tqdm
 
-    from .gan.prepare import organize_gopro
+    from .gan.data.prepare import organize_gopro
 
     with tqdm(unit="pair", dynamic_ncols=True, disable=args.quiet) as bar:
         n = organize_gopro(args.gopro_root, args.out, args.blur, args.copy, bar.update)
@@ -542,7 +542,7 @@ def _organize(args: argparse.Namespace) -> None:
 
 def _sample(args: argparse.Namespace) -> None:
     from ._sample_data import blurred_clock, blurred_coffee
-    from .gan.images import write_image
+    from .gan.io.images import write_image
 
     out = Path(args.out)
     layers = blurred_coffee() + blurred_clock()

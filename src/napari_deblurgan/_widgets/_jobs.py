@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import numpy as np
 
 if TYPE_CHECKING:  # the trainer (torch, blur synthesis, metrics) loads with the first training run only
-    from ..gan.train import Trainer, TrainEvent
+    from ..gan.training.train import Trainer, TrainEvent
 
 R = TypeVar("R")
 Y = TypeVar("Y")
@@ -92,9 +92,9 @@ def deblur_job(
 def _deblur_steps(
     data: Any, model: Path | None, cancel: threading.Event, own_range_of: Any, options: dict[str, Any]
 ) -> Generator[Progress, None, np.ndarray]:
-    from ..gan.inference import deblur
-    from ..gan.intensity import reads_data, resolve_range
-    from ..gan.lazy import is_dask_array
+    from ..gan.io.intensity import reads_data, resolve_range
+    from ..gan.io.lazy import is_dask_array
+    from ..gan.restoration.inference import deblur
 
     rgb = options.get("rgb")
     if own_range_of is not None:
@@ -111,9 +111,9 @@ def _deblur_steps(
 
 
 def _extremes_by_frame(data: Any, value_range: Any, rgb: bool | None) -> Generator[Progress, None, tuple[float, float]]:
-    """Minimum and maximum of what ``value_range`` reads (:func:`..gan.intensity.extremes`: "auto" leaves
+    """Minimum and maximum of what ``value_range`` reads (:func:`..gan.io.intensity.extremes`: "auto" leaves
     RGBA alpha out) of a (maybe lazy) stack, one frame at a time."""
-    from ..gan.intensity import extremes
+    from ..gan.io.intensity import extremes
 
     frame_ndim = 3 if rgb else 2
     frames = list(np.ndindex(data.shape[: data.ndim - frame_ndim]))
@@ -148,7 +148,7 @@ def train_job(make_trainer: Callable[[], Trainer], stop: threading.Event) -> Gen
             yield _with_inputs(event, trainer)
             if stop.is_set():
                 trainer.request_stop()
-        from ..gan.train import MODEL_NAME
+        from ..gan.training.train import MODEL_NAME
 
         model = trainer.run_dir / MODEL_NAME
         return model if model.is_file() else None

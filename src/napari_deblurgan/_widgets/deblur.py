@@ -24,7 +24,7 @@ from napari.qt.threading import GeneratorWorker, create_worker
 from napari.utils import progress
 from napari.utils.notifications import show_error, show_info
 
-from ..gan.options import DEVICE, ENSEMBLE, REFINE, STRENGTH, TILE_SIZE
+from ..gan.restoration.options import DEVICE, ENSEMBLE, REFINE, STRENGTH, TILE_SIZE
 from ._jobs import deblur_job
 from ._layers import current_frame, image_choices, is_ours, place_results, show_result, stack_ndim
 from ._scroll import ScrollingContainer
@@ -49,7 +49,7 @@ class DeblurWidget(ScrollingContainer):
     """Deblur an image layer into "<name> deblurred" (added, or updated in place on re-run)."""
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
-        from ..gan.device import available_devices
+        from ..gan.model.device import available_devices
 
         self._viewer = viewer
         self._worker: GeneratorWorker | None = None
@@ -181,7 +181,7 @@ class DeblurWidget(ScrollingContainer):
 
     @staticmethod
     def _model_choices(_: ComboBox) -> list[tuple[str, str]]:
-        from ..gan.weights import default_model_path
+        from ..gan.model.weights import default_model_path
 
         default = "shipped default" + ("" if default_model_path().is_file() else " (not installed)")
         trained = [(f"trained: {name}", str(path)) for name, path in trained_models.items()]

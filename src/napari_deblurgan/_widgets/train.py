@@ -26,12 +26,12 @@ from napari.qt.threading import GeneratorWorker, create_worker
 from napari.utils import progress
 from napari.utils.notifications import show_error, show_info
 
-from ..gan.generator import PRESETS, GeneratorConfig, preset
-from ..gan.inference import load_model
-from ..gan.losses import CONTENT_LOSSES
-from ..gan.pairs import check_same_shape
-from ..gan.train import CHECKPOINT_NAME, MODEL_NAME, TrainConfig, Trainer, TrainEvent
-from ..gan.weights import default_model_path
+from ..gan.data.pairs import check_same_shape
+from ..gan.model.generator import PRESETS, GeneratorConfig, preset
+from ..gan.model.weights import default_model_path
+from ..gan.restoration.inference import load_model
+from ..gan.training.losses import CONTENT_LOSSES
+from ..gan.training.train import CHECKPOINT_NAME, MODEL_NAME, TrainConfig, Trainer, TrainEvent
 from ._jobs import train_job
 from ._layers import image_choices, show_preview
 from ._plot import LossPlot
@@ -70,7 +70,7 @@ class TrainWidget(ScrollingContainer):
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
         from napari.utils.theme import get_theme
 
-        from ..gan.device import available_devices
+        from ..gan.model.device import available_devices
 
         self._viewer = viewer
         self._worker: GeneratorWorker | None = None
@@ -311,7 +311,7 @@ class TrainWidget(ScrollingContainer):
             return make
 
         def resume() -> Trainer:
-            from ..gan.checkpoint import remove_stale_temp_files
+            from ..gan.io.checkpoint import remove_stale_temp_files
 
             for name in (CHECKPOINT_NAME, MODEL_NAME):  # temp files of a run killed while saving
                 remove_stale_temp_files(run_dir / name)
@@ -339,7 +339,7 @@ class TrainWidget(ScrollingContainer):
         blurred_data, sharp_data, rgb = blurred.data, sharp.data, blurred.rgb
 
         def make() -> Trainer:  # runs in the worker: ArrayPairs reads whole (maybe lazy) stacks
-            from ..gan.array_pairs import ArrayPairs
+            from ..gan.data.array_pairs import ArrayPairs
 
             pairs = ArrayPairs(blurred_data, sharp_data, cfg.crop, cfg.batch_size, cfg.seed, rgb)
             return Trainer(cfg, run_dir, device, resume, source=pairs, val_pairs=pairs.validation_pairs())

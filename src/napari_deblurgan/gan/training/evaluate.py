@@ -9,12 +9,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .checkpoint import atomic_write
-from .inference import deblur
+from ..data.pairs import load_pair
+from ..io.checkpoint import atomic_write
+from ..model.networks import Generator
+from ..restoration.inference import deblur
+from ..restoration.options import TILE_SIZE
 from .metrics import psnr, ssim
-from .networks import Generator
-from .options import TILE_SIZE
-from .pairs import load_pair
 
 
 @dataclass(frozen=True)

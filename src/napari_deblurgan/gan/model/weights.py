@@ -12,10 +12,10 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
-from .checkpoint import atomic_write
+from ..io.checkpoint import atomic_write
+from ..io.json_files import parse_json
 from .device import resolve_device
 from .generator import GeneratorConfig
-from .json_files import parse_json
 from .networks import Generator, build_generator
 
 FORMAT = "napari-deblurgan/generator-v1"

@@ -16,7 +16,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 
 import torch
 
-from .data import BatchSource, PairedCrops
+from .batches import BatchSource, PairedCrops
 
 _SOURCE: BatchSource | None = None  # the source, in a worker process
 

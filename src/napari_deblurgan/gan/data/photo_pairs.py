@@ -20,7 +20,7 @@ from .realistic import RealisticBlur, plan_batch, render
 
 def load_photos(folder: str | Path) -> list[NDArray[np.uint8]]:
     """The photos of a folder (a corpus split or a pack) as uint8 RGB arrays, in name order."""
-    from .images import as_rgb, is_image_file, read_image
+    from ..io.images import as_rgb, is_image_file, read_image
 
     files = sorted(p for p in Path(folder).iterdir() if is_image_file(p))
     if not files:
@@ -131,7 +131,7 @@ def realistic_cases(
     ``options.mix``), from the seed ``(seed, i)``; its moving objects come from the next photo."""
     from dataclasses import replace
 
-    from .intensity import to_float01
+    from ..io.intensity import to_float01
 
     def as_tensor(image: NDArray) -> torch.Tensor:
         return torch.from_numpy(to_float01(image)).permute(2, 0, 1)[None]

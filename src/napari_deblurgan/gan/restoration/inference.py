@@ -2,9 +2,9 @@
 deblurred) and ``load_model``.
 
 The work is done elsewhere: options and their defaults (:mod:`.options`), the numpy and dask pipelines
-(:mod:`.pipeline`), which use the layout rules (:mod:`.layout`), value ranges and dtype round trips
-(:mod:`.intensity`), the tile runner (:mod:`.plane_runner`), PSF refinement (:mod:`.psf_refine`) and dask
-blocks (:mod:`.lazy`); models are loaded and cached by :func:`.weights.load_model`.
+(:mod:`.pipeline`), which use the layout rules (:mod:`..io.layout`), value ranges and dtype round trips
+(:mod:`..io.intensity`), the tile runner (:mod:`.plane_runner`), PSF refinement (:mod:`.psf_refine`) and dask
+blocks (:mod:`..io.lazy`); models are loaded and cached by :func:`..model.weights.load_model`.
 """
 
 from __future__ import annotations
@@ -15,9 +15,10 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
-from .intensity import ValueRange
-from .lazy import is_dask_array
-from .networks import Generator
+from ..io.intensity import ValueRange
+from ..io.lazy import is_dask_array
+from ..model.networks import Generator
+from ..model.weights import load_model
 from .options import (
     BATCH_SIZE,
     CHANNEL_AXIS,
@@ -33,7 +34,6 @@ from .options import (
     check_options,
 )
 from .pipeline import ProgressCallback, deblur_array, deblur_lazy
-from .weights import load_model
 
 __all__ = ["deblur", "load_model"]
 
@@ -67,8 +67,8 @@ def deblur(
         rgb: force (True) or forbid (False) reading a last axis of 3/4 as colour; None guesses.
         value_range: (low, high) of the values that map to black..white. None: 8/16-bit integers by
             their dtype's range; floats [0, 1] if inside it, else (like 32/64-bit integers) their
-            min..max. "auto": the image's own min..max with a 10 % margin (:func:`.intensity.intensity_range`),
-            e.g. for 12-bit data stored as 16-bit (:mod:`.intensity`).
+            min..max. "auto": the image's own min..max with a 10 % margin (:func:`..io.intensity.intensity_range`),
+            e.g. for 12-bit data stored as 16-bit (:mod:`..io.intensity`).
         tile_size: images larger than this (pixels per side) are processed in overlapping tiles of at
             most this size, bounding memory; smaller ones whole, with their 16 px border. None for whole
             frames.
@@ -88,7 +88,7 @@ def deblur(
         progress: called as ``progress(done, total)`` after every tile and each plane's PSF refinement
             (not for dask input).
 
-    A dask array gives a lazy dask array, computed block by block (see :mod:`.lazy`); pass a model
+    A dask array gives a lazy dask array, computed block by block (see :mod:`..io.lazy`); pass a model
     file path rather than a loaded model when computing on a distributed cluster. Masked arrays are
     refused (a blur spreads masked pixels into unmasked ones): fill them first.
     """

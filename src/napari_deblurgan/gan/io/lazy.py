@@ -1,5 +1,5 @@
 """Dask arrays: a lazy result computed block by block (locally or on a dask cluster). The work on a block
-comes from the caller (:func:`.pipeline.deblur_lazy`), so this module needs no model code: numpy only.
+comes from the caller (:func:`..restoration.pipeline.deblur_lazy`), so this module needs no model code: numpy only.
 
 Leading (stack) axes are split into single planes; large planes are split into blocks that overlap by
 ``context`` pixels, on the network's grid (its stride) and without padding at the frame edges, so each

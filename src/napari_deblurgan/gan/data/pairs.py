@@ -10,8 +10,8 @@ from typing import Literal
 import numpy as np
 from numpy.typing import NDArray
 
-from .images import as_rgb, is_image_file, read_image
-from .intensity import to_float01
+from ..io.images import as_rgb, is_image_file, read_image
+from ..io.intensity import to_float01
 
 
 class PairingError(ValueError):

@@ -14,9 +14,9 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
-from .device import bf16_supported, is_out_of_memory
+from ..model.device import bf16_supported, is_out_of_memory
+from ..model.networks import Generator, for_inference
 from .ensemble import dihedral, undo_dihedral
-from .networks import Generator, for_inference
 from .options import TILE_SIZE, default_overlap
 from .tiling import Tile, plan_tiles, tile_weights
 

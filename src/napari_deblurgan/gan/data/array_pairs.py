@@ -11,9 +11,9 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
-from .data import _augment, _random_crop, _rng, _to_tensor
-from .images import as_rgb
-from .intensity import to_float01
+from ..io.images import as_rgb
+from ..io.intensity import to_float01
+from .batches import _augment, _random_crop, _rng, _to_tensor
 from .pairs import check_same_shape
 
 
@@ -30,7 +30,7 @@ class ArrayPairs:
     """Random aligned crops of blurred/sharp frames held in two arrays of one shape.
 
     Integer images map to [0, 1] by their dtype range; float images by ``[min(0, low), max(1, high)]``
-    of both stacks. Batches are a pure function of ``(seed, step, rank)``, like :class:`~.data.PairedCrops`.
+    of both stacks. Batches are a pure function of ``(seed, step, rank)``, like :class:`~.batches.PairedCrops`.
     """
 
     def __init__(

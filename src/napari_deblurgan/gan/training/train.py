@@ -26,24 +26,24 @@ import torch.distributed as dist
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from .blur import motion_kernels
-from .checkpoint import load_checkpoint, save_checkpoint
-from .critic import CriticConfig, PatchCritic
-from .data import BatchSource, BlurCurriculum, PairedCrops, SyntheticPairs, skimage_images
-from .device import bf16_supported, is_out_of_memory, resolve_device
-from .generator import PRESETS, GeneratorConfig, ResnetGenerator, preset
-from .images import centre_crop
-from .json_files import parse_json
+from ..data.batches import BatchSource, BlurCurriculum, PairedCrops, SyntheticPairs, skimage_images
+from ..data.blur import motion_kernels
+from ..data.pairs import aligned_pairs, find_pairs, load_pair, split_holdout
+from ..data.photo_pairs import RealisticPairs, load_photos, realistic_cases
+from ..data.prefetch import PrefetchedSource, default_data_workers
+from ..data.realistic import RealisticBlur
+from ..io.checkpoint import load_checkpoint, save_checkpoint
+from ..io.images import centre_crop
+from ..io.json_files import parse_json
+from ..model.critic import CriticConfig, PatchCritic
+from ..model.device import bf16_supported, is_out_of_memory, resolve_device
+from ..model.generator import PRESETS, GeneratorConfig, ResnetGenerator, preset
+from ..model.narrow import narrow_generator
+from ..model.networks import Generator, build_generator
+from ..model.weights import save_generator
 from .losses import content_loss, gradient_penalty
 from .metrics import psnr, ssim
-from .narrow import narrow_generator
-from .networks import Generator, build_generator
-from .pairs import aligned_pairs, find_pairs, load_pair, split_holdout
-from .photo_pairs import RealisticPairs, load_photos, realistic_cases
-from .prefetch import PrefetchedSource, default_data_workers
-from .realistic import RealisticBlur
 from .recipe_checks import check_options
-from .weights import save_generator
 
 CHECKPOINT_NAME = "checkpoint.pt"
 MODEL_NAME = "generator.safetensors"
@@ -113,7 +113,7 @@ class TrainConfig:
     contrast_min: float = 1.0  # synthetic data: sharp crops' contrast scaled by a factor in [contrast_min, 1]
     small_blur: float = 0.0  # synthetic data: fraction of blur kernels that are slight motion (0 to 3 px)
     # how blur is synthesised from sharp images: "kernel" (one PSF per image, the options above) or "realistic"
-    # (the GOPRO-like engine of .realistic, options of RealisticBlur in ``realistic``; ``data`` may then be a
+    # (the GOPRO-like engine of ..data.realistic, options of RealisticBlur in ``realistic``; ``data`` may then be a
     # corpus, whose train/ and val/ photos it uses)
     synthesis: str = "kernel"
     realistic: dict[str, Any] = field(default_factory=dict)
@@ -281,8 +281,8 @@ def build_source(cfg: TrainConfig) -> BatchSource:
         if mode in ("pairs", "aligned"):
             train_pairs, _ = split_holdout(folder_pairs(cfg))
             return PairedCrops(train_pairs, cfg.crop, cfg.batch_size, cfg.seed)
-        from .images import as_rgb, is_image_file, read_image
-        from .intensity import to_float01
+        from ..io.images import as_rgb, is_image_file, read_image
+        from ..io.intensity import to_float01
 
         files = sorted(p for p in root.rglob("*") if is_image_file(p))
         if not files:
@@ -330,7 +330,7 @@ def validation_pairs(cfg: TrainConfig, size: int = 256) -> list[tuple[np.ndarray
         photos = load_photos(folder) if folder else _skimage_photos("val")
         return realistic_cases(photos, options, size, count=8, seed=12345)
     if data_mode(cfg) not in ("pairs", "aligned"):
-        from .blur import blur_image
+        from ..data.blur import blur_image
 
         rng = np.random.default_rng(12345)
         out = []
@@ -375,7 +375,7 @@ class Trainer:
         its saved recipe except the options named in ``resume_overrides``, taken from ``config``
         (e.g. ``steps`` to extend a run, ``adv_weight`` to branch an ablation off a checkpoint).
         ``data_workers`` processes make the batches of the data ``config.data`` names ahead while
-        :meth:`steps` trains (None: :func:`.prefetch.default_data_workers`, 0 but on CUDA); the
+        :meth:`steps` trains (None: :func:`..data.prefetch.default_data_workers`, 0 but on CUDA); the
         batches, and so the run, are the same with any number."""
         self.run_dir = Path(run_dir)
         self.checkpoint_path = self.run_dir / CHECKPOINT_NAME
@@ -487,8 +487,8 @@ class Trainer:
 
     def _load_init(self, path: str) -> None:
         """Start the generator from a model file of the same architecture (e.g. an earlier stage), or of
-        the same architecture with more base channels, narrowed to the recipe's (:mod:`.narrow`)."""
-        from .weights import load_generator
+        the same architecture with more base channels, narrowed to the recipe's (:mod:`..model.narrow`)."""
+        from ..model.weights import load_generator
 
         previous = load_generator(path, self.device)
         mine = self.generator.config

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from numpy.typing import NDArray
 from scipy import fft, ndimage
 
-from .images import centre_crop
+from ..io.images import centre_crop
 
 FloatArray = NDArray[np.float32]
 Tensor = torch.Tensor

@@ -16,10 +16,10 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
+from ..io.images import as_rgb
+from ..io.intensity import to_float01
 from .blur import defocus_kernel, linear_kernel, motion_kernels
 from .dead_leaves import dead_leaves as dead_leaves_image
-from .images import as_rgb
-from .intensity import to_float01
 from .pairs import load_pair
 
 #: scikit-image's bundled images (no download needed), split once and for all. ``clock`` is real

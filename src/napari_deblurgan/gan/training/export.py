@@ -7,11 +7,11 @@ from typing import Literal
 
 import torch
 
-from .checkpoint import load_checkpoint
-from .json_files import parse_json
-from .networks import build_generator
+from ..io.checkpoint import load_checkpoint
+from ..io.json_files import parse_json
+from ..model.networks import build_generator
+from ..model.weights import save_generator
 from .train import CHECKPOINT_NAME, METRICS_NAME, TrainConfig
-from .weights import save_generator
 
 
 def summary(exc: BaseException, lines: int = 2) -> str:

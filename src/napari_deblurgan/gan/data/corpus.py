@@ -98,7 +98,7 @@ def looked_at(key: str) -> str:
 DUPLICATE_SETS = re.compile(r"opencv-doc/.*/data/((left|right)\d\d|right|aloeR|graf3|leuvenB|ela_modified)\.")
 
 #: scikit-image's photographs (its other images are text, micrographs or drawings), split as
-#: :data:`.data.SKIMAGE_SPLITS` splits them.
+#: :data:`.batches.SKIMAGE_SPLITS` splits them.
 SKIMAGE_PHOTOS = ("astronaut", "camera", "coffee", "chelsea", "rocket", "coins", "gravel", "brick", "grass")
 
 
@@ -418,13 +418,13 @@ def _file_name(key: str) -> str:
 
 
 def _write_skimage(name: str, dest: Path) -> dict[str, object]:
-    """Copy one of scikit-image's photos into its split (as :data:`.data.SKIMAGE_SPLITS` has it)."""
+    """Copy one of scikit-image's photos into its split (as :data:`.batches.SKIMAGE_SPLITS` has it)."""
     import skimage
     import skimage.data
     from PIL import Image
 
-    from .data import SKIMAGE_SPLITS
-    from .images import as_rgb
+    from ..io.images import as_rgb
+    from .batches import SKIMAGE_SPLITS
 
     split = next((s for s, names in SKIMAGE_SPLITS.items() if name in names), "train")
     image = as_rgb(np.asarray(getattr(skimage.data, name)()))

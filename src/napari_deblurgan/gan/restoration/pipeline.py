@@ -1,8 +1,8 @@
 """The deblurring pipeline behind :func:`.inference.deblur`, its options already checked.
 
-array -> planes of (H, W, 3) float32 in [0, 1] (:mod:`.layout`, :mod:`.intensity`) -> the tile runner
+array -> planes of (H, W, 3) float32 in [0, 1] (:mod:`..io.layout`, :mod:`..io.intensity`) -> the tile runner
 (:mod:`.plane_runner`) -> PSF refinement (:mod:`.psf_refine`) -> back to the input's dtype, range and axis
-order. A dask array is deblurred lazily, block by block (:mod:`.lazy`), each block through
+order. A dask array is deblurred lazily, block by block (:mod:`..io.lazy`), each block through
 :func:`deblur_array`.
 """
 
@@ -17,14 +17,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from .intensity import ValueRange, restore_dtype, to_unit, value_range_of
-from .layout import check_array, infer_layout
-from .lazy import deblur_dask
-from .networks import Generator
+from ..io.intensity import ValueRange, restore_dtype, to_unit, value_range_of
+from ..io.layout import check_array, infer_layout
+from ..io.lazy import deblur_dask
+from ..model.networks import Generator
+from ..model.weights import load_model
 from .options import default_batch_size, default_overlap
 from .plane_runner import PlaneDeblurrer
 from .psf_refine import refine as refine_with_psf
-from .weights import load_model
 
 ProgressCallback = Callable[[int, int], None]
 

@@ -166,7 +166,7 @@ VALUE_RANGE = Option(
 )
 
 #: Every option of ``deblur`` by name (checked by :func:`check_options`; ``device`` and ``value_range`` are
-#: checked where they are used: :func:`.device.resolve_device`, :func:`.intensity.value_range_of`).
+#: checked where they are used: :func:`..model.device.resolve_device`, :func:`..io.intensity.value_range_of`).
 OPTIONS: dict[str, Option] = {
     o.name: o
     for o in (

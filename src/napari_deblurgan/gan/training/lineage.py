@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .json_files import read_json_file
+from ..io.json_files import read_json_file
 from .train import TrainConfig
 
 _NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,39}")

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..io.images import as_rgb, image_info, is_image_file, read_image, write_image
+from ..io.intensity import dtype_range, to_float01
 from .blur import blur_image, motion_kernels
-from .images import as_rgb, image_info, is_image_file, read_image, write_image
-from .intensity import dtype_range, to_float01
 from .pairs import gopro_pairs
 from .photo_pairs import realistic_cases
 from .realistic import RealisticBlur
