@@ -1,5 +1,5 @@
-"""Helpers shared by test modules (pytest puts tests/ on sys.path): the smallest training recipe and a
-deblur widget docked in a viewer."""
+"""Helpers shared by test modules (pytest puts tests/ on sys.path): the smallest training recipe, a deblur
+widget docked in a viewer, a pickle payload that must never run and a training step made to fail."""
 
 from __future__ import annotations
 
@@ -16,6 +16,32 @@ TINY_RECIPE: dict[str, Any] = {
     "checkpoint_every": 2,
     "validate_every": 1000,
 }
+
+
+class PicklePayload:
+    """Unpickling it touches the file ``PicklePayload.marker``: that file must never appear."""
+
+    marker = ""
+
+    def __reduce__(self):
+        return (Path.touch, (Path(PicklePayload.marker),))
+
+
+def fail_train_step_at(monkeypatch: Any, call: int, error: BaseException) -> list[int]:
+    """Make the ``call``-th Trainer.train_step (1-based) raise ``error``; returns the list of calls made."""
+    from napari_deblurgan.gan.training.train import Trainer
+
+    calls: list[int] = []
+    real = Trainer.train_step
+
+    def step(self: Trainer) -> dict[str, float]:
+        calls.append(self.step)
+        if len(calls) == call:
+            raise error
+        return real(self)
+
+    monkeypatch.setattr(Trainer, "train_step", step)
+    return calls
 
 
 def deblur_widget(viewer: Any, model: Path, beside: bool = True) -> Any:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import subprocess
 import sys
@@ -13,9 +14,11 @@ import pytest
 import skimage.data
 import torch
 
-from _helpers import TINY_RECIPE
+from _helpers import TINY_RECIPE, fail_train_step_at
 from napari_deblurgan.cli import main
+from napari_deblurgan.gan.io.checkpoint import load_checkpoint
 from napari_deblurgan.gan.io.images import icc_profile, read_image, write_image
+from napari_deblurgan.gan.model.weights import load_generator
 
 
 @pytest.fixture
@@ -103,6 +106,34 @@ def test_existing_outputs_and_inputs_are_never_overwritten(images, tmp_path, ide
     assert main(["deblur", str(images / "rgb8.png"), "-o", str(images), "--overwrite", "--quiet"]) == 2
     assert "overwrite an input" in capsys.readouterr().err
     assert (images / "rgb8.png").read_bytes() == before
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture
+def victim(tmp_path: Path) -> Path:
+    """A file outside every output folder that no test may change."""
+    path = tmp_path / "outside" / "victim.png"
+    path.parent.mkdir()
+    write_image(path, np.full((8, 8), 42, np.uint8))
+    return path
+
+
+def test_deblur_overwrite_replaces_a_link_in_the_output_folder(tmp_path, victim, identity_model_path) -> None:
+    src = tmp_path / "in" / "victim.png"
+    src.parent.mkdir()
+    write_image(src, np.zeros((16, 16), np.uint8))
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "victim.png").symlink_to(victim)
+    before = _sha(victim)
+    args = ["deblur", str(src), "-o", str(out), "--model", str(identity_model_path), "--quiet"]
+    assert main(args) == 2  # exists: needs --overwrite
+    assert main([*args, "--overwrite"]) == 0
+    assert _sha(victim) == before and not (out / "victim.png").is_symlink()
+    np.testing.assert_array_equal(read_image(out / "victim.png"), np.zeros((16, 16), np.uint8))
 
 
 @pytest.mark.parametrize(
@@ -392,3 +423,56 @@ def test_value_range_for_12_bit_data_in_16_bit_files(tmp_path: Path, tiny_model_
             main([*base, "-o", str(tmp_path / "bad"), f"--value-range={infinite}"])
         assert "must be finite numbers" in capsys.readouterr().err
     assert not (tmp_path / "bad").exists()
+
+
+# -- a training run's faults, each reported in one line (the trainer's side: test_train_faults.py) ------------
+
+FAULT_RECIPE = {
+    **TINY_RECIPE,
+    "checkpoint_every": 2,
+    "log_every": 1,
+    "steps": 100_000,  # never reached: the run fails first
+    "decay_start": 1.0,
+}
+
+
+@pytest.fixture
+def sharp(tmp_path: Path) -> Path:
+    folder = tmp_path / "sharp"
+    folder.mkdir()
+    write_image(folder / "a.png", skimage.data.astronaut()[:100, :100])
+    return folder
+
+
+@pytest.fixture
+def recipe(tmp_path: Path) -> Path:
+    path = tmp_path / "recipe.json"
+    path.write_text(json.dumps(FAULT_RECIPE))
+    return path
+
+
+def test_cli_reports_oom_in_one_line_after_saving(tmp_path, sharp, recipe, monkeypatch, capsys) -> None:
+    fail_train_step_at(monkeypatch, 4, torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 MiB"))
+    run = tmp_path / "run"
+    code = main(["train", str(sharp), "--out", str(run), "--config", str(recipe), "--device", "cpu", "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1, err
+    assert "out of memory at step 4" in err and "e.g. batch size 1;" in err and str(run) in err  # crop 32 is minimal
+    assert load_checkpoint(run / "checkpoint.pt")["step"] == 3
+    assert np.isfinite(next(iter(load_generator(run / "generator.safetensors").parameters())).detach()).all()
+
+
+def test_cli_reports_a_diverged_run_in_one_line(tmp_path, sharp, recipe, monkeypatch, capsys) -> None:
+    from napari_deblurgan.gan.data.batches import SyntheticPairs
+
+    real = SyntheticPairs.batch
+
+    def nan_batch(self: SyntheticPairs, step: int, rank: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        blurred, sharp_ = real(self, step, rank)
+        return blurred * float("nan"), sharp_
+
+    monkeypatch.setattr(SyntheticPairs, "batch", nan_batch)
+    run = ["train", str(sharp), "--out", str(tmp_path / "run"), "--config", str(recipe), "--device", "cpu"]
+    code = main([*run, "--steps", "40"])  # the recipe's 100,000 steps would hide a missed divergence
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert code == 2 and err.startswith("napari-deblurgan train: error: Training diverged"), err

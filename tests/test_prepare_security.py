@@ -1,5 +1,6 @@
-"""Paths taken from data folders never lead a write outside the chosen output folder, and no write goes
-through a link to the file it points at. (Pickle refusal: test_weights.py, test_bad_input_models.py.)
+"""Dataset preparation (synthesize, organize-gopro): paths taken from data folders never lead a write outside
+the chosen output folder, and no write goes through a link to the file it points at. (The same for deblur's
+outputs: test_cli.py; pickle refusal: test_weights.py, test_weights_bad_input.py.)
 """
 
 from __future__ import annotations
@@ -112,18 +113,3 @@ def test_organized_links_are_replaced_not_written_through(tmp_path) -> None:
     write_image(out / "A" / "GOPR0001_000001.png", np.full((8, 8, 3), 200, np.uint8))
     assert _sha(source) == before
     assert read_image(out / "A" / "GOPR0001_000001.png")[0, 0, 0] == 200
-
-
-def test_deblur_overwrite_replaces_a_link_in_the_output_folder(tmp_path, victim, identity_model_path) -> None:
-    src = tmp_path / "in" / "victim.png"
-    src.parent.mkdir()
-    write_image(src, np.zeros((16, 16), np.uint8))
-    out = tmp_path / "out"
-    out.mkdir()
-    (out / "victim.png").symlink_to(victim)
-    before = _sha(victim)
-    args = ["deblur", str(src), "-o", str(out), "--model", str(identity_model_path), "--quiet"]
-    assert main(args) == 2  # exists: needs --overwrite
-    assert main([*args, "--overwrite"]) == 0
-    assert _sha(victim) == before and not (out / "victim.png").is_symlink()
-    np.testing.assert_array_equal(read_image(out / "victim.png"), np.zeros((16, 16), np.uint8))

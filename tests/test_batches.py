@@ -1,3 +1,6 @@
+"""Training batches: crops of file pairs, pairs synthesised from sharp images (augmentation, blur kernels),
+the blur curriculum and the scikit-image splits."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -13,57 +16,13 @@ from napari_deblurgan.gan.data.batches import (
     SyntheticPairs,
     fft_blur_valid,
 )
-from napari_deblurgan.gan.data.pairs import PairingError, find_pairs, load_pair, pair_ab_folder, split_aligned
+from napari_deblurgan.gan.data.pairs import pair_ab_folder
 from napari_deblurgan.gan.io.images import write_image
 
 
 def _write(path: Path, image: np.ndarray) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     write_image(path, image)
-
-
-def test_ab_pairs_match_by_name_and_sort(tmp_path: Path) -> None:
-    for name in ("b.png", "a.png", "c.png"):
-        _write(tmp_path / "A" / name, np.zeros((8, 8), np.uint8))
-        _write(tmp_path / "B" / name, np.zeros((8, 8), np.uint8))
-    pairs = pair_ab_folder(tmp_path)
-    assert [a.name for a, _ in pairs] == ["a.png", "b.png", "c.png"]
-    assert all(a.name == b.name for a, b in pairs)
-
-
-def test_unpaired_files_are_listed_by_name(tmp_path: Path) -> None:
-    _write(tmp_path / "A" / "x.png", np.zeros((8, 8), np.uint8))
-    _write(tmp_path / "A" / "only_blurred.png", np.zeros((8, 8), np.uint8))
-    _write(tmp_path / "B" / "x.png", np.zeros((8, 8), np.uint8))
-    _write(tmp_path / "B" / "only_sharp.png", np.zeros((8, 8), np.uint8))
-    with pytest.raises(PairingError, match=r"only in A: only_blurred.png; only in B: only_sharp.png"):
-        pair_ab_folder(tmp_path)
-
-
-def test_size_mismatch_names_both_files(tmp_path: Path) -> None:
-    _write(tmp_path / "A" / "x.png", np.zeros((8, 8), np.uint8))
-    _write(tmp_path / "B" / "x.png", np.zeros((8, 9), np.uint8))
-    ((a, b),) = pair_ab_folder(tmp_path)
-    with pytest.raises(PairingError, match="Size mismatch.*A/x.png.*B/x.png"):
-        load_pair(a, b)
-
-
-def test_gopro_layout_and_not_a_dataset(tmp_path: Path) -> None:
-    for scene in ("GOPR0001_11_00", "GOPR0002_11_01"):
-        for sub in ("blur", "blur_gamma", "sharp"):
-            _write(tmp_path / "train" / scene / sub / "000001.png", np.zeros((8, 8, 3), np.uint8))
-    pairs = find_pairs(tmp_path)
-    assert len(pairs) == 2 and all(a.parent.name == "blur" and b.parent.name == "sharp" for a, b in pairs)
-    assert all(a.parent.name == "blur_gamma" for a, _ in find_pairs(tmp_path / "train", "blur_gamma"))
-    with pytest.raises(PairingError, match="no GOPRO scene"):
-        find_pairs(tmp_path / "train" / "GOPR0001_11_00" / "sharp")
-
-
-def test_aligned_ab_split() -> None:
-    a, b = split_aligned(np.arange(2 * 6).reshape(2, 6))
-    assert a.shape == b.shape == (2, 3) and a[0, 0] == 0 and b[0, 0] == 3
-    with pytest.raises(ValueError, match="even width"):
-        split_aligned(np.zeros((2, 5)))
 
 
 def test_paired_crops_keep_alignment_and_handle_small_16bit_gray(tmp_path: Path) -> None:
@@ -101,43 +60,6 @@ def test_curriculum_and_splits() -> None:
     assert c.max_length(0) == 5 and c.max_length(50) == 20 and c.max_length(1000) == 35
     train, val, test = (set(SKIMAGE_SPLITS[k]) for k in ("train", "val", "test"))
     assert not (train & val or train & test or val & test)
-
-
-def test_aligned_ab_images_load_as_pairs(tmp_path: Path) -> None:
-    from napari_deblurgan.gan.data.pairs import aligned_pairs
-
-    blurred, sharp = np.full((6, 5, 3), 10, np.uint8), np.full((6, 5, 3), 200, np.uint8)
-    _write(tmp_path / "0001.png", np.concatenate([blurred, sharp], axis=1))
-    ((a, b),) = aligned_pairs(tmp_path)
-    x, y = load_pair(a, b)
-    assert x.shape == y.shape == (6, 5, 3)
-    assert np.allclose(x, 10 / 255) and np.allclose(y, 200 / 255)
-
-
-def test_validation_pairs_are_held_out_of_training() -> None:
-    from napari_deblurgan.gan.data.pairs import split_holdout
-
-    pairs = [(Path(f"a{i}"), Path(f"b{i}")) for i in range(45)]
-    train, val = split_holdout(pairs)
-    assert len(val) == 2 and not set(train) & set(val) and len(train) + len(val) == 45
-    assert split_holdout(pairs[:1]) == (pairs[:1], pairs[:1])
-    assert len(split_holdout(pairs[:3])[1]) == 1
-
-
-def test_dead_leaves_are_deterministic_opaque_discs_in_the_palette_colours() -> None:
-    from napari_deblurgan.gan.data.dead_leaves import dead_leaves
-
-    palette = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]], np.float32)
-    a = dead_leaves(np.random.default_rng(3), 64, palette, supersample=1)
-    b = dead_leaves(np.random.default_rng(3), 64, palette, supersample=1)
-    assert a.shape == (64, 64, 3) and a.dtype == np.float32 and np.array_equal(a, b)
-    assert a.min() >= 0 and a.max() <= 1 and np.all(a[..., 1] == 0)  # shaded red and blue only
-    red = a[..., 0] > a[..., 2]
-    assert 0.05 < red.mean() < 0.95  # both colours occur: many leaves, not one
-    edges = np.abs(np.diff(red.astype(int), axis=0)).sum()
-    assert edges > 64  # occlusion boundaries: a piecewise image, not noise or a flat field
-    with pytest.raises(ValueError, match="palette"):
-        dead_leaves(np.random.default_rng(0), 8, np.zeros((0, 3), np.float32))
 
 
 def test_synthetic_augmentation_draws_from_dead_leaves_skips_flat_crops_and_stays_deterministic() -> None:

@@ -1,4 +1,5 @@
-"""Untrusted model and checkpoint files: refused by name, never executed, never allowed to allocate at will.
+"""Untrusted model files: refused by name, never executed, never allowed to allocate at will (checkpoint
+files: test_checkpoint_bad_input.py).
 
 Complements test_weights.py (a pickle, a truncated file, a foreign safetensors file, a shape mismatch).
 """
@@ -6,7 +7,6 @@ Complements test_weights.py (a pickle, a truncated file, a foreign safetensors f
 from __future__ import annotations
 
 import json
-import pickle
 import struct
 import time
 from pathlib import Path
@@ -15,7 +15,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from napari_deblurgan.gan.io.checkpoint import load_checkpoint, save_checkpoint
+from _helpers import PicklePayload
 from napari_deblurgan.gan.model.generator import GeneratorConfig, ResnetGenerator
 from napari_deblurgan.gan.model.weights import FORMAT, load_generator, read_metadata, save_generator
 
@@ -35,13 +35,6 @@ def _with_config(tmp_path: Path, good: Path, config: object, name: str = "m.safe
     path = tmp_path / name
     save_file(load_file(str(good)), str(path), metadata={"format": FORMAT, "config": text})
     return path
-
-
-class _Payload:
-    marker = ""
-
-    def __reduce__(self):
-        return (Path.touch, (Path(_Payload.marker),))
 
 
 @pytest.mark.parametrize(
@@ -116,9 +109,9 @@ def test_missing_and_extra_tensors_are_listed(tmp_path, good) -> None:
 
 
 def test_a_torch_zip_with_a_pickle_payload_is_never_run(tmp_path) -> None:
-    _Payload.marker = str(tmp_path / "pwned")
+    PicklePayload.marker = str(tmp_path / "pwned")
     path = tmp_path / "evil.safetensors"
-    torch.save({"weight": _Payload()}, path)
+    torch.save({"weight": PicklePayload()}, path)
     with pytest.raises(ValueError, match="never unpickles"):
         load_generator(path)
     assert not (tmp_path / "pwned").exists()
@@ -127,29 +120,3 @@ def test_a_torch_zip_with_a_pickle_payload_is_never_run(tmp_path) -> None:
 def test_a_folder_is_not_a_model(tmp_path) -> None:
     with pytest.raises(IsADirectoryError, match="is a folder"):
         load_generator(tmp_path)
-
-
-# -- checkpoints ---------------------------------------------------------------------------------------------
-
-
-def test_a_pickle_checkpoint_is_refused_and_never_run(tmp_path) -> None:
-    _Payload.marker = str(tmp_path / "pwned")
-    for i, dump in enumerate(
-        (lambda p: torch.save({"x": _Payload()}, p), lambda p: p.write_bytes(pickle.dumps(_Payload())))
-    ):
-        path = tmp_path / f"c{i}.pt"
-        dump(path)
-        with pytest.raises(ValueError, match="nothing in it was executed"):
-            load_checkpoint(path)
-    assert not (tmp_path / "pwned").exists()
-
-
-def test_checkpoints_that_are_not_dicts_or_missing_are_named(tmp_path) -> None:
-    save_checkpoint([1, 2, 3], tmp_path / "list.pt")  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="holds a list, not a napari-deblurgan checkpoint"):
-        load_checkpoint(tmp_path / "list.pt")
-    with pytest.raises(FileNotFoundError, match="does not exist"):
-        load_checkpoint(tmp_path / "missing.pt")
-    (tmp_path / "cut.pt").write_bytes((tmp_path / "list.pt").read_bytes()[:50])
-    with pytest.raises(ValueError, match="truncated, corrupt"):
-        load_checkpoint(tmp_path / "cut.pt")

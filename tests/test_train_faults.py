@@ -1,4 +1,5 @@
-"""Faults during training: kill -9 of a real CLI run, then --resume; out of memory in a training step."""
+"""Faults during training: kill -9 of a real training run, then --resume; out of memory in a training step.
+(How the command line reports them: test_cli.py.)"""
 
 from __future__ import annotations
 
@@ -12,13 +13,11 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import skimage.data
 import torch
 
-from _helpers import TINY_RECIPE
-from napari_deblurgan.cli import main
+from _helpers import TINY_RECIPE, fail_train_step_at
 from napari_deblurgan.gan.io.checkpoint import load_checkpoint
 from napari_deblurgan.gan.io.images import write_image
 from napari_deblurgan.gan.model.device import is_out_of_memory
@@ -145,28 +144,13 @@ def test_kill_9_mid_run_leaves_loadable_files_and_resume_continues(tmp_path, sha
 # -- out of memory --------------------------------------------------------------------------------------
 
 
-def _fail_at(monkeypatch: pytest.MonkeyPatch, call: int, error: BaseException) -> list[int]:
-    """Make the ``call``-th Trainer.train_step (1-based) raise ``error``; returns the list of calls made."""
-    calls: list[int] = []
-    real = Trainer.train_step
-
-    def step(self: Trainer) -> dict[str, float]:
-        calls.append(self.step)
-        if len(calls) == call:
-            raise error
-        return real(self)
-
-    monkeypatch.setattr(Trainer, "train_step", step)
-    return calls
-
-
 def _tiny_trainer(run: Path, sharp: Path, **overrides: object) -> Trainer:
     cfg = TrainConfig(**{**RECIPE, "data": str(sharp), "steps": 10, "checkpoint_every": 1000, **overrides})
     return Trainer(cfg, run, device="cpu")
 
 
 def test_oom_in_a_step_saves_the_last_good_state_and_says_what_to_change(tmp_path, sharp, monkeypatch) -> None:
-    _fail_at(monkeypatch, 3, torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"))
+    fail_train_step_at(monkeypatch, 3, torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"))
     trainer = _tiny_trainer(tmp_path / "run", sharp, crop=64)
     with pytest.raises(TrainingOutOfMemory) as info:
         trainer.fit()
@@ -191,7 +175,7 @@ def test_oom_in_a_step_saves_the_last_good_state_and_says_what_to_change(tmp_pat
 )
 def test_out_of_memory_runtime_errors_are_recognised(tmp_path, sharp, monkeypatch, error) -> None:
     assert is_out_of_memory(error)
-    _fail_at(monkeypatch, 2, error)
+    fail_train_step_at(monkeypatch, 2, error)
     with pytest.raises(TrainingOutOfMemory, match="smaller batch size or crop"):
         _tiny_trainer(tmp_path / "run", sharp).fit()
     assert load_checkpoint(tmp_path / "run" / "checkpoint.pt")["step"] == 1
@@ -200,43 +184,16 @@ def test_out_of_memory_runtime_errors_are_recognised(tmp_path, sharp, monkeypatc
 def test_other_errors_pass_through_unchanged(tmp_path, sharp, monkeypatch) -> None:
     error = RuntimeError("mat1 and mat2 shapes cannot be multiplied")
     assert not is_out_of_memory(error)
-    _fail_at(monkeypatch, 2, error)
+    fail_train_step_at(monkeypatch, 2, error)
     with pytest.raises(RuntimeError) as info:
         _tiny_trainer(tmp_path / "run", sharp).fit()
     assert info.value is error and not (tmp_path / "run" / "checkpoint.pt").exists()
 
 
 def test_oom_on_the_first_step_writes_nothing_so_a_smaller_run_can_start(tmp_path, sharp, monkeypatch) -> None:
-    calls = _fail_at(monkeypatch, 1, torch.OutOfMemoryError("CUDA out of memory"))
+    calls = fail_train_step_at(monkeypatch, 1, torch.OutOfMemoryError("CUDA out of memory"))
     with pytest.raises(TrainingOutOfMemory, match="no new checkpoint"):
         _tiny_trainer(tmp_path / "run", sharp).fit()
     assert not (tmp_path / "run" / "checkpoint.pt").exists()
     _tiny_trainer(tmp_path / "run", sharp, batch_size=1, steps=2).fit()  # the same folder, no --resume needed
     assert load_checkpoint(tmp_path / "run" / "checkpoint.pt")["step"] == 2 and len(calls) == 3
-
-
-def test_cli_reports_oom_in_one_line_after_saving(tmp_path, sharp, recipe, monkeypatch, capsys) -> None:
-    _fail_at(monkeypatch, 4, torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 MiB"))
-    run = tmp_path / "run"
-    code = main(["train", str(sharp), "--out", str(run), "--config", str(recipe), "--device", "cpu", "--quiet"])
-    err = capsys.readouterr().err.strip()
-    assert code == 2 and len(err.splitlines()) == 1, err
-    assert "out of memory at step 4" in err and "e.g. batch size 1;" in err and str(run) in err  # crop 32 is minimal
-    assert load_checkpoint(run / "checkpoint.pt")["step"] == 3
-    assert np.isfinite(next(iter(load_generator(run / "generator.safetensors").parameters())).detach()).all()
-
-
-def test_cli_reports_a_diverged_run_in_one_line(tmp_path, sharp, recipe, monkeypatch, capsys) -> None:
-    from napari_deblurgan.gan.data.batches import SyntheticPairs
-
-    real = SyntheticPairs.batch
-
-    def nan_batch(self: SyntheticPairs, step: int, rank: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-        blurred, sharp_ = real(self, step, rank)
-        return blurred * float("nan"), sharp_
-
-    monkeypatch.setattr(SyntheticPairs, "batch", nan_batch)
-    run = ["train", str(sharp), "--out", str(tmp_path / "run"), "--config", str(recipe), "--device", "cpu"]
-    code = main([*run, "--steps", "40"])  # the recipe's 100,000 steps would hide a missed divergence
-    err = capsys.readouterr().err.strip().splitlines()[-1]
-    assert code == 2 and err.startswith("napari-deblurgan train: error: Training diverged"), err
