@@ -71,3 +71,16 @@ def natural_rgb() -> np.ndarray:
     import skimage.data
 
     return skimage.data.astronaut()
+
+
+@pytest.fixture
+def sharp(tmp_path: Path) -> Path:
+    """A folder of one sharp photo (100 x 100 RGB), for training runs from the command line."""
+    import skimage.data
+
+    from napari_deblurgan.gan.io.images import write_image
+
+    folder = tmp_path / "sharp"
+    folder.mkdir()
+    write_image(folder / "a.png", skimage.data.astronaut()[:100, :100])
+    return folder

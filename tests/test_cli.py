@@ -437,14 +437,6 @@ FAULT_RECIPE = {
 
 
 @pytest.fixture
-def sharp(tmp_path: Path) -> Path:
-    folder = tmp_path / "sharp"
-    folder.mkdir()
-    write_image(folder / "a.png", skimage.data.astronaut()[:100, :100])
-    return folder
-
-
-@pytest.fixture
 def recipe(tmp_path: Path) -> Path:
     path = tmp_path / "recipe.json"
     path.write_text(json.dumps(FAULT_RECIPE))

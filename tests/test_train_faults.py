@@ -14,12 +14,10 @@ import time
 from pathlib import Path
 
 import pytest
-import skimage.data
 import torch
 
 from _helpers import TINY_RECIPE, fail_train_step_at
 from napari_deblurgan.gan.io.checkpoint import load_checkpoint
-from napari_deblurgan.gan.io.images import write_image
 from napari_deblurgan.gan.model.device import is_out_of_memory
 from napari_deblurgan.gan.model.weights import load_generator, read_metadata
 from napari_deblurgan.gan.training.train import TrainConfig, Trainer, TrainingOutOfMemory
@@ -33,14 +31,6 @@ RECIPE = {
     "decay_start": 1.0,  # a constant learning rate, so runs of different lengths are comparable
 }
 RUN_FILES = {"checkpoint.pt", "generator.safetensors", "metrics.csv"}
-
-
-@pytest.fixture
-def sharp(tmp_path: Path) -> Path:
-    folder = tmp_path / "sharp"
-    folder.mkdir()
-    write_image(folder / "a.png", skimage.data.astronaut()[:100, :100])
-    return folder
 
 
 @pytest.fixture
