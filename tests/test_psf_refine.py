@@ -135,10 +135,11 @@ def test_border_weights_fade_in_per_side_as_far_as_the_psf_reaches_beyond_that_e
 def test_the_estimates_stop_once_the_psf_settles(case, monkeypatch, converged, estimates) -> None:
     _, blurred, _ = case
     calls = []
-    estimate = psf_refine.estimate_psf
-    monkeypatch.setattr(psf_refine, "estimate_psf", lambda *a, **k: calls.append(1) or estimate(*a, **k))
+    start = psf_refine.estimate_psf(T(blurred), T(blurred))
+    estimate = psf_refine.estimate_psfs
+    monkeypatch.setattr(psf_refine, "estimate_psfs", lambda *a, **k: calls.append(1) or estimate(*a, **k))
     monkeypatch.setattr(psf_refine, "CONVERGED", converged)  # 2: any change (two PSFs differ by at most 2)
-    psf_refine.settle(T(blurred), T(blurred), estimate(T(blurred), T(blurred)), steps=7)
+    psf_refine.settle(T(blurred), T(blurred), start, steps=7)
     assert len(calls) == estimates
 
 
@@ -172,10 +173,14 @@ def test_refine_uses_the_trusted_estimate_that_best_explains_the_input(case, mon
     _, blurred, _ = case
     stand_in = np.clip(2 * blurred - np.roll(blurred, 1, axis=1), 0, 1)
     residuals: list[tuple[float, np.ndarray]] = []
-    measure = psf_refine.reblur_residual
-    monkeypatch.setattr(
-        psf_refine, "reblur_residual", lambda b, r, k: residuals.append((measure(b, r, k), k)) or residuals[-1][0]
-    )
+    measure = psf_refine._reblur_residuals
+
+    def measured(b, r, psfs):
+        values = measure(b, r, psfs)
+        residuals.extend(zip(values, psfs))
+        return values
+
+    monkeypatch.setattr(psf_refine, "_reblur_residuals", measured)
     _, psf = refine(blurred, stand_in)
     assert len(residuals) == 3  # one per start: strongest edges, coarse to fine, wide structures
     best = min(residuals, key=lambda pair: pair[0])[1]
@@ -236,6 +241,19 @@ def test_refinement_of_odd_images_stays_finite_and_in_range(name, identity_model
         np.testing.assert_array_equal(out, image)  # nothing to estimate a PSF from: unchanged
 
 
+def test_psfs_settled_side_by_side_are_the_ones_settled_alone(case) -> None:
+    """The three starts settle in one batch (and stop one by one): each ends where it would alone."""
+    sharp, blurred, psf = case
+    b, g = T(blurred), T((sharp + blurred) / 2)
+    starts = [psf_refine.estimate_psf(b, T(sharp)), _centred(psf), psf_refine.point_psf()]
+    usable = torch.stack([torch.ones_like(b), psf_refine.wide_structures(b).float(), torch.ones_like(b)])
+    together = psf_refine._settle_many(b[None], g[None], starts, 5, usable)
+    for start, mask, got in zip(starts, usable, together, strict=True):
+        np.testing.assert_allclose(got, psf_refine.settle(b, g, start, 5, mask), atol=1e-6)
+    residuals = psf_refine._reblur_residuals(b[None], g[None], together)
+    assert residuals == pytest.approx([psf_refine.reblur_residual(b, g, k) for k in together], rel=1e-5)
+
+
 def test_the_filters_are_scipys_and_skimages() -> None:
     """The refinement's filters in torch (so they run on the model's device) compute what the scipy and
     scikit-image filters they replace did, on an odd-sized plane, borders included."""
@@ -254,7 +272,8 @@ def test_the_filters_are_scipys_and_skimages() -> None:
     ramp = np.pad(image, 41, mode="linear_ramp")
     np.testing.assert_allclose(psf_refine._pad_linear_ramp(T(image), 41), ramp, atol=1e-6)
     for q in (0.0, 0.5, 0.98, 1.0):
-        assert float(psf_refine._quantile(T(image), q)) == pytest.approx(float(np.quantile(image, q)), abs=1e-7)
+        got = psf_refine._quantile(T(image).reshape(1, -1), q)
+        assert float(got[0]) == pytest.approx(float(np.quantile(image, q)), abs=1e-7)
 
 
 def test_blur_that_varies_across_the_frame_is_told_from_one_kernel() -> None:

@@ -99,16 +99,17 @@ def shock_filter(image: Tensor, iterations: int = 3, step: float = 0.5, sigma: f
     out = gaussian_filter(image, 0.5, truncate=2.0)
     for _ in range(iterations):
         laplacian = _laplace(gaussian_filter(out, sigma, truncate=2.0))
-        gy, gx = torch.gradient(out)  # central differences, one-sided at the edges (numpy.gradient)
+        gy, gx = torch.gradient(out, dim=(-2, -1))  # central differences, one-sided at the edges (numpy.gradient)
         out = out - step * torch.sign(laplacian) * torch.sqrt(gx * gx + gy * gy)
     return out
 
 
 def _gradients(image: Tensor) -> Tensor:
-    """Forward differences (0 at the last column/row), stacked as (x, y) on a new first axis."""
+    """Forward differences along the last two axes (0 at the last column/row), stacked as (x, y) on a new
+    first axis."""
     grads = torch.zeros((2, *image.shape), dtype=image.dtype, device=image.device)
-    grads[0, :, :-1] = image[:, 1:] - image[:, :-1]
-    grads[1, :-1] = image[1:] - image[:-1]
+    grads[0, ..., :-1] = image[..., 1:] - image[..., :-1]
+    grads[1, ..., :-1, :] = image[..., 1:, :] - image[..., :-1, :]
     return grads
 
 
@@ -130,35 +131,52 @@ def estimate_psf(
     kept, and the PSF is normalised to sum 1 and centred on its centre of mass (so deconvolving with it
     does not shift the image).
     """
-    h, w = blurred.shape
+    batch = None if usable is None else usable[None]
+    return estimate_psfs(blurred[None], latent[None], size, keep, regularisation, threshold, batch)[0]
+
+
+def estimate_psfs(
+    blurred: Tensor,
+    latent: Tensor,
+    size: int = KERNEL_SIZE,
+    keep: float = 0.02,
+    regularisation: float = 1e-2,
+    threshold: float = 0.1,
+    usable: Tensor | None = None,
+) -> list[FloatArray]:
+    """:func:`estimate_psf` of K cases at once: planes (K, H, W), or (1, H, W) shared by all K (a blurred
+    plane, a latent, the ``usable`` mask), in one batched FFT and one copy of the PSFs to the CPU."""
+    h, w = latent.shape[-2:]
     margin = min(size, h // 4, w // 4)
-    inside = torch.zeros_like(blurred)
+    inside = torch.zeros((h, w), dtype=latent.dtype, device=latent.device)
     inside[margin : h - margin, margin : w - margin] = 1
     latent_grads, blurred_grads = _gradients(latent), _gradients(blurred)
     magnitude = torch.hypot(latent_grads[0], latent_grads[1])
     if usable is not None:
         magnitude = magnitude * usable
-    strong = magnitude >= _quantile(magnitude[margin : h - margin, margin : w - margin], 1 - keep)
+    inner = magnitude[:, margin : h - margin, margin : w - margin].reshape(len(magnitude), -1)
+    strong = magnitude >= _quantile(inner, 1 - keep)[:, None, None]
     shape = _fast_shape(h, w)  # zero padding is harmless: the gradients are masked to the inside anyway
     spectra_l = torch.fft.rfft2(latent_grads * (strong * inside), s=shape)
     numerator = (spectra_l.conj() * torch.fft.rfft2(blurred_grads * inside, s=shape)).sum(dim=0)
     energy = (spectra_l.real**2 + spectra_l.imag**2).sum(dim=0)
-    spectrum = numerator / (energy + regularisation * energy.mean() + 1e-12)
-    full = torch.fft.fftshift(torch.fft.irfft2(spectrum, s=shape))
+    spectrum = numerator / (energy + regularisation * energy.mean(dim=(-2, -1), keepdim=True) + 1e-12)
+    full = torch.fft.fftshift(torch.fft.irfft2(spectrum, s=shape), dim=(-2, -1))
     r, cy, cx = size // 2, shape[0] // 2, shape[1] // 2
-    psf = full[cy - r : cy + r + 1, cx - r : cx + r + 1].double().cpu().numpy()
-    return _clean_psf(psf, threshold)
+    psfs = full[:, cy - r : cy + r + 1, cx - r : cx + r + 1].double().cpu().numpy()
+    return [_clean_psf(psf, threshold) for psf in psfs]
 
 
 def _quantile(values: Tensor, q: float) -> Tensor:
-    """``numpy.quantile(values, q)`` (linear interpolation) by selection: 2-3x faster than sorting."""
-    flat = values.reshape(-1)
-    position = q * (flat.numel() - 1)
+    """``numpy.quantile(row, q)`` (linear interpolation) of each row of ``values`` (K, N), by selection:
+    2-3x faster than sorting."""
+    n = values.shape[-1]
+    position = q * (n - 1)
     low = int(position)
-    below = flat.kthvalue(low + 1).values
-    if low + 1 == flat.numel():
+    below = values.kthvalue(low + 1, dim=-1).values
+    if low + 1 == n:
         return below
-    return below + (position - low) * (flat.kthvalue(low + 2).values - below)
+    return below + (position - low) * (values.kthvalue(low + 2, dim=-1).values - below)
 
 
 def _clean_psf(psf: NDArray[np.float64], threshold: float) -> FloatArray:
@@ -196,10 +214,11 @@ def radius_of_gyration(psf: FloatArray) -> float:
 
 
 def _otf(kernel: FloatArray, shape: tuple[int, int], device: torch.device) -> Tensor:
-    padded = torch.zeros(shape, dtype=torch.float32)
-    k = kernel.shape[0]
-    padded[:k, :k] = torch.from_numpy(np.ascontiguousarray(kernel, dtype=np.float32))
-    return torch.fft.rfft2(torch.roll(padded, (-(k // 2), -(k // 2)), dims=(0, 1)).to(device))
+    """The rfft2 of a centred (k, k) kernel, or of a stack (K, k, k), on a grid of ``shape``."""
+    padded = torch.zeros((*kernel.shape[:-2], *shape), dtype=torch.float32)
+    k = kernel.shape[-1]
+    padded[..., :k, :k] = torch.from_numpy(np.ascontiguousarray(kernel, dtype=np.float32))
+    return torch.fft.rfft2(torch.roll(padded, (-(k // 2), -(k // 2)), dims=(-2, -1)).to(device))
 
 
 def _gradient_power(shape: tuple[int, int], device: torch.device) -> Tensor:
@@ -258,21 +277,42 @@ def deconvolve(
 def _deconvolve_frame(
     blurred: Tensor, prior: Tensor, psf: FloatArray, prior_weight: float, tv_weight: float, rounds: int
 ) -> Tensor:
-    margin = PADDING * psf.shape[0]
     colour = blurred.ndim == 3
-    blurred_p, prior_p = (
-        _pad_linear_ramp((plane.permute(2, 0, 1) if colour else plane[None]).float(), margin)
-        for plane in (blurred, prior)
-    )
-    h, w = blurred.shape[:2]
-    reach = EDGE_TAPER * psf.shape[0]
+    planes_b, planes_p = ((plane.permute(2, 0, 1) if colour else plane[None]).float() for plane in (blurred, prior))
+    solved = _deconvolve_planes(planes_b, planes_p, psf, prior_weight, tv_weight, rounds)
+    return solved.permute(1, 2, 0) if colour else solved[0]
+
+
+def _deconvolve_planes(
+    blurred: Tensor,
+    prior: Tensor,
+    psf: FloatArray,
+    prior_weight: float = 0.005,
+    tv_weight: float = 0.001,
+    rounds: int = 4,
+) -> Tensor:
+    """:func:`deconvolve` of planes (N, H, W) by one PSF (k, k), or by a stack (K, k, k) paired with the
+    planes (N = K) or shared by one plane (N = 1): (max(N, K), H, W), in batched FFTs."""
+    margin = PADDING * psf.shape[-1]
+    blurred_p, prior_p = (_pad_linear_ramp(planes, margin) for planes in (blurred, prior))
+    h, w = blurred.shape[-2:]
+    reach = EDGE_TAPER * psf.shape[-1]
     ramp_y, ramp_x = (_edge_ramp(n, (reach, reach), blurred.device, margin, 0.5) for n in (h, w))
     taper = torch.minimum(ramp_y[:, None], ramp_x[None, :])
     shape = _fast_shape(*blurred_p.shape[-2:])  # zeros past the ramps: sizes the FFT factors quickly
     operators = (_otf(psf, shape, blurred.device), _gradient_power(shape, blurred.device))
     solved = _solve(blurred_p, prior_p, shape, operators, taper, prior_weight, tv_weight, rounds)
-    solved = solved[:, margin : margin + h, margin : margin + w]
-    return solved.permute(1, 2, 0) if colour else solved[0]
+    return solved[:, margin : margin + h, margin : margin + w]
+
+
+def _deconvolve_gray(gray_blurred: Tensor, gray_restored: Tensor, psfs: list[FloatArray]) -> Tensor:
+    """:func:`deconvolve` of gray planes (K or 1, H, W) by K PSFs: (K, H, W), at once up to
+    :data:`DECONVOLVE_TILE` per side."""
+    if max(gray_blurred.shape[-2:]) <= DECONVOLVE_TILE:
+        return _deconvolve_planes(gray_blurred, gray_restored, np.stack(psfs))
+    k = len(psfs)
+    pairs = zip(gray_blurred.expand(k, -1, -1), gray_restored.expand(k, -1, -1), psfs)
+    return torch.stack([deconvolve(b, r, psf) for b, r, psf in pairs])
 
 
 def _pad_linear_ramp(planes: Tensor, margin: int) -> Tensor:
@@ -304,8 +344,9 @@ def _solve(
     tv_weight: float,
     rounds: int,
 ) -> Tensor:
-    """Planes (C, H, W), all at once; ``operators``: the PSF's OTF and |FFT of the gradients|^2 on the
-    rfft2 grid of ``shape``. The input is edge-tapered (see :func:`deconvolve`)."""
+    """Planes (N, H, W), all at once; ``operators``: the PSF's OTF (or a stack of them, see
+    :func:`_deconvolve_planes`) and |FFT of the gradients|^2 on the rfft2 grid of ``shape``. The input is
+    edge-tapered (see :func:`deconvolve`)."""
     h, w = blurred.shape[-2:]
     otf, gradient_power = operators
     data_power = otf.real**2 + otf.imag**2 + prior_weight
@@ -381,25 +422,20 @@ def _choose_psf(blurred: Tensor, restored: Tensor, size: int, iterations: int) -
     gray_blurred, gray_restored = (centre_crop(_gray(plane), ESTIMATE_WINDOW) for plane in (blurred, restored))
     latent = shock_filter(gray_restored)
     wide = wide_structures(gray_blurred)
-
-    def candidate(start: str) -> tuple[FloatArray, float]:
-        usable = wide if start == "wide structures" else None
-        if start == "coarse to fine":
-            psf = _coarse_start(gray_blurred, gray_restored, size)
-        else:
-            psf = estimate_psf(gray_blurred, latent, size, usable=usable)
-        psf = settle(gray_blurred, gray_restored, psf, iterations - 1, usable)
-        if _blur_weight(psf) == 0:  # point-like: never used, and a point explains any input
-            return psf, float("inf")
-        return psf, reblur_residual(gray_blurred, gray_restored, psf)
-
-    # one after another: side by side in threads was 10-20 % slower on 2 CPU cores (torch's own threads
-    # already share each step's work), and a GPU runs each step's kernels in turn anyway
-    candidates = [candidate(start) for start in STARTS]
+    # the starts' usable edges, in STARTS' order: all, all (coarse to fine), wide structures only
+    usable = torch.stack([torch.ones_like(latent), torch.ones_like(latent), wide.to(latent.dtype)])
+    strongest, widest = estimate_psfs(gray_blurred[None], latent[None], size, usable=usable[::2])
+    starts = [strongest, _coarse_start(gray_blurred, gray_restored, size), widest]
+    # the three settle side by side (batched FFTs: fewer, larger steps on a GPU, as fast on the CPU)
+    settled = _settle_many(gray_blurred[None], gray_restored[None], starts, iterations - 1, usable)
+    blurs = [i for i, psf in enumerate(settled) if _blur_weight(psf) > 0]  # a point explains any input
+    measured = _reblur_residuals(gray_blurred[None], gray_restored[None], [settled[i] for i in blurs]) if blurs else []
+    residuals = dict(zip(blurs, measured))
+    candidates = [(psf, residuals.get(i, float("inf"))) for i, psf in enumerate(settled)]
     cross_check: FloatArray | None = None
     trusted = []
     for psf, residual in candidates:
-        if residual == float("inf"):  # point-like (see candidate)
+        if residual == float("inf"):  # point-like
             continue
         if cross_check is None:
             cross_check = estimate_psf(gray_blurred, latent, size, keep=CROSS_CHECK_KEEP)
@@ -433,18 +469,17 @@ def varies_across_frame(gray_blurred: Tensor, gray_restored: Tensor, psf: FloatA
     side = min(REGION_SIDE, h // 2, w // 2)
     if side < MIN_REGION_SIDE:
         return False
-    for y, x in ((0, 0), (0, w - side), (h - side, 0), (h - side, w - side)):
-        region_blurred, region_restored = (
-            gray_blurred[y : y + side, x : x + side],
-            gray_restored[y : y + side, x : x + side],
-        )
-        own = settle(region_blurred, region_restored, psf, 2)
-        ratio = reblur_residual(region_blurred, region_restored, psf) / max(
-            reblur_residual(region_blurred, region_restored, own), 1e-12
-        )
-        if ratio > 1 + REGION_TOLERANCE:
-            return True
-    return False
+    corners = ((0, 0), (0, w - side), (h - side, 0), (h - side, w - side))
+    regions_blurred, regions_restored = (
+        torch.stack([plane[y : y + side, x : x + side] for y, x in corners]) for plane in (gray_blurred, gray_restored)
+    )
+    given = [psf] * len(corners)
+    own = _settle_many(regions_blurred, regions_restored, given, 2)
+    ratios = zip(
+        _reblur_residuals(regions_blurred, regions_restored, given),
+        _reblur_residuals(regions_blurred, regions_restored, own),
+    )
+    return any(with_given / max(with_own, 1e-12) > 1 + REGION_TOLERANCE for with_given, with_own in ratios)
 
 
 def settle(
@@ -452,13 +487,33 @@ def settle(
 ) -> FloatArray:
     """Re-estimate ``psf`` up to ``steps`` times, each from ``gray_blurred`` deconvolved by the one
     before (shock-filtered; Cho and Lee 2009), stopping once it moves less than :data:`CONVERGED`."""
+    batch = None if usable is None else usable[None]
+    return _settle_many(gray_blurred[None], gray_restored[None], [psf], steps, batch)[0]
+
+
+def _settle_many(
+    gray_blurred: Tensor, gray_restored: Tensor, psfs: list[FloatArray], steps: int, usable: Tensor | None = None
+) -> list[FloatArray]:
+    """:func:`settle` of K PSFs side by side: planes (K or 1, H, W); each stops on its own."""
+    psfs = list(psfs)
+    active = list(range(len(psfs)))
+
+    def of_active(planes: Tensor | None) -> Tensor | None:
+        return planes if planes is None or len(planes) == 1 else planes[active]
+
     for _ in range(steps):
-        previous = psf
-        latent = shock_filter(deconvolve(gray_blurred, gray_restored, psf))
-        psf = estimate_psf(gray_blurred, latent, psf.shape[0], usable=usable)
-        if np.abs(psf - previous).sum() < CONVERGED:
+        if not active:
             break
-    return psf
+        blurred = of_active(gray_blurred)
+        latent = shock_filter(_deconvolve_gray(blurred, of_active(gray_restored), [psfs[i] for i in active]))
+        estimates = estimate_psfs(blurred, latent, psfs[active[0]].shape[0], usable=of_active(usable))
+        moving = []
+        for i, psf in zip(active, estimates):
+            if np.abs(psf - psfs[i]).sum() >= CONVERGED:
+                moving.append(i)
+            psfs[i] = psf
+        active = moving
+    return psfs
 
 
 #: Coarse-to-fine start: the PSF is first estimated (and settled over this many steps) at half resolution.
@@ -522,7 +577,15 @@ def reblur_residual(gray_blurred: Tensor, gray_restored: Tensor, psf: FloatArray
     """Mean squared difference, away from the borders, between ``gray_blurred`` and its deconvolution
     by ``psf`` blurred again by ``psf``: how well the PSF explains the input. Compare blurs only: a
     point explains any input (its deconvolution is the input itself)."""
-    return _inner_mse(_reblur(deconvolve(gray_blurred, gray_restored, psf), psf), gray_blurred, psf.shape[0])
+    return _reblur_residuals(gray_blurred[None], gray_restored[None], [psf])[0]
+
+
+def _reblur_residuals(gray_blurred: Tensor, gray_restored: Tensor, psfs: list[FloatArray]) -> list[float]:
+    """:func:`reblur_residual` of K PSFs of one size at once; planes (K or 1, H, W)."""
+    stack = np.stack(psfs)
+    m = stack.shape[-1]
+    error = _reblur(_deconvolve_gray(gray_blurred, gray_restored, psfs), stack) - gray_blurred
+    return (error[:, m:-m, m:-m].double() ** 2).mean(dim=(-2, -1)).tolist()
 
 
 #: :func:`unexplained` above which the generator's output is kept. On the validation sets (12 one-kernel
@@ -547,10 +610,12 @@ def unexplained(gray_blurred: Tensor, gray_restored: Tensor, psf: FloatArray) ->
 
 
 def _reblur(image: Tensor, psf: FloatArray) -> Tensor:
-    """``image`` blurred by the centred ``psf`` (zero beyond its borders), same shape."""
-    shape = _fast_shape(image.shape[0] + psf.shape[0], image.shape[1] + psf.shape[1])
+    """``image`` blurred by the centred ``psf`` (zero beyond its borders), same shape; planes (..., H, W)
+    and a stack of PSFs (K, k, k) pair up (or broadcast) along the leading axis."""
+    h, w = image.shape[-2:]
+    shape = _fast_shape(h + psf.shape[-1], w + psf.shape[-1])
     spectrum = torch.fft.rfft2(image, s=shape) * _otf(psf, shape, image.device)
-    return torch.fft.irfft2(spectrum, s=shape)[: image.shape[0], : image.shape[1]]
+    return torch.fft.irfft2(spectrum, s=shape)[..., :h, :w]
 
 
 def _inner_mse(a: Tensor, b: Tensor, margin: int) -> float:
