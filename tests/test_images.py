@@ -3,6 +3,7 @@ kept, and image_info (from the header) predicts it."""
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -45,7 +46,10 @@ def test_exif_rotated_16_bit_png_is_read_upright(tmp_path: Path) -> None:
     np.testing.assert_array_equal(read_image(tmp_path / "scan.png"), np.rot90(stored))  # every bit, upright
 
 
+@functools.cache
 def _srgb_profile() -> bytes:
+    """An sRGB ICC profile, made once: its header holds the time it was made, to the second, so two made a
+    second apart differ."""
     from PIL import ImageCms
 
     return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
