@@ -3,6 +3,7 @@ widget docked in a viewer, a pickle payload that must never run and a training s
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -54,3 +55,8 @@ def deblur_widget(viewer: Any, model: Path, beside: bool = True) -> Any:
     widget._model_file.value = model
     widget._beside.value = beside
     return widget
+
+
+def sha256_of(path: Path) -> str:
+    """The SHA-256 of a file's bytes: a file no command may change keeps it."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()

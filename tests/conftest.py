@@ -84,3 +84,14 @@ def sharp(tmp_path: Path) -> Path:
     folder.mkdir()
     write_image(folder / "a.png", skimage.data.astronaut()[:100, :100])
     return folder
+
+
+@pytest.fixture
+def victim(tmp_path: Path) -> Path:
+    """A file outside every output folder that no test may change."""
+    from napari_deblurgan.gan.io.images import write_image
+
+    path = tmp_path / "outside" / "victim.png"
+    path.parent.mkdir()
+    write_image(path, np.full((8, 8), 42, np.uint8))
+    return path

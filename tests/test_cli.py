@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import subprocess
 import sys
@@ -14,7 +13,7 @@ import pytest
 import skimage.data
 import torch
 
-from _helpers import TINY_RECIPE, fail_train_step_at
+from _helpers import TINY_RECIPE, fail_train_step_at, sha256_of
 from napari_deblurgan.cli import main
 from napari_deblurgan.gan.io.checkpoint import load_checkpoint
 from napari_deblurgan.gan.io.images import icc_profile, read_image, write_image
@@ -108,19 +107,6 @@ def test_existing_outputs_and_inputs_are_never_overwritten(images, tmp_path, ide
     assert (images / "rgb8.png").read_bytes() == before
 
 
-def _sha(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-@pytest.fixture
-def victim(tmp_path: Path) -> Path:
-    """A file outside every output folder that no test may change."""
-    path = tmp_path / "outside" / "victim.png"
-    path.parent.mkdir()
-    write_image(path, np.full((8, 8), 42, np.uint8))
-    return path
-
-
 def test_deblur_overwrite_replaces_a_link_in_the_output_folder(tmp_path, victim, identity_model_path) -> None:
     src = tmp_path / "in" / "victim.png"
     src.parent.mkdir()
@@ -128,11 +114,11 @@ def test_deblur_overwrite_replaces_a_link_in_the_output_folder(tmp_path, victim,
     out = tmp_path / "out"
     out.mkdir()
     (out / "victim.png").symlink_to(victim)
-    before = _sha(victim)
+    before = sha256_of(victim)
     args = ["deblur", str(src), "-o", str(out), "--model", str(identity_model_path), "--quiet"]
     assert main(args) == 2  # exists: needs --overwrite
     assert main([*args, "--overwrite"]) == 0
-    assert _sha(victim) == before and not (out / "victim.png").is_symlink()
+    assert sha256_of(victim) == before and not (out / "victim.png").is_symlink()
     np.testing.assert_array_equal(read_image(out / "victim.png"), np.zeros((16, 16), np.uint8))
 
 

@@ -5,28 +5,15 @@ outputs: test_cli.py; pickle refusal: test_weights.py, test_weights_bad_input.py
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from _helpers import sha256_of
 from napari_deblurgan.cli import main
 from napari_deblurgan.gan.data.prepare import _safe_child, organize_gopro, synthesize_pairs
 from napari_deblurgan.gan.io.images import read_image, write_image
-
-
-def _sha(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-@pytest.fixture
-def victim(tmp_path: Path) -> Path:
-    """A file outside every output folder that no test may change."""
-    path = tmp_path / "outside" / "victim.png"
-    path.parent.mkdir()
-    write_image(path, np.full((8, 8), 42, np.uint8))
-    return path
 
 
 @pytest.fixture
@@ -72,10 +59,10 @@ def test_synthesize_never_writes_through_a_planted_link(tmp_path, sharp, victim,
     (out / where).mkdir(parents=True)
     target = victim.parent / "new.png" if dangling else victim
     (out / where / "a.png").symlink_to(target)
-    before = _sha(victim)
+    before = sha256_of(victim)
     with pytest.raises(FileExistsError, match="symbolic link"):
         synthesize_pairs(sharp, out)
-    assert _sha(victim) == before and not (victim.parent / "new.png").exists()
+    assert sha256_of(victim) == before and not (victim.parent / "new.png").exists()
     assert sorted(p.name for p in out.rglob("*")) == [where, "a.png"]  # refused before writing anything
 
 
@@ -93,9 +80,9 @@ def test_organize_gopro_refuses_planted_links_and_linked_folders(tmp_path, victi
     out = tmp_path / "ab"
     (out / "B").mkdir(parents=True)
     (out / "B" / "GOPR0001_000001.png").symlink_to(victim)
-    before = _sha(victim)
+    before = sha256_of(victim)
     assert main(["organize-gopro", str(root), str(out), "--copy", "--quiet"]) == 2
-    assert _sha(victim) == before and not (out / "A").exists()
+    assert sha256_of(victim) == before and not (out / "A").exists()
     (out / "B" / "GOPR0001_000001.png").unlink()
     (out / "B").rmdir()
     (out / "B").symlink_to(victim.parent)
@@ -109,7 +96,7 @@ def test_organized_links_are_replaced_not_written_through(tmp_path) -> None:
     out = tmp_path / "ab"
     organize_gopro(root, out)
     source = root / "train" / "GOPR0001" / "blur" / "000001.png"
-    before = _sha(source)
+    before = sha256_of(source)
     write_image(out / "A" / "GOPR0001_000001.png", np.full((8, 8, 3), 200, np.uint8))
-    assert _sha(source) == before
+    assert sha256_of(source) == before
     assert read_image(out / "A" / "GOPR0001_000001.png")[0, 0, 0] == 200
