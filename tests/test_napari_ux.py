@@ -169,10 +169,10 @@ def test_training_preview_stop_and_a_new_run_in_a_fresh_folder(make_napari_viewe
     assert "training mine" in activity  # napari's activity dock showed the run
     (preview,) = [layer for layer in viewer.layers if "preview" in layer.name]
     # Stop reaches the worker some steps after step 4 was shown (signals queue while it trains on, more
-    # under load): the preview shows the step the run stopped and saved at
+    # under load): the preview shows a step from 4 up to the one the run stopped and saved at
     shown_step = re.fullmatch(r"preview step (\d+): blurred \| output \| sharp \[mine\]", preview.name)
     stopped = re.match(r"stopped at step (\d+):", widget._status.value)
-    assert shown_step and stopped and 4 <= int(shown_step.group(1)) == int(stopped.group(1)) < 500, preview.name
+    assert shown_step and stopped and 4 <= int(shown_step.group(1)) <= int(stopped.group(1)) < 500, preview.name
     height, width, _ = preview.data.shape
     panel = (width - 2 * 8) // 3  # three validation crops, side by side, 8 px apart
     assert panel == height and preview.data[:, :panel].max() <= 128 < preview.data[:, -panel:].max()  # sharp//2
