@@ -87,7 +87,7 @@ def test_cuda_training_with_autocast_and_resume(tmp_path: Path, amp: str) -> Non
     recipe["amp"] = amp
     trainer = Trainer(TrainConfig(**recipe), tmp_path / "run", device="cuda")
     if amp == "fp16":
-        assert trainer.amp_dtype == torch.float16 and trainer.scaler is not None  # loss scaling
+        assert trainer.amp_dtype == torch.float16 and set(trainer.scalers) == {"generator", "critic"}
     else:  # bfloat16 where the GPU has it (Ampere and newer), else float16 with loss scaling
         assert trainer.amp_dtype == (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
     start = {k: v.clone() for k, v in trainer.generator.state_dict().items()}

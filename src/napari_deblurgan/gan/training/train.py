@@ -431,7 +431,14 @@ class Trainer:
         )
         self.amp_dtype = _autocast_dtype(config, self.device)
         cuda_fp16 = self.amp_dtype == torch.float16 and self.device.type == "cuda"
-        self.scaler = torch.amp.GradScaler("cuda") if cuda_fp16 else None
+        # float16: one loss scaler per optimiser (the critic's and the generator's losses differ by orders of
+        # magnitude), starting at 2^10, not 2^16: 100 x the content loss overflowed float16 at 2^16 for
+        # every step of a short run on an H200 (each overflow skips the step and halves the scale)
+        self.scalers: dict[str, torch.amp.GradScaler] = (
+            {name: torch.amp.GradScaler("cuda", init_scale=2.0**10) for name in ("generator", "critic")}
+            if cuda_fp16
+            else {}
+        )
         self.content = content_loss(config.content_loss, config.vgg_weights)
         if isinstance(self.content, nn.Module):
             self.content.to(self.device)
@@ -467,7 +474,7 @@ class Trainer:
             "critic": self.critic.state_dict() if self.critic else {},
             "opt_g": self.opt_g.state_dict(),
             "opt_d": self.opt_d.state_dict() if self.opt_d else {},
-            "scaler": self.scaler.state_dict() if self.scaler else {},
+            "scalers": {name: scaler.state_dict() for name, scaler in self.scalers.items()},
             "ema": self.ema.state_dict() if self.ema else {},
             "torch_rng": torch.get_rng_state(),
         }
@@ -478,8 +485,9 @@ class Trainer:
         if self.critic is not None and state["critic"]:
             self.critic.load_state_dict(state["critic"])
             self.opt_d.load_state_dict(state["opt_d"])  # type: ignore[union-attr]
-        if self.scaler is not None and state["scaler"]:
-            self.scaler.load_state_dict(state["scaler"])
+        for name, scaler_state in state.get("scalers", {}).items():
+            if name in self.scalers:
+                self.scalers[name].load_state_dict(scaler_state)
         if self.ema is not None and state.get("ema"):
             self.ema.load_state_dict(state["ema"])
         torch.set_rng_state(state["torch_rng"])
@@ -536,21 +544,22 @@ class Trainer:
     ) -> bool:
         """Backpropagate ``loss`` and step ``opt``; False (and no step) when the gradients are not finite."""
         opt.zero_grad(set_to_none=True)
-        (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
+        scaler = self.scalers.get("generator" if net is self.generator else "critic")
+        (scaler.scale(loss) if scaler is not None else loss).backward()
         params = [p for p in net.parameters() if p.grad is not None]
         if all_reduce and self.distributed:  # before unscaling, so every rank's scaler sees the same gradients
             world = dist.get_world_size()
             for p in params:
                 dist.all_reduce(p.grad)
                 p.grad /= world
-        if self.scaler is not None:
-            self.scaler.unscale_(opt)
+        if scaler is not None:
+            scaler.unscale_(opt)
         norm = nn.utils.clip_grad_norm_(params, self.cfg.grad_clip if self.cfg.grad_clip > 0 else math.inf)
-        if self.scaler is not None:  # float16: the scaler skips a non-finite step itself and lowers its scale
-            scale = self.scaler.get_scale()
-            self.scaler.step(opt)
-            self.scaler.update()
-            return self.scaler.get_scale() >= scale
+        if scaler is not None:  # float16: the scaler skips a non-finite step itself and lowers its scale
+            scale = scaler.get_scale()
+            scaler.step(opt)
+            scaler.update()
+            return scaler.get_scale() >= scale
         if not bool(torch.isfinite(norm)):
             opt.zero_grad(set_to_none=True)
             return False
