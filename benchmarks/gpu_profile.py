@@ -104,6 +104,12 @@ def training(device: torch.device, steps: int, small: bool) -> None:
         torch.backends.cudnn.benchmark = benchmark
         step = seconds(trainer.train_step, device, steps)
         print(f"the step on a ready batch, cudnn.benchmark {benchmark}: {step:.3f}; with the batch: {made + step:.3f}")
+    ahead = Trainer(TrainConfig.from_dict({**recipe, "steps": 4 * steps}), tempfile.mkdtemp(), device=str(device))
+    events = iter(ahead.steps())
+    next(events)  # the workers start and the first batch is made
+    t = time.perf_counter()
+    done = sum(1 for _ in events)
+    print(f"training with {ahead.data_workers} data workers: {done / (time.perf_counter() - t):.2f} steps/s")
     print("\nprofile of making a batch:")
     top_operators(lambda: source.batch(1), device)
     print("\nprofile of the step:")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +10,7 @@ import pytest
 import torch
 
 from napari_deblurgan.gan.data.batches import SyntheticPairs
+from napari_deblurgan.gan.data.photo_pairs import RealisticPairs
 from napari_deblurgan.gan.data.prefetch import PrefetchedSource, default_data_workers
 from napari_deblurgan.gan.training.train import TrainConfig, Trainer
 
@@ -25,6 +27,30 @@ def test_prefetched_batches_equal_the_sources_in_order_after_a_jump_and_per_rank
         ahead.close()
     with pytest.raises(ValueError, match="at least one worker"):
         PrefetchedSource(source, workers=0)
+
+
+def test_workers_prepare_a_rendering_source_and_this_process_renders_it() -> None:
+    """The realistic engine renders on the training GPU: workers cut the canvases and draw the choices
+    (no CUDA in forked workers), the training process renders; the batches equal the source's own."""
+    finished_in: list[int] = []
+
+    class Recording(RealisticPairs):
+        def finish(self, prepared):  # type: ignore[no-untyped-def]
+            finished_in.append(os.getpid())
+            return super().finish(prepared)
+
+    rng = np.random.default_rng(1)
+    photos = [rng.integers(0, 256, (70, 90, 3), dtype=np.uint8) for _ in range(2)]
+    source = Recording(photos, crop=24, batch_size=2, seed=3)
+    ahead = PrefetchedSource(source, workers=2)
+    try:
+        for step in (0, 1, 5):
+            made = ahead.batch(step)
+            direct = source.batch(step)
+            assert all(torch.equal(a, b) for a, b in zip(made, direct)), step
+    finally:
+        ahead.close()
+    assert finished_in == [os.getpid()] * 6  # three prefetched and three direct, all rendered here
 
 
 def test_a_run_with_data_workers_equals_one_without(tmp_path: Path) -> None:
@@ -50,7 +76,10 @@ def test_default_data_workers_only_on_cuda_leaving_a_core_free(monkeypatch) -> N
 
 KILLED_PARENT = """
 import multiprocessing, os, signal, numpy as np
+import os
+
 from napari_deblurgan.gan.data.batches import SyntheticPairs
+from napari_deblurgan.gan.data.photo_pairs import RealisticPairs
 from napari_deblurgan.gan.data.prefetch import PrefetchedSource
 source = SyntheticPairs([np.zeros((40, 40, 3), np.float32)], crop=16, batch_size=1, seed=0)
 PrefetchedSource(source, workers=1).batch(0)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from numpy.typing import NDArray
 
-from .realistic import RealisticBlur, plan_batch, render
+from .realistic import Plan, RealisticBlur, plan_batch, render
 
 
 def load_photos(folder: str | Path) -> list[NDArray[np.uint8]]:
@@ -74,6 +75,11 @@ class RealisticPairs:
         return patch[0].clamp(0, 1)
 
     def batch(self, step: int, rank: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.finish(self.prepare(step, rank))
+
+    def prepare(self, step: int, rank: int = 0) -> PreparedBatch:
+        """The CPU part of a batch: the canvases cut from the photos and every random choice. Data workers
+        run this (:class:`.prefetch.PrefetchedSource`) while the training process renders on its GPU."""
         rng = np.random.default_rng([self.seed, step, rank])
         side = self.crop + 2 * self.margin
         frames, crops, canvases, objects = [], [], [], []
@@ -91,14 +97,29 @@ class RealisticPairs:
             oy, ox = rng.uniform(0, max(0.0, oh - side)), rng.uniform(0, max(0.0, ow - side))
             objects.append(self._region(other, oy / so, ox / so, side / so, side))
         plan = plan_batch(rng, self.options, (self.crop, self.crop), self.margin, frames, crops)
-        sharp_canvas = torch.stack(canvases).to(self.device)
-        blurred, sharp = render(sharp_canvas, torch.stack(objects).to(self.device), plan, (self.crop, self.crop))
         turns, flips = rng.integers(4, size=self.batch_size), rng.integers(2, size=self.batch_size)
+        return PreparedBatch(torch.stack(canvases), torch.stack(objects), plan, turns, flips)
+
+    def finish(self, prepared: PreparedBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        """Render a prepared batch on :attr:`device`: (blurred, sharp), turned and flipped, in [-1, 1]."""
+        canvases, objects = (t.to(self.device, non_blocking=True) for t in (prepared.canvases, prepared.objects))
+        blurred, sharp = render(canvases, objects, prepared.plan, (self.crop, self.crop))
         pairs = []
         for t in (blurred, sharp):
-            out = [torch.rot90(x, int(k), dims=(1, 2)) for x, k in zip(t, turns)]
-            pairs.append(torch.stack([x.flip(2) if f else x for x, f in zip(out, flips)]).contiguous() * 2 - 1)
+            out = [torch.rot90(x, int(k), dims=(1, 2)) for x, k in zip(t, prepared.turns)]
+            pairs.append(torch.stack([x.flip(2) if f else x for x, f in zip(out, prepared.flips)]).contiguous() * 2 - 1)
         return pairs[0], pairs[1]
+
+
+@dataclass
+class PreparedBatch:
+    """What :meth:`RealisticPairs.prepare` makes on the CPU for :meth:`RealisticPairs.finish` to render."""
+
+    canvases: torch.Tensor  # (B, 3, side, side) float32 in [0, 1]: the sharp frames' regions
+    objects: torch.Tensor  # (B, 3, side, side): the regions moving objects are cut from
+    plan: Plan
+    turns: NDArray[np.int64]  # quarter turns of each sample
+    flips: NDArray[np.int64]  # 1: mirrored left-right
 
 
 def _mirrored(index: NDArray[np.int64], length: int) -> NDArray[np.int64]:

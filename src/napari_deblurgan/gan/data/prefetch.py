@@ -13,6 +13,7 @@ import signal
 import sys
 import threading
 from concurrent.futures import Future, ProcessPoolExecutor
+from typing import Any
 
 import torch
 
@@ -49,13 +50,20 @@ def _exit_with_parent() -> None:
         os._exit(0)
 
 
-def _make(step: int, rank: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _make(step: int, rank: int) -> Any:
     assert _SOURCE is not None
-    return _SOURCE.batch(step, rank)
+    return _SOURCE.prepare(step, rank) if _renders_in_parent(_SOURCE) else _SOURCE.batch(step, rank)
+
+
+def _renders_in_parent(source: BatchSource) -> bool:
+    """A source that splits its batches into a CPU part (``prepare``) and a render on its device (``finish``,
+    e.g. :class:`.photo_pairs.RealisticPairs` on a GPU): the workers prepare, the training process renders."""
+    return hasattr(source, "prepare") and hasattr(source, "finish")
 
 
 class PrefetchedSource:
-    """A :class:`BatchSource` whose next ``ahead`` batches are made by ``workers`` processes."""
+    """A :class:`BatchSource` whose next ``ahead`` batches are made by ``workers`` processes (or, for a source
+    that renders on its device, prepared by them and rendered here: workers never touch CUDA)."""
 
     def __init__(self, source: BatchSource, workers: int, ahead: int | None = None) -> None:
         if workers < 1:
@@ -65,7 +73,8 @@ class PrefetchedSource:
         context = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
         self._pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_install, initargs=(source, workers))
         self._ahead = ahead or 2 * workers
-        self._pending: dict[tuple[int, int], Future[tuple[torch.Tensor, torch.Tensor]]] = {}
+        self._pending: dict[tuple[int, int], Future[Any]] = {}
+        self._finish = source.finish if _renders_in_parent(source) else None  # type: ignore[attr-defined]
 
     def batch(self, step: int, rank: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
         for key in [k for k in self._pending if k[0] < step or k[1] != rank]:
@@ -73,7 +82,8 @@ class PrefetchedSource:
         for ahead in range(step, step + self._ahead):
             if (ahead, rank) not in self._pending:
                 self._pending[(ahead, rank)] = self._pool.submit(_make, ahead, rank)
-        return self._pending.pop((step, rank)).result()
+        made = self._pending.pop((step, rank)).result()
+        return self._finish(made) if self._finish is not None else made
 
     def close(self) -> None:
         """Stop the workers; batches still queued are dropped."""

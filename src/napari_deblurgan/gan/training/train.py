@@ -455,10 +455,10 @@ class Trainer:
             self.g_train = DDP(self.generator, device_ids=ids)
         per_node = int(os.environ.get("LOCAL_WORLD_SIZE", "1")) if self.distributed else 1
         renders_here = isinstance(self.source, RealisticPairs) and self.device.type == "cuda"
-        if data_workers is None:  # the realistic engine renders on the GPU itself: no workers needed there
-            data_workers = 0 if renders_here else default_data_workers(self.device, per_node)
+        if data_workers is None:
+            data_workers = default_data_workers(self.device, per_node)
         self.data_workers = data_workers
-        if self._own_source and renders_here and data_workers == 0:
+        if self._own_source and renders_here:  # workers cut the canvases; the blur renders on the GPU here
             self.source.device = self.device  # type: ignore[attr-defined]
         self._batches: BatchSource = self.source
         self._stop = False
