@@ -134,7 +134,7 @@ def _mirrored(index: NDArray[np.int64], length: int) -> NDArray[np.int64]:
 
 def _window(photo: NDArray, top: int, left: int, height: int, width: int) -> NDArray:
     """The ``height`` x ``width`` window of ``photo`` at (top, left), mirrored past its edges."""
-    if 0 <= top and top + height <= photo.shape[0] and 0 <= left and left + width <= photo.shape[1]:
+    if top >= 0 and left >= 0 and top + height <= photo.shape[0] and left + width <= photo.shape[1]:
         return photo[top : top + height, left : left + width]  # inside: a view, no gather
     rows = _mirrored(np.arange(top, top + height), photo.shape[0])
     cols = _mirrored(np.arange(left, left + width), photo.shape[1])
