@@ -10,10 +10,13 @@ top operators. Prints figures; a lent GPU runs it in about a minute:
 from __future__ import annotations
 
 import argparse
+import cProfile
 import json
+import pstats
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 
 import numpy as np
 import torch
@@ -74,10 +77,16 @@ def pipeline(device: torch.device, size: tuple[int, int], frames: int) -> None:
     stack = np.stack([np.roll(frame, 5 * t, axis=1) for t in range(frames)])
     model = load_model(device=device)
     print(f"\ndeblur, a warm {frames}-frame stack of {size[0]}x{size[1]}: ms per frame")
-    for refine in (False, True):
-        for half in (False, True):
-            t = seconds(lambda r=refine, h=half: deblur(stack, model, half=h, refine=r), device, 2)
-            print(f"refine {refine!s:>5} half {half!s:>5}: {1e3 * t / frames:8.1f}", flush=True)
+    for tile in (1024, None):  # the default tiles (a 720p frame is two) or whole frames, batched
+        for refine in (False, True):
+            for half in (False, True):
+                run = partial(deblur, stack, model, half=half, refine=refine, tile_size=tile)
+                t = seconds(run, device, 2)
+                print(f"tile {tile!s:>5} refine {refine!s:>5} half {half!s:>5}: {1e3 * t / frames:8.1f}", flush=True)
+    print("\nPython's view of deblur (fp32, not refined, default tiles), by own time:")
+    profiler = cProfile.Profile()
+    profiler.runcall(deblur, stack, model, refine=False)
+    pstats.Stats(profiler).sort_stats("tottime").print_stats(15)
     print("\nprofile of deblur (fp32, refined):")
     top_operators(lambda: deblur(stack, model), device)
 
