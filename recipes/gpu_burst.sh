@@ -8,7 +8,9 @@
 # Trains recipes/realistic_gpu.json (batch 32 of 256^2, bf16 autocast, channels-last, the realistic blur
 # engine rendering on the GPU) on the compact corpus pack data/pack (`napari-deblurgan corpus data/corpus
 # --pack data/pack`; git-ignored, so the device call names it in `carry`), starting from INIT (default:
-# the shipped model, whose lineage's architecture and data mix the recipe matches), then writes to $OUT:
+# the shipped model; to go on from the CPU's current stage, whose architecture and data mix the recipe
+# matches, `napari-deblurgan export RUN data/init.safetensors --half`, pass data/init.safetensors and
+# carry it too), then writes to $OUT:
 # generator.safetensors (the weight average, float16), metrics.csv and log.txt.
 # The whole burst fits SECONDS_LIMIT (default 530): a probe of PROBE_SECONDS (default 40) measures the
 # device's steps per second and start-up time, and the run is then given as many steps as fit the time
