@@ -86,17 +86,31 @@ class PlaneDeblurrer:
             return [Tile(0, 0, h, w)]
         return plan_tiles(h, w, self.tile_size - self.tile_size % self.multiple, self.tile_overlap, self.multiple)
 
-    def _run(self, batch: np.ndarray) -> np.ndarray:
-        """The tiles ``batch`` (N, H, W, 3) in [0, 1] plus half the change the network makes in [-1, 1]
-        (not ``(y + 1) / 2``, which rounds: where the network changes nothing, the input comes back
-        bit for bit)."""
-        x = torch.from_numpy(batch)
-        if self.device.type == "cuda":  # page-locked: the copy to the GPU runs without a staging copy
+    def _to_device(self, planes: NDArray[np.float32]) -> torch.Tensor:
+        """Planes on the runner's device; on CUDA through page-locked memory (no staging copy)."""
+        x = torch.from_numpy(np.ascontiguousarray(planes))
+        if self.device.type == "cuda":
             x = x.pin_memory()
-        x = x.to(self.device, non_blocking=True).permute(0, 3, 1, 2) * 2 - 1
+        return x.to(self.device, non_blocking=True)
+
+    def _pad(self, planes: torch.Tensor) -> torch.Tensor:
+        """(N, H, W, 3) planes with :meth:`padding`, mirrored as numpy's "symmetric" mode (edge repeated)."""
+        h, w = planes.shape[1:3]
+        (top, bottom), (left, right) = self.padding(h, w)
+        rows, cols = (
+            torch.from_numpy(_symmetric(np.arange(-before, n + after), n)).to(planes.device)
+            for n, before, after in ((h, top, bottom), (w, left, right))
+        )
+        return planes.index_select(1, rows).index_select(2, cols)
+
+    def _run(self, batch: torch.Tensor) -> torch.Tensor:
+        """The tiles ``batch`` (N, H, W, 3) in [0, 1] on the device plus half the change the network makes
+        in [-1, 1] (not ``(y + 1) / 2``, which rounds: where the network changes nothing, the input comes
+        back bit for bit)."""
+        x = batch.permute(0, 3, 1, 2) * 2 - 1
         with torch.inference_mode(), _precision_context(self.device, self.half), _cudnn_autotune(self.device):
             y = sum(undo_dihedral(self._forward(dihedral(x, k)), k).float() - x for k in range(self.ensemble))
-        return (batch + y.permute(0, 2, 3, 1).cpu().numpy() / (2 * self.ensemble)).clip(0, 1)
+        return (batch + y.permute(0, 2, 3, 1) / (2 * self.ensemble)).clamp(0, 1)
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.device.type == "cpu":
@@ -149,10 +163,10 @@ class PlaneDeblurrer:
         memory, one at a time (:meth:`__call__`)."""
         if len(planes) > 1:
             h, w = planes[0].shape[:2]
-            pad_y, pad_x = self.padding(h, w)
+            (top, _), (left, _) = self.padding(h, w)
             try:
-                padded = np.stack([np.pad(p, (pad_y, pad_x, (0, 0)), mode="symmetric") for p in planes])
-                out = self._run(padded)[:, pad_y[0] : pad_y[0] + h, pad_x[0] : pad_x[0] + w]
+                padded = self._pad(self._to_device(np.stack(planes)))
+                out = self._run(padded)[:, top : top + h, left : left + w].cpu().numpy()
             except Exception as exc:
                 if not is_out_of_memory(exc):
                     raise
@@ -166,30 +180,36 @@ class PlaneDeblurrer:
         return [self(plane, on_tile, on_retile) for plane in planes]
 
     def _plane(self, plane: NDArray[np.float32], on_tile: Callable[[], None] | None) -> NDArray[np.float32]:
+        """One plane through the network on the device: padded, tiled and stitched there, copied back once."""
         h, w = plane.shape[:2]
-        pad_y, pad_x = self.padding(h, w)
-        padded = np.pad(plane, (pad_y, pad_x, (0, 0)), mode="symmetric")
-        top, left = pad_y[0], pad_x[0]
+        padded = self._pad(self._to_device(plane[None]))[0]
+        (top, _), (left, _) = self.padding(h, w)
         tiles = self.tiles_for(h, w)
         if len(tiles) == 1:
             out = self._run(padded[None])[0]
             if on_tile:
                 on_tile()
-            return out[top : top + h, left : left + w]
+            return out[top : top + h, left : left + w].cpu().numpy()
         ph, pw = padded.shape[:2]
-        acc = np.zeros((ph, pw, 3), dtype=np.float32)
-        weight = np.zeros((ph, pw, 1), dtype=np.float32)
+        acc = torch.zeros((ph, pw, 3), dtype=torch.float32, device=self.device)
+        weight = torch.zeros((ph, pw, 1), dtype=torch.float32, device=self.device)
         for group in _chunks(tiles, self.batch_size):
-            batch = np.stack([padded[t.y : t.y + t.h, t.x : t.x + t.w] for t in group])
+            batch = torch.stack([padded[t.y : t.y + t.h, t.x : t.x + t.w] for t in group])
             for t, out in zip(group, self._run(batch)):
-                wt = tile_weights(t, tiles, ph, pw)[:, :, None]
+                wt = torch.from_numpy(tile_weights(t, tiles, ph, pw)[:, :, None]).to(self.device)
                 acc[t.y : t.y + t.h, t.x : t.x + t.w] += out * wt
                 weight[t.y : t.y + t.h, t.x : t.x + t.w] += wt
                 if on_tile:
                     on_tile()
         del padded, batch  # large planes: free them before the division, and divide in place
-        np.divide(acc, weight, out=acc)
-        return acc[top : top + h, left : left + w]
+        acc.div_(weight)
+        return acc[top : top + h, left : left + w].cpu().numpy()
+
+
+def _symmetric(index: NDArray[np.int64], length: int) -> NDArray[np.int64]:
+    """Indices mirrored into [0, length) with the edge repeated (numpy's "symmetric" padding), however far out."""
+    folded = index % (2 * length)
+    return np.where(folded >= length, 2 * length - 1 - folded, folded)
 
 
 def _chunks(items: list[Tile], size: int) -> Iterator[list[Tile]]:
