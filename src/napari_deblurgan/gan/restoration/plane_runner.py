@@ -162,22 +162,27 @@ class PlaneDeblurrer:
         """Deblur planes of one shape, each a single tile (frames of a stack), in one forward pass; out of
         memory, one at a time (:meth:`__call__`)."""
         if len(planes) > 1:
-            h, w = planes[0].shape[:2]
-            (top, _), (left, _) = self.padding(h, w)
             try:
-                padded = self._pad(self._to_device(np.stack(planes)))
-                out = self._run(padded)[:, top : top + h, left : left + w].cpu().numpy()
+                out = self._together(planes)
             except Exception as exc:
                 if not is_out_of_memory(exc):
                     raise
-                if self.device.type == "cuda":
-                    torch.cuda.empty_cache()
-            else:
+                out = None
+            if out is not None:
                 for _ in planes:
                     if on_tile:
                         on_tile()
                 return list(out)
+            if self.device.type == "cuda":  # the failed pass's tensors are freed once its traceback is gone
+                torch.cuda.empty_cache()
         return [self(plane, on_tile, on_retile) for plane in planes]
+
+    def _together(self, planes: list[NDArray[np.float32]]) -> NDArray[np.float32]:
+        """Planes of one shape in one pass (a helper, so that out of memory its tensors are freed on return)."""
+        h, w = planes[0].shape[:2]
+        (top, _), (left, _) = self.padding(h, w)
+        padded = self._pad(self._to_device(np.stack(planes)))
+        return self._run(padded)[:, top : top + h, left : left + w].cpu().numpy()
 
     def _plane(self, plane: NDArray[np.float32], on_tile: Callable[[], None] | None) -> NDArray[np.float32]:
         """One plane through the network on the device: padded, tiled and stitched there, copied back once."""
