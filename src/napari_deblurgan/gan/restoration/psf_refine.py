@@ -168,15 +168,18 @@ def estimate_psfs(
 
 
 def _quantile(values: Tensor, q: float) -> Tensor:
-    """``numpy.quantile(row, q)`` (linear interpolation) of each row of ``values`` (K, N), by selection:
-    2-3x faster than sorting."""
+    """``numpy.quantile(row, q)`` (linear interpolation) of each row of ``values`` (K, N), for a high ``q``:
+    the two order statistics it interpolates are the smallest two of the row's top ``N - floor(q (N - 1))``,
+    found by one selection (``topk``): 3x faster than two ``kthvalue`` calls on the CPU (3 rows of 900k, q = 0.98);
+    ``kthvalue`` was the costliest refinement kernel on an H200."""
     n = values.shape[-1]
     position = q * (n - 1)
     low = int(position)
-    below = values.kthvalue(low + 1, dim=-1).values
+    top = values.topk(n - low, dim=-1, sorted=False).values
     if low + 1 == n:
-        return below
-    return below + (position - low) * (values.kthvalue(low + 2, dim=-1).values - below)
+        return top[..., 0]
+    below, above = top.topk(2, dim=-1, largest=False).values.unbind(-1)  # ascending
+    return below + (position - low) * (above - below)
 
 
 def _clean_psf(psf: NDArray[np.float64], threshold: float) -> FloatArray:
