@@ -432,8 +432,8 @@ class Trainer:
         self.amp_dtype = _autocast_dtype(config, self.device)
         cuda_fp16 = self.amp_dtype == torch.float16 and self.device.type == "cuda"
         # float16: one loss scaler per optimiser (the critic's and the generator's losses differ by orders of
-        # magnitude), starting at 2^10, not 2^16: 100 x the content loss overflowed float16 at 2^16 for
-        # every step of a short run on an H200 (each overflow skips the step and halves the scale)
+        # magnitude), starting at 2^10, not 2^16: on an H200 a 6-step run from 2^16 left the generator as it
+        # was, every step skipped as overflowing (100 x the content loss; each overflow halves the scale)
         self.scalers: dict[str, torch.amp.GradScaler] = (
             {name: torch.amp.GradScaler("cuda", init_scale=2.0**10) for name in ("generator", "critic")}
             if cuda_fp16
