@@ -423,11 +423,16 @@ class Trainer:
             if config.ema > 0
             else None
         )
+        # on CUDA the fused optimisers: one kernel per step instead of several per parameter (AdamW took
+        # 3.2 ms of a 40 ms step on an H200); elsewhere the default, so CPU runs resume bit for bit
+        fused = True if self.device.type == "cuda" else None
         self.opt_g = torch.optim.AdamW(
-            self.generator.parameters(), config.lr, betas=config.betas, weight_decay=config.weight_decay
+            self.generator.parameters(), config.lr, betas=config.betas, weight_decay=config.weight_decay, fused=fused
         )
         self.opt_d = (
-            torch.optim.Adam(self.critic.parameters(), config.critic_lr, betas=config.betas) if self.critic else None
+            torch.optim.Adam(self.critic.parameters(), config.critic_lr, betas=config.betas, fused=fused)
+            if self.critic
+            else None
         )
         self.amp_dtype = _autocast_dtype(config, self.device)
         cuda_fp16 = self.amp_dtype == torch.float16 and self.device.type == "cuda"
