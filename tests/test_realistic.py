@@ -214,3 +214,14 @@ def test_photo_regions_mirror_past_the_edges_however_far() -> None:
         far = np.arange(-40, 40)
         expected = np.pad(np.arange(length), 200, mode="reflect")[200 - 40 : 200 + 40] if length > 1 else 0 * far
         assert np.array_equal(_mirrored(far, length), expected)
+
+
+def test_a_prepared_batch_holds_object_regions_for_its_moving_objects_only() -> None:
+    """The CPU part cuts object regions only for samples with a moving object; the render is the same."""
+    for mix, movers in (({"camera": 1.0}, 0), ({"object": 1.0}, 3)):
+        source = RealisticPairs(_photos(), crop=32, batch_size=3, seed=1, options=RealisticBlur(mix=mix))
+        prepared = source.prepare(0)
+        assert int(prepared.plan.has_object.sum()) == len(prepared.objects) == movers
+        blurred, sharp = source.finish(prepared)
+        assert blurred.shape == sharp.shape == (3, 3, 32, 32) and bool(torch.isfinite(blurred).all())
+        assert all(torch.equal(a, b) for a, b in zip((blurred, sharp), source.batch(0)))

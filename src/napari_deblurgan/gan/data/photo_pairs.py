@@ -83,7 +83,7 @@ class RealisticPairs:
         run this (:class:`.prefetch.PrefetchedSource`) while the training process renders on its GPU."""
         rng = np.random.default_rng([self.seed, step, rank])
         side = self.crop + 2 * self.margin
-        frames, crops, canvases, objects = [], [], [], []
+        frames, crops, canvases, object_regions = [], [], [], []
         for _ in range(self.batch_size):
             photo = self.photos[rng.choice(len(self.photos), p=self.weights)]
             s = rng.uniform(self.scale_min, 1.0)
@@ -96,14 +96,20 @@ class RealisticPairs:
             so = rng.uniform(self.scale_min, 1.0)
             oh, ow = other.shape[0] * so, other.shape[1] * so
             oy, ox = rng.uniform(0, max(0.0, oh - side)), rng.uniform(0, max(0.0, ow - side))
-            objects.append(self._region(other, oy / so, ox / so, side / so, side))
+            object_regions.append((other, oy / so, ox / so, side / so))
         plan = plan_batch(rng, self.options, (self.crop, self.crop), self.margin, frames, crops)
         turns, flips = rng.integers(4, size=self.batch_size), rng.integers(2, size=self.batch_size)
-        return PreparedBatch(np.stack(canvases), np.stack(objects), plan, turns, flips)
+        # only the samples with a moving object (the "object" kind) use an object region: cut only theirs
+        objects = [self._region(*object_regions[i], side) for i in np.flatnonzero(plan.has_object)]
+        movers = np.stack(objects) if objects else np.zeros((0, 3, side, side), np.float16)
+        return PreparedBatch(np.stack(canvases), movers, plan, turns, flips)
 
     def finish(self, prepared: PreparedBatch) -> tuple[torch.Tensor, torch.Tensor]:
         """Render a prepared batch on :attr:`device`: (blurred, sharp), turned and flipped, in [-1, 1]."""
-        canvases, objects = (torch.from_numpy(a).to(self.device).float() for a in (prepared.canvases, prepared.objects))
+        canvases = torch.from_numpy(prepared.canvases).to(self.device).float()
+        objects = torch.zeros_like(canvases)  # render reads the object regions of the movers only
+        movers = torch.as_tensor(np.flatnonzero(prepared.plan.has_object), device=self.device)
+        objects[movers] = torch.from_numpy(prepared.objects).to(self.device).float()
         blurred, sharp = render(canvases, objects, prepared.plan, (self.crop, self.crop))
         pairs = []
         for t in (blurred, sharp):
@@ -117,7 +123,7 @@ class PreparedBatch:
     """What :meth:`RealisticPairs.prepare` makes on the CPU for :meth:`RealisticPairs.finish` to render."""
 
     canvases: NDArray[np.float16]  # (B, 3, side, side) in [0, 1]: the sharp frames' regions
-    objects: NDArray[np.float16]  # (B, 3, side, side): the regions moving objects are cut from
+    objects: NDArray[np.float16]  # (M, 3, side, side): the regions the M samples' moving objects come from
     plan: Plan
     turns: NDArray[np.int64]  # quarter turns of each sample
     flips: NDArray[np.int64]  # 1: mirrored left-right
