@@ -27,7 +27,8 @@ export PYTHONPATH=src PYTHONUNBUFFERED=1
 DEVICE="${DEVICE:-cuda}"
 LIMIT="${SECONDS_LIMIT:-530}"
 PROBE="${PROBE_SECONDS:-40}"
-# processes that prepare batches (one takes 0.4-0.7 s of a core for 32 x 256^2; the GPU trains ~15 a second)
+# processes that prepare batches (one takes about 0.25 s of a core for 32 x 256^2; the H200 profile suggests
+# ~15 steps a second once fed)
 WORKERS="${DATA_WORKERS:-$(( $(nproc) > 3 ? $(nproc) - 2 : 1 ))}"
 WORK=$(mktemp -d)
 START=$(date +%s)
