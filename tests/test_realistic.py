@@ -55,6 +55,27 @@ def test_the_target_is_the_frame_at_rest_where_the_blur_is_centred(kind: str) ->
     assert not torch.allclose(blurred, sharp, atol=0.02)
 
 
+def test_extent_power_draws_mild_blur_more_often_and_power_one_is_numpys_uniform() -> None:
+    """At power 1 the extents are ``rng.uniform``'s, bit for bit (stages recorded before the option resume
+    unchanged); at power 2 a quarter of the blurred samples fall in the range's lowest 6.25 %."""
+    b, frames, crops = 400, [(200, 300)] * 400, [(60, 90)] * 400
+
+    def extents(**opts) -> np.ndarray:
+        options = replace(CLEAN, mix={"kernel": 1.0}, extent=(1.0, 41.0), sharp=0.2, **opts)
+        return plan_batch(np.random.default_rng(11), options, (16, 16), 24, frames, crops).extents
+
+    rng = np.random.default_rng(11)
+    rng.choice(1, size=b, p=[1.0])  # the kinds' draw
+    still = rng.random(b) < 0.2
+    assert np.array_equal(extents(), np.where(still, 0.0, rng.uniform(1.0, 41.0, size=b)))
+    skewed = extents(extent_power=2.0)
+    assert np.array_equal(skewed == 0, still)  # the same samples stay sharp
+    mild = (skewed[~still] < 1.0 + 40 * 0.0625).mean()
+    assert 0.18 < mild < 0.32, mild  # uniform draws would put 6 % there
+    with pytest.raises(ValueError, match="extent_power"):
+        RealisticBlur(extent_power=0.0)
+
+
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("extent", [4.0, 17.0, 35.0])
 def test_the_blur_extent_is_the_one_asked_for(kind: str, extent: float) -> None:

@@ -40,6 +40,7 @@ class RealisticBlur:
 
     mix: dict[str, float] = field(default_factory=lambda: {"camera": 0.4, "object": 0.25, "zoom": 0.1, "kernel": 0.25})
     extent: tuple[float, float] = (3.0, 40.0)  # px: the largest distance a point travels in the exposure
+    extent_power: float = 1.0  # extents are low + (high - low) * u ** power, u uniform: > 1 draws mild blur more often
     sharp: float = 0.05  # share of samples without motion (noise, tone and JPEG only): keep sharp photos sharp
     step: float = 1.5  # at most this many px between sub-frames, so long blur is smooth, not ghosted
     max_subframes: int = 41
@@ -64,6 +65,8 @@ class RealisticBlur:
         for name in ("sharp", "saturation", "jpeg", "gray"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"realistic.{name} is a share, in [0, 1]; got {getattr(self, name)}")
+        if not self.extent_power > 0:
+            raise ValueError(f"realistic.extent_power must be > 0 (1: uniform extents); got {self.extent_power}")
         if not (self.step > 0 and self.max_subframes >= 3):
             raise ValueError("realistic.step must be > 0 and realistic.max_subframes >= 3")
         if not (0 <= self.noise[0] <= self.noise[1] and 1 <= self.gamma[0] <= self.gamma[1]):
@@ -222,7 +225,8 @@ def plan_batch(
     weights = np.array([options.mix[n] for n in names], dtype=float)
     kinds = [names[i] for i in rng.choice(len(names), size=b, p=weights / weights.sum())]
     lo, hi = options.extent
-    extents = np.where(rng.random(b) < options.sharp, 0.0, rng.uniform(lo, hi, size=b))
+    still = rng.random(b) < options.sharp
+    extents = np.where(still, 0.0, lo + (hi - lo) * rng.random(b) ** options.extent_power)  # rng.uniform at power 1
     n = int(np.clip(np.ceil(extents.max() / options.step) + 1, 3, options.max_subframes)) | 1  # odd: a middle
     t = np.linspace(-0.5, 0.5, n)
     yy, xx = np.meshgrid(np.linspace(0, h - 1, 3), np.linspace(0, w - 1, 3), indexing="ij")
