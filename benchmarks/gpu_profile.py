@@ -77,12 +77,15 @@ def pipeline(device: torch.device, size: tuple[int, int], frames: int) -> None:
     stack = np.stack([np.roll(frame, 5 * t, axis=1) for t in range(frames)])
     model = load_model(device=device)
     print(f"\ndeblur, a warm {frames}-frame stack of {size[0]}x{size[1]}: ms per frame")
-    for tile in (1024, None):  # the default tiles (a 720p frame is two) or whole frames, batched
+    # the default tiles (a 720p frame is two: frames one at a time), or whole frames batched through the
+    # network and the refinement, 4 (the default) or 16 at a time
+    for tile, batch in ((1024, None), (None, None), (None, 16)):
         for refine in (False, True):
             for half in (False, True):
-                run = partial(deblur, stack, model, half=half, refine=refine, tile_size=tile)
+                run = partial(deblur, stack, model, half=half, refine=refine, tile_size=tile, batch_size=batch)
                 t = seconds(run, device, 2)
-                print(f"tile {tile!s:>5} refine {refine!s:>5} half {half!s:>5}: {1e3 * t / frames:8.1f}", flush=True)
+                label = f"tile {tile!s:>5} batch {batch!s:>4} refine {refine!s:>5} half {half!s:>5}"
+                print(f"{label}: {1e3 * t / frames:8.1f}", flush=True)
     print("\nPython's view of deblur (fp32, not refined, default tiles), by own time:")
     profiler = cProfile.Profile()
     profiler.runcall(deblur, stack, model, refine=False)

@@ -398,17 +398,21 @@ def test_a_masked_array_is_refused_rather_than_its_mask_ignored(identity_model_p
 def test_frames_of_a_stack_go_through_the_network_together(tiny_model_path, natural_rgb, monkeypatch) -> None:
     """Frames that fit in one tile are batched (batch_size per forward pass) and come out as they do one
     at a time; progress still counts every frame's tile and refinement."""
-    from napari_deblurgan.gan.restoration import plane_runner
+    from napari_deblurgan.gan.restoration import pipeline, plane_runner
 
     stack = np.stack([np.roll(natural_rgb[:160, :200], 7 * t, axis=1) for t in range(5)])
     passes: list[int] = []
+    refined: list[int] = []
     run = plane_runner.PlaneDeblurrer._run
     monkeypatch.setattr(
         plane_runner.PlaneDeblurrer, "_run", lambda self, batch: passes.append(len(batch)) or run(self, batch)
     )
+    refine_frames = pipeline.refine_frames
+    monkeypatch.setattr(pipeline, "refine_frames", lambda x, y, **k: refined.append(len(x)) or refine_frames(x, y, **k))
+    monkeypatch.setattr(pipeline, "refines_together", lambda device: True)  # as on a GPU
     steps: list[tuple[int, int]] = []
     together = deblur(stack, tiny_model_path, batch_size=4, progress=lambda done, total: steps.append((done, total)))
-    assert passes == [4, 1]
+    assert passes == [4, 1] and refined == [4]  # the refinement batches the same frames (the fifth: alone)
     assert steps[-1] == (10, 10) and [d for d, _ in steps] == list(range(1, 11))
     passes.clear()
     apart = deblur(stack, tiny_model_path, batch_size=1)
@@ -433,3 +437,34 @@ def test_frames_that_run_out_of_memory_together_go_one_at_a_time(tiny_model_path
     out = deblur(stack, tiny_model_path, batch_size=4)
     expected = [deblur(frame, tiny_model_path) for frame in stack]
     assert np.abs(out.astype(int) - np.stack(expected)).max() <= 1
+
+
+def test_frames_whose_refinement_runs_out_of_memory_together_are_refined_one_at_a_time(
+    identity_model_path, monkeypatch
+) -> None:
+    import skimage.data
+    import torch
+    from scipy import ndimage
+
+    from napari_deblurgan.gan.restoration import pipeline, psf_refine
+
+    # The identity model changes nothing, which no PSF explains: lift the check that would keep its output.
+    monkeypatch.setattr(psf_refine, "AGREEMENT", float("inf"))
+    camera = skimage.data.camera()[60:316, 100:356].astype(np.float32)
+    stack = np.stack([ndimage.uniform_filter1d(camera, n, axis=1) for n in (7, 9)]).round().astype(np.uint8)
+    refine_frames = pipeline.refine_frames
+    sizes: list[int] = []
+
+    def no_room_for_two(x, y, **kwargs):
+        sizes.append(len(x))
+        if len(x) > 1:
+            raise torch.OutOfMemoryError("CUDA out of memory")
+        return refine_frames(x, y, **kwargs)
+
+    monkeypatch.setattr(pipeline, "refine_frames", no_room_for_two)
+    monkeypatch.setattr(pipeline, "refines_together", lambda device: True)  # as on a GPU
+    out = deblur(stack, identity_model_path, batch_size=2)
+    assert sizes == [2]  # then one at a time, by refine
+    expected = np.stack([deblur(frame, identity_model_path) for frame in stack])
+    np.testing.assert_array_equal(out, expected)
+    assert np.abs(out.astype(int) - stack).mean() > 1  # refined: the PSF's deconvolution changed them

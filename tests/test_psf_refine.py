@@ -308,3 +308,26 @@ def test_refine_keeps_the_generators_output_where_the_psf_explains_too_little_of
     assert psf_refine.unexplained(T(camera), T(sharp), truth) > psf_refine.AGREEMENT  # 0.62
     refined, estimated = refine(camera, sharp)
     assert refined is sharp and psf_refine.unexplained(T(camera), T(sharp), estimated) > psf_refine.AGREEMENT
+
+
+def test_frames_refined_together_are_the_ones_refined_alone() -> None:
+    """A stack's frames take their own decisions in one batch: a blurred frame is deconvolved, a frame
+    whose blur varies across it and a sharp one keep the generator's output, each as it would alone."""
+    from napari_deblurgan.gan.data.blur import linear_kernel
+
+    rng = np.random.default_rng(8)
+    sharp = skimage.data.camera().astype(np.float32) / 255
+    across, down = linear_kernel(14, 0, KERNEL_SIZE), linear_kernel(14, 90, KERNEL_SIZE)
+    uniform = blur_image(sharp, across, 0.005, rng).astype(np.float32)
+    split = uniform.copy()
+    split[:, 256:] = blur_image(sharp, down, 0.005, rng)[:, 256:]
+    noisy = (sharp + rng.normal(0, 0.01, sharp.shape)).astype(np.float32)
+    blurred = [uniform, split, noisy]
+    restored = [np.clip(0.5 * (sharp + uniform), 0, 1), sharp, noisy]
+    together = psf_refine.refine_frames(blurred, restored)
+    for (out, psf), b, r in zip(together, blurred, restored, strict=True):
+        alone, psf_alone = refine(b, r)
+        np.testing.assert_allclose(psf, psf_alone, atol=1e-6)
+        np.testing.assert_allclose(out, alone, atol=1e-5)
+    assert not np.array_equal(together[0][0], restored[0])  # deconvolved
+    assert together[1][0] is restored[1] and together[2][0] is restored[2]  # kept

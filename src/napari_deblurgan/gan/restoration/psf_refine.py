@@ -29,6 +29,8 @@ on the CPU); PSFs are small numpy arrays (41 x 41), cleaned on the CPU.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -286,6 +288,23 @@ def _deconvolve_frame(
     return solved.permute(1, 2, 0) if colour else solved[0]
 
 
+def _deconvolve_frames(blurred: Tensor, prior: Tensor, psfs: list[FloatArray]) -> Tensor:
+    """:func:`deconvolve` of frames (F, H, W[, C]), each by its own PSF: their planes in one batch up to
+    :data:`DECONVOLVE_TILE` per side, frame by frame beyond."""
+    if max(blurred.shape[1:3]) > DECONVOLVE_TILE:
+        return torch.stack([deconvolve(b, p, psf) for b, p, psf in zip(blurred, prior, psfs)])
+    colour = blurred.ndim == 4
+    planes_b, planes_p = (
+        (frames.permute(0, 3, 1, 2) if colour else frames[:, None]).float() for frames in (blurred, prior)
+    )
+    channels = planes_b.shape[1]
+    solved = _deconvolve_planes(
+        planes_b.flatten(0, 1), planes_p.flatten(0, 1), np.repeat(np.stack(psfs), channels, axis=0)
+    )
+    solved = solved.unflatten(0, (len(psfs), channels))
+    return solved.permute(0, 2, 3, 1) if colour else solved[:, 0]
+
+
 def _deconvolve_planes(
     blurred: Tensor,
     prior: Tensor,
@@ -374,8 +393,16 @@ def _fast_shape(h: int, w: int) -> tuple[int, int]:
     return fft.next_fast_len(h, real=True), fft.next_fast_len(w, real=True)
 
 
-def _gray(plane: Tensor) -> Tensor:
-    return plane.mean(dim=2) if plane.ndim == 3 else plane
+def _gray(frames: Tensor) -> Tensor:
+    """Gray planes (F, H, W) of frames (F, H, W[, C])."""
+    return frames.mean(dim=-1) if frames.ndim == 4 else frames
+
+
+def _centre_crop(planes: Tensor, size: int) -> Tensor:
+    """The central ``size`` x ``size`` part of planes (..., H, W) (each side only as far as it reaches)."""
+    h, w = planes.shape[-2:]
+    y, x = max(0, (h - size) // 2), max(0, (w - size) // 2)
+    return planes[..., y : y + size, x : x + size]
 
 
 #: The estimates stop early once one moves less than this share of the PSF's mass (L1 change): on the
@@ -406,50 +433,102 @@ def refine(
     (and a point PSF); so do planes with no such estimate (the PSF returned is then the first estimate)
     and planes whose PSF and generator disagree or whose blur varies.
     """
-    kept = restored if isinstance(restored, np.ndarray) else restored.cpu().numpy()
-    if min(blurred.shape[:2]) < 3 * size:
-        return kept, point_psf(size)
-    dev = torch.device(device) if device is not None else torch.as_tensor(blurred[:0]).device
+    return refine_frames([blurred], [restored], size, iterations, device)[0]
+
+
+def refine_frames(
+    blurred: Sequence[FloatArray | Tensor],
+    restored: Sequence[FloatArray | Tensor],
+    size: int = KERNEL_SIZE,
+    iterations: int = 8,
+    device: str | torch.device | None = None,
+) -> list[tuple[FloatArray, FloatArray]]:
+    """:func:`refine` of frames of one shape (a stack's), each with its PSF and its own decisions, every
+    step batched over the frames: on a GPU, where the refinement is bound by kernel launches (about
+    4,300 a 720p frame on an H200), F frames take about the launches of one."""
+    kept = [plane if isinstance(plane, np.ndarray) else plane.cpu().numpy() for plane in restored]
+    if min(blurred[0].shape[:2]) < 3 * size:
+        return [(plane, point_psf(size)) for plane in kept]
+    dev = torch.device(device) if device is not None else torch.as_tensor(blurred[0][:0]).device
     with torch.inference_mode():
-        y, g = (torch.as_tensor(plane).to(dev, torch.float32) for plane in (blurred, restored))
-        psf, use = _choose_psf(y, g, size, iterations)
-        if not use:
-            return kept, psf
-        weights = _blur_weight(psf) * border_weights(y.shape[:2], psf, dev)
-        change = deconvolve(y, g, psf) - g
-        return (g + (weights[..., None] if change.ndim == 3 else weights) * change).cpu().numpy(), psf
+        y, g = (
+            torch.stack([torch.as_tensor(p).to(dev, torch.float32) for p in planes]) for planes in (blurred, restored)
+        )
+        choices = _choose_psfs(y, g, size, iterations)
+        results = [(plane, psf) for plane, (psf, _) in zip(kept, choices)]
+        used = [i for i, (_, use) in enumerate(choices) if use]
+        if not used:
+            return results
+        psfs = [choices[i][0] for i in used]
+        weights = torch.stack([_blur_weight(psf) * border_weights(y.shape[1:3], psf, dev) for psf in psfs])
+        change = _deconvolve_frames(y[used], g[used], psfs) - g[used]
+        refined = (g[used] + (weights[..., None] if change.ndim == 4 else weights) * change).cpu().numpy()
+    for i, plane, psf in zip(used, refined, psfs):
+        results[i] = (plane, psf)
+    return results
 
 
-def _choose_psf(blurred: Tensor, restored: Tensor, size: int, iterations: int) -> tuple[FloatArray, bool]:
-    """:func:`refine`'s PSF, and whether to deconvolve with it (see there)."""
-    gray_blurred, gray_restored = (centre_crop(_gray(plane), ESTIMATE_WINDOW) for plane in (blurred, restored))
+def _choose_psfs(blurred: Tensor, restored: Tensor, size: int, iterations: int) -> list[tuple[FloatArray, bool]]:
+    """:func:`refine`'s PSF of each of F frames (F, H, W[, C]), and whether to deconvolve with it (see there)."""
+    f = len(blurred)
+    gray_blurred, gray_restored = (_centre_crop(_gray(frames), ESTIMATE_WINDOW) for frames in (blurred, restored))
     latent = shock_filter(gray_restored)
-    wide = wide_structures(gray_blurred)
-    # the starts' usable edges, in STARTS' order: all, all (coarse to fine), wide structures only
-    usable = torch.stack([torch.ones_like(latent), torch.ones_like(latent), wide.to(latent.dtype)])
-    strongest, widest = estimate_psfs(gray_blurred[None], latent[None], size, usable=usable[::2])
-    starts = [strongest, _coarse_start(gray_blurred, gray_restored, size), widest]
-    # the three settle side by side (batched FFTs: fewer, larger steps on a GPU, as fast on the CPU)
-    settled = _settle_many(gray_blurred[None], gray_restored[None], starts, iterations - 1, usable)
+    ones = torch.ones_like(latent)
+    # frame by frame, the starts' usable edges in STARTS' order: all, all (coarse to fine), wide structures only
+    usable = torch.stack([ones, ones, wide_structures(gray_blurred).to(latent.dtype)], dim=1)
+    per_start = lambda planes: planes.repeat_interleave(len(STARTS), dim=0)  # noqa: E731
+    first = estimate_psfs(
+        gray_blurred.repeat_interleave(2, dim=0),
+        latent.repeat_interleave(2, dim=0),
+        size,
+        usable=usable[:, ::2].flatten(0, 1),
+    )
+    coarse = _coarse_starts(gray_blurred, gray_restored, size)
+    starts = [psf for i in range(f) for psf in (first[2 * i], coarse[i], first[2 * i + 1])]
+    # all settle side by side (batched FFTs: fewer, larger steps on a GPU, as fast on the CPU)
+    blurred3, restored3 = per_start(gray_blurred), per_start(gray_restored)
+    settled = _settle_many(blurred3, restored3, starts, iterations - 1, usable.flatten(0, 1))
     blurs = [i for i, psf in enumerate(settled) if _blur_weight(psf) > 0]  # a point explains any input
-    measured = _reblur_residuals(gray_blurred[None], gray_restored[None], [settled[i] for i in blurs]) if blurs else []
+    measured = _reblur_residuals(blurred3[blurs], restored3[blurs], [settled[i] for i in blurs]) if blurs else []
     residuals = dict(zip(blurs, measured))
-    candidates = [(psf, residuals.get(i, float("inf"))) for i, psf in enumerate(settled)]
-    cross_check: FloatArray | None = None
-    trusted = []
-    for psf, residual in candidates:
-        if residual == float("inf"):  # point-like
-            continue
-        if cross_check is None:
-            cross_check = estimate_psf(gray_blurred, latent, size, keep=CROSS_CHECK_KEEP)
-        if not unreliable(psf, cross_check):
-            trusted.append((residual, psf))
-    if not trusted:
-        return candidates[0][0], False
-    psf = min(trusted, key=lambda pair: pair[0])[1]
-    if unexplained(gray_blurred, gray_restored, psf) > AGREEMENT:
-        return psf, False
-    return psf, not varies_across_frame(_gray(blurred), _gray(restored), psf)
+    checked = sorted({i // len(STARTS) for i in blurs})  # frames with a blur-like estimate to cross-check
+    cross_checks = dict(
+        zip(
+            checked,
+            estimate_psfs(gray_blurred[checked], latent[checked], size, keep=CROSS_CHECK_KEEP) if checked else [],
+        )
+    )
+    chosen: list[FloatArray] = []
+    trusting: list[int] = []
+    for frame in range(f):
+        candidates = range(frame * len(STARTS), (frame + 1) * len(STARTS))
+        trusted = [
+            (residuals[i], settled[i])
+            for i in candidates
+            if i in residuals and not unreliable(settled[i], cross_checks[frame])
+        ]
+        chosen.append(min(trusted, key=lambda pair: pair[0])[1] if trusted else settled[candidates[0]])
+        if trusted:
+            trusting.append(frame)
+    agreeing = (
+        [
+            frame
+            for frame, share in zip(
+                trusting,
+                _unexplained_many(gray_blurred[trusting], gray_restored[trusting], [chosen[i] for i in trusting]),
+            )
+            if share <= AGREEMENT
+        ]
+        if trusting
+        else []
+    )
+    varying = (
+        _varies_across_frames(_gray(blurred)[agreeing], _gray(restored)[agreeing], [chosen[i] for i in agreeing])
+        if agreeing
+        else []
+    )
+    uniform = {frame for frame, varies in zip(agreeing, varying) if not varies}
+    return [(psf, frame in uniform) for frame, psf in enumerate(chosen)]
 
 
 #: :func:`varies_across_frame`: side (px) of the corner regions (at most), the smallest side worth
@@ -468,21 +547,32 @@ def varies_across_frame(gray_blurred: Tensor, gray_restored: Tensor, psf: FloatA
     Frames whose corner regions would be smaller than :data:`MIN_REGION_SIDE` are not checked.
     (A region's own PSF explaining it worse only means estimating there went less well: on one-kernel
     blur of camera, the true PSF explained the corners 13-28 % better than their own estimates.)"""
-    h, w = gray_blurred.shape
+    return _varies_across_frames(gray_blurred[None], gray_restored[None], [psf])[0]
+
+
+def _varies_across_frames(gray_blurred: Tensor, gray_restored: Tensor, psfs: list[FloatArray]) -> list[bool]:
+    """:func:`varies_across_frame` of F frames (F, H, W) and their PSFs, the 4 F corner regions at once."""
+    h, w = gray_blurred.shape[-2:]
     side = min(REGION_SIDE, h // 2, w // 2)
     if side < MIN_REGION_SIDE:
-        return False
+        return [False] * len(psfs)
     corners = ((0, 0), (0, w - side), (h - side, 0), (h - side, w - side))
     regions_blurred, regions_restored = (
-        torch.stack([plane[y : y + side, x : x + side] for y, x in corners]) for plane in (gray_blurred, gray_restored)
+        torch.stack([plane[..., y : y + side, x : x + side] for y, x in corners], dim=1).flatten(0, 1)
+        for plane in (gray_blurred, gray_restored)
     )
-    given = [psf] * len(corners)
+    given = [psf for psf in psfs for _ in corners]
     own = _settle_many(regions_blurred, regions_restored, given, 2)
-    ratios = zip(
-        _reblur_residuals(regions_blurred, regions_restored, given),
-        _reblur_residuals(regions_blurred, regions_restored, own),
-    )
-    return any(with_given / max(with_own, 1e-12) > 1 + REGION_TOLERANCE for with_given, with_own in ratios)
+    ratios = [
+        with_given / max(with_own, 1e-12)
+        for with_given, with_own in zip(
+            _reblur_residuals(regions_blurred, regions_restored, given),
+            _reblur_residuals(regions_blurred, regions_restored, own),
+        )
+    ]
+    return [
+        any(r > 1 + REGION_TOLERANCE for r in ratios[i : i + len(corners)]) for i in range(0, len(ratios), len(corners))
+    ]
 
 
 def settle(
@@ -525,27 +615,34 @@ COARSE_STEPS = 4
 
 def _coarse_start(gray_blurred: Tensor, gray_restored: Tensor, size: int) -> FloatArray:
     """A PSF estimated at half resolution, where a blur path is half as long, scaled up to ``size``."""
-    half_blurred, half_restored = (_half_scale(plane) for plane in (gray_blurred, gray_restored))
+    return _coarse_starts(gray_blurred[None], gray_restored[None], size)[0]
+
+
+def _coarse_starts(gray_blurred: Tensor, gray_restored: Tensor, size: int) -> list[FloatArray]:
+    """:func:`_coarse_start` of F frames (F, H, W) at once."""
+    half_blurred, half_restored = (_half_scale(planes) for planes in (gray_blurred, gray_restored))
     half_size = (size // 2) | 1
-    half = estimate_psf(half_blurred, shock_filter(half_restored), half_size)
-    half = settle(half_blurred, half_restored, half, COARSE_STEPS)
-    psf = centre_crop(ndimage.zoom(half.astype(np.float64), 2, order=1), size)
-    lack = size - psf.shape[0]  # 2 x half_size is size + 1 or size - 1
-    return _clean_psf(np.maximum(np.pad(psf, (0, lack)), 0), threshold=0.0)
+    halves = estimate_psfs(half_blurred, shock_filter(half_restored), half_size)
+    starts = []
+    for half in _settle_many(half_blurred, half_restored, halves, COARSE_STEPS):
+        psf = centre_crop(ndimage.zoom(half.astype(np.float64), 2, order=1), size)
+        lack = size - psf.shape[0]  # 2 x half_size is size + 1 or size - 1
+        starts.append(_clean_psf(np.maximum(np.pad(psf, (0, lack)), 0), threshold=0.0))
+    return starts
 
 
-def _half_scale(plane: Tensor) -> Tensor:
-    """``skimage.transform.rescale(plane, 0.5, order=1, anti_aliasing=True)``: per axis a Gaussian of
-    sigma (factor - 1) / 2 (4 sigma, 'mirror' borders), then bilinear sampling at pixel centres."""
-    h, w = plane.shape
+def _half_scale(planes: Tensor) -> Tensor:
+    """``skimage.transform.rescale(plane, 0.5, order=1, anti_aliasing=True)`` of planes (..., H, W): per axis a
+    Gaussian of sigma (factor - 1) / 2 (4 sigma, 'mirror' borders), then bilinear sampling at pixel centres."""
+    lead, (h, w) = planes.shape[:-2], planes.shape[-2:]
     out = (max(1, round(h / 2)), max(1, round(w / 2)))
-    smooth = plane[None, None]
+    smooth = planes.reshape(-1, 1, h, w)
     for axis, (n, m) in enumerate(zip((h, w), out)):
-        taps = _gaussian_taps((n / m - 1) / 2, 4.0, plane)
+        taps = _gaussian_taps((n / m - 1) / 2, 4.0, planes)
         r = taps.numel() // 2
         pad, view = ((0, 0, r, r), (1, 1, -1, 1)) if axis == 0 else ((r, r, 0, 0), (1, 1, 1, -1))
         smooth = F.conv2d(F.pad(smooth, pad, mode="reflect"), taps.view(view))  # torch's reflect: scipy's mirror
-    return F.interpolate(smooth, size=out, mode="bilinear", align_corners=False)[0, 0]
+    return F.interpolate(smooth, size=out, mode="bilinear", align_corners=False).reshape(*lead, *out)
 
 
 #: :func:`wide_structures`: window side (px) and the share of a window's gradient magnitude that must
@@ -607,9 +704,15 @@ def unexplained(gray_blurred: Tensor, gray_restored: Tensor, psf: FloatArray) ->
     the generator's change is not that PSF's inverse: blur that is not one convolution (light added in
     linear intensities, clipped highlights, compression, motions that differ across the frame) or a
     PSF that missed the blur."""
-    m = psf.shape[0]
+    return _unexplained_many(gray_blurred[None], gray_restored[None], [psf])[0]
+
+
+def _unexplained_many(gray_blurred: Tensor, gray_restored: Tensor, psfs: list[FloatArray]) -> list[float]:
+    """:func:`unexplained` of F frames (F, H, W) and their PSFs (of one size) at once."""
+    m = psfs[0].shape[0]
     change = _inner_mse(gray_restored, gray_blurred, m)
-    return _inner_mse(_reblur(gray_restored, psf), gray_blurred, m) / max(change, 1e-12)
+    missed = _inner_mse(_reblur(gray_restored, np.stack(psfs)), gray_blurred, m)
+    return [a / max(b, 1e-12) for a, b in zip(missed, change)]
 
 
 def _reblur(image: Tensor, psf: FloatArray) -> Tensor:
@@ -621,10 +724,10 @@ def _reblur(image: Tensor, psf: FloatArray) -> Tensor:
     return torch.fft.irfft2(spectrum, s=shape)[..., :h, :w]
 
 
-def _inner_mse(a: Tensor, b: Tensor, margin: int) -> float:
-    """Mean squared difference of ``a`` and ``b`` without ``margin`` px along each border."""
-    inner = (slice(margin, -margin), slice(margin, -margin))
-    return float(((a[inner].double() - b[inner]) ** 2).mean())
+def _inner_mse(a: Tensor, b: Tensor, margin: int) -> list[float]:
+    """Mean squared difference of planes ``a`` and ``b`` (F, H, W) per plane, ``margin`` px from each border."""
+    inner = (..., slice(margin, -margin), slice(margin, -margin))
+    return ((a[inner].double() - b[inner]) ** 2).mean(dim=(-2, -1)).tolist()
 
 
 def _blur_weight(psf: FloatArray) -> float:
