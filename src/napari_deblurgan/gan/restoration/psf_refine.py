@@ -470,64 +470,44 @@ def refine_frames(
 
 def _choose_psfs(blurred: Tensor, restored: Tensor, size: int, iterations: int) -> list[tuple[FloatArray, bool]]:
     """:func:`refine`'s PSF of each of F frames (F, H, W[, C]), and whether to deconvolve with it (see there)."""
-    f = len(blurred)
+    f, n = len(blurred), len(STARTS)
     gray_blurred, gray_restored = (_centre_crop(_gray(frames), ESTIMATE_WINDOW) for frames in (blurred, restored))
     latent = shock_filter(gray_restored)
     ones = torch.ones_like(latent)
     # frame by frame, the starts' usable edges in STARTS' order: all, all (coarse to fine), wide structures only
     usable = torch.stack([ones, ones, wide_structures(gray_blurred).to(latent.dtype)], dim=1)
-    per_start = lambda planes: planes.repeat_interleave(len(STARTS), dim=0)  # noqa: E731
-    first = estimate_psfs(
-        gray_blurred.repeat_interleave(2, dim=0),
-        latent.repeat_interleave(2, dim=0),
-        size,
-        usable=usable[:, ::2].flatten(0, 1),
-    )
+    twice = (planes.repeat_interleave(2, dim=0) for planes in (gray_blurred, latent))
+    first = estimate_psfs(*twice, size, usable=usable[:, ::2].flatten(0, 1))  # strongest edges, wide structures
     coarse = _coarse_starts(gray_blurred, gray_restored, size)
     starts = [psf for i in range(f) for psf in (first[2 * i], coarse[i], first[2 * i + 1])]
     # all settle side by side (batched FFTs: fewer, larger steps on a GPU, as fast on the CPU)
-    blurred3, restored3 = per_start(gray_blurred), per_start(gray_restored)
-    settled = _settle_many(blurred3, restored3, starts, iterations - 1, usable.flatten(0, 1))
+    blurred_n, restored_n = (planes.repeat_interleave(n, dim=0) for planes in (gray_blurred, gray_restored))
+    settled = _settle_many(blurred_n, restored_n, starts, iterations - 1, usable.flatten(0, 1))
     blurs = [i for i, psf in enumerate(settled) if _blur_weight(psf) > 0]  # a point explains any input
-    measured = _reblur_residuals(blurred3[blurs], restored3[blurs], [settled[i] for i in blurs]) if blurs else []
+    measured = _reblur_residuals(blurred_n[blurs], restored_n[blurs], [settled[i] for i in blurs]) if blurs else []
     residuals = dict(zip(blurs, measured))
-    checked = sorted({i // len(STARTS) for i in blurs})  # frames with a blur-like estimate to cross-check
-    cross_checks = dict(
-        zip(
-            checked,
-            estimate_psfs(gray_blurred[checked], latent[checked], size, keep=CROSS_CHECK_KEEP) if checked else [],
-        )
+    checked = sorted({i // n for i in blurs})  # frames with a blur-like estimate to cross-check
+    cross_checks = (
+        dict(zip(checked, estimate_psfs(gray_blurred[checked], latent[checked], size, keep=CROSS_CHECK_KEEP)))
+        if checked
+        else {}
     )
     chosen: list[FloatArray] = []
-    trusting: list[int] = []
+    trusting: list[int] = []  # frames with a trusted estimate
     for frame in range(f):
-        candidates = range(frame * len(STARTS), (frame + 1) * len(STARTS))
-        trusted = [
-            (residuals[i], settled[i])
-            for i in candidates
-            if i in residuals and not unreliable(settled[i], cross_checks[frame])
-        ]
+        candidates = range(frame * n, (frame + 1) * n)
+        trusted = [(residuals[i], settled[i]) for i in candidates if i in residuals]
+        trusted = [(r, psf) for r, psf in trusted if not unreliable(psf, cross_checks[frame])]
         chosen.append(min(trusted, key=lambda pair: pair[0])[1] if trusted else settled[candidates[0]])
         if trusted:
             trusting.append(frame)
-    agreeing = (
-        [
-            frame
-            for frame, share in zip(
-                trusting,
-                _unexplained_many(gray_blurred[trusting], gray_restored[trusting], [chosen[i] for i in trusting]),
-            )
-            if share <= AGREEMENT
-        ]
-        if trusting
-        else []
+    of = lambda frames: [chosen[i] for i in frames]  # noqa: E731
+    shares = _unexplained_many(gray_blurred[trusting], gray_restored[trusting], of(trusting)) if trusting else []
+    agreeing = [frame for frame, share in zip(trusting, shares) if share <= AGREEMENT]
+    varies = (
+        _varies_across_frames(_gray(blurred)[agreeing], _gray(restored)[agreeing], of(agreeing)) if agreeing else []
     )
-    varying = (
-        _varies_across_frames(_gray(blurred)[agreeing], _gray(restored)[agreeing], [chosen[i] for i in agreeing])
-        if agreeing
-        else []
-    )
-    uniform = {frame for frame, varies in zip(agreeing, varying) if not varies}
+    uniform = {frame for frame, v in zip(agreeing, varies) if not v}
     return [(psf, frame in uniform) for frame, psf in enumerate(chosen)]
 
 
