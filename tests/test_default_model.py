@@ -43,23 +43,23 @@ def test_default_model_improves_psnr_on_a_fixed_synthetic_case(blurred_camera) -
     sharp, blurred = blurred_camera
     generator_only = deblur(blurred, refine=False)
     gain = peak_signal_noise_ratio(sharp, generator_only) - peak_signal_noise_ratio(sharp, blurred)
-    assert gain > 0.6  # measured +0.94 dB
+    assert gain > 1.2  # measured +1.80 dB
 
 
 def test_psf_refinement_improves_on_the_generator_alone(blurred_camera) -> None:
     sharp, blurred = blurred_camera
     refined = peak_signal_noise_ratio(sharp, deblur(blurred))
-    assert refined > peak_signal_noise_ratio(sharp, deblur(blurred, refine=False)) + 2.5  # +4.15 dB
+    assert refined > peak_signal_noise_ratio(sharp, deblur(blurred, refine=False)) + 2.5  # +3.59 dB
 
 
 def test_a_sharp_noisy_image_is_not_made_worse() -> None:
-    """The shipped model was trained with a fifth of its samples unblurred: it leaves edges as they are."""
+    """The shipped model was trained with a quarter of its samples unblurred: it leaves edges as they are."""
     sharp = skimage.data.camera()[100:356, 150:406].astype(np.float32) / 255
     noise = np.random.default_rng(3).normal(0, 0.01, sharp.shape)
     noisy = np.clip(np.round((sharp + noise) * 255), 0, 255).astype(np.uint8)
     reference = (sharp * 255).round().astype(np.uint8)
     before = peak_signal_noise_ratio(reference, noisy)
-    assert peak_signal_noise_ratio(reference, deblur(noisy)) > before - 0.5  # measured +0.25 dB
+    assert peak_signal_noise_ratio(reference, deblur(noisy)) > before - 0.5  # measured +0.61 dB
 
 
 def test_no_border_ring_and_no_checkerboard(blurred_camera) -> None:
@@ -91,8 +91,8 @@ def test_tiled_matches_whole_frame_on_a_1024px_natural_image() -> None:
     image = (resize(skimage.data.astronaut(), (1024, 1024), order=3) * 255).round().astype(np.uint8)
     whole = deblur(image, tile_size=None)
     tiled = deblur(image, tile_size=512)  # the default overlap (96 px)
-    assert peak_signal_noise_ratio(whole, tiled) >= 55.0  # measured 63.8 dB
+    assert peak_signal_noise_ratio(whole, tiled) >= 55.0  # measured 63.7 dB
     # The encoder-decoder's deepest blocks see past the overlap, faintly: 0.1 % of values differ by more
-    # than one grey level, 0.013 % by more than 3, at most 7.
+    # than one grey level, 0.007 % by more than 3, at most 6.
     difference = np.abs(whole.astype(int) - tiled)
     assert np.mean(difference > 3) < 1e-3 and difference.max() <= 12
