@@ -263,10 +263,10 @@ def deconvolve(
     sizes of context that are then cut away. ``rounds`` of half-quadratic splitting follow the
     quadratic solution (0: no total variation). Colour channels are solved together (one batched FFT).
     """
-    args = (psf, prior_weight, tv_weight, rounds)
+    args = (prior_weight, tv_weight, rounds)
     h, w = blurred.shape[:2]
     if max(h, w) <= DECONVOLVE_TILE:
-        return _deconvolve_frame(blurred, prior, *args)
+        return _deconvolve_together(blurred[None], prior[None], [psf], *args)[0]
     context = 4 * psf.shape[0]
     out = torch.empty_like(blurred)
     for y in range(0, h, DECONVOLVE_TILE):
@@ -274,18 +274,9 @@ def deconvolve(
             th, tw = min(DECONVOLVE_TILE, h - y), min(DECONVOLVE_TILE, w - x)
             y0, x0 = max(0, y - context), max(0, x - context)
             window = (slice(y0, min(h, y + th + context)), slice(x0, min(w, x + tw + context)))
-            solved = _deconvolve_frame(blurred[window], prior[window], *args)
+            solved = _deconvolve_together(blurred[window][None], prior[window][None], [psf], *args)[0]
             out[y : y + th, x : x + tw] = solved[y - y0 : y - y0 + th, x - x0 : x - x0 + tw]
     return out
-
-
-def _deconvolve_frame(
-    blurred: Tensor, prior: Tensor, psf: FloatArray, prior_weight: float, tv_weight: float, rounds: int
-) -> Tensor:
-    colour = blurred.ndim == 3
-    planes_b, planes_p = ((plane.permute(2, 0, 1) if colour else plane[None]).float() for plane in (blurred, prior))
-    solved = _deconvolve_planes(planes_b, planes_p, psf, prior_weight, tv_weight, rounds)
-    return solved.permute(1, 2, 0) if colour else solved[0]
 
 
 def _deconvolve_frames(blurred: Tensor, prior: Tensor, psfs: list[FloatArray]) -> Tensor:
@@ -293,13 +284,30 @@ def _deconvolve_frames(blurred: Tensor, prior: Tensor, psfs: list[FloatArray]) -
     :data:`DECONVOLVE_TILE` per side, frame by frame beyond."""
     if max(blurred.shape[1:3]) > DECONVOLVE_TILE:
         return torch.stack([deconvolve(b, p, psf) for b, p, psf in zip(blurred, prior, psfs)])
+    return _deconvolve_together(blurred, prior, psfs)
+
+
+def _deconvolve_together(
+    blurred: Tensor,
+    prior: Tensor,
+    psfs: list[FloatArray],
+    prior_weight: float = 0.005,
+    tv_weight: float = 0.001,
+    rounds: int = 4,
+) -> Tensor:
+    """Frames (F, H, W[, C]), each by its own PSF, untiled: all their planes in one batch."""
     colour = blurred.ndim == 4
     planes_b, planes_p = (
         (frames.permute(0, 3, 1, 2) if colour else frames[:, None]).float() for frames in (blurred, prior)
     )
     channels = planes_b.shape[1]
     solved = _deconvolve_planes(
-        planes_b.flatten(0, 1), planes_p.flatten(0, 1), np.repeat(np.stack(psfs), channels, axis=0)
+        planes_b.flatten(0, 1),
+        planes_p.flatten(0, 1),
+        np.repeat(np.stack(psfs), channels, axis=0),
+        prior_weight,
+        tv_weight,
+        rounds,
     )
     solved = solved.unflatten(0, (len(psfs), channels))
     return solved.permute(0, 2, 3, 1) if colour else solved[:, 0]
