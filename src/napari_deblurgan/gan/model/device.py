@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TypeVar
+
 import torch
+
+T = TypeVar("T")
 
 
 def available_devices() -> list[str]:
@@ -54,3 +59,16 @@ def is_out_of_memory(exc: BaseException) -> bool:
         return True
     text = str(exc).lower()
     return isinstance(exc, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
+
+
+def unless_out_of_memory(run: Callable[[], T], device: torch.device) -> T | None:
+    """``run()``, or None if it ran out of memory: its tensors are then freed (with its traceback) and,
+    on CUDA, the cached blocks released, so that the caller can retry in smaller pieces."""
+    try:
+        return run()
+    except Exception as exc:
+        if not is_out_of_memory(exc):
+            raise
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    return None

@@ -20,7 +20,7 @@ import torch
 from ..io.intensity import ValueRange, restore_dtype, to_unit, value_range_of
 from ..io.layout import check_array, infer_layout
 from ..io.lazy import deblur_dask
-from ..model.device import is_out_of_memory
+from ..model.device import unless_out_of_memory
 from ..model.networks import Generator
 from ..model.weights import load_model
 from .options import default_batch_size, default_overlap
@@ -131,13 +131,9 @@ def _refined(inputs: list[np.ndarray], outputs: list[np.ndarray], device: torch.
     """PSF refinement of frames of one shape, together where :func:`refines_together` (out of memory, one
     at a time), else one at a time."""
     if len(inputs) > 1 and refines_together(device):
-        try:
-            return [refined for refined, _ in refine_frames(inputs, outputs, device=device)]
-        except Exception as exc:
-            if not is_out_of_memory(exc):
-                raise
-        if device.type == "cuda":  # the failed batch's tensors are freed once its traceback is gone
-            torch.cuda.empty_cache()
+        together = unless_out_of_memory(lambda: refine_frames(inputs, outputs, device=device), device)
+        if together is not None:
+            return [refined for refined, _ in together]
     return [refine_with_psf(x, y, device=device)[0] for x, y in zip(inputs, outputs)]
 
 

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
-from ..model.device import bf16_supported, is_out_of_memory
+from ..model.device import bf16_supported, is_out_of_memory, unless_out_of_memory
 from ..model.networks import Generator, for_inference
 from .ensemble import dihedral, undo_dihedral
 from .options import TILE_SIZE, default_overlap
@@ -162,19 +162,12 @@ class PlaneDeblurrer:
         """Deblur planes of one shape, each a single tile (frames of a stack), in one forward pass; out of
         memory, one at a time (:meth:`__call__`)."""
         if len(planes) > 1:
-            try:
-                out = self._together(planes)
-            except Exception as exc:
-                if not is_out_of_memory(exc):
-                    raise
-                out = None
+            out = unless_out_of_memory(lambda: self._together(planes), self.device)
             if out is not None:
                 for _ in planes:
                     if on_tile:
                         on_tile()
                 return list(out)
-            if self.device.type == "cuda":  # the failed pass's tensors are freed once its traceback is gone
-                torch.cuda.empty_cache()
         return [self(plane, on_tile, on_retile) for plane in planes]
 
     def _together(self, planes: list[NDArray[np.float32]]) -> NDArray[np.float32]:
