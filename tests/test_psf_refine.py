@@ -331,21 +331,3 @@ def test_frames_refined_together_are_the_ones_refined_alone() -> None:
         np.testing.assert_allclose(out, alone, atol=1e-5)
     assert not np.array_equal(together[0][0], restored[0])  # deconvolved
     assert together[1][0] is restored[1] and together[2][0] is restored[2]  # kept
-
-
-def test_blur_of_linear_light_is_told_from_blur_of_the_values_and_deconvolved_in_linear_light(
-    case, monkeypatch
-) -> None:
-    """A camera blurs light before its response (value = light ** (1 / 2.2)) compresses it; synthetic blur
-    and sensors' linear data blur the values themselves. Each is recognised, and a camera's blur is
-    deconvolved in linear light, closer to the sharp image than in the values."""
-    sharp, blurred, psf = case
-    camera = (blur_image(sharp**2.2, psf, 0.0, np.random.default_rng(1)) ** (1 / 2.2)).astype(np.float32)
-    halfway = [np.float32(0.5) * (sharp + b) for b in (blurred, camera)]  # a generator that got half way
-    gray = [T(b)[None] for b in (blurred, camera)], [T(h)[None] for h in halfway]
-    assert psf_refine.blurred_in_linear_light(torch.cat(gray[0]), torch.cat(gray[1])) == [False, True]
-    in_linear_light, _ = refine(camera, halfway[1])
-    monkeypatch.setattr(psf_refine, "LINEAR_LIGHT_RATIO", 0.0)  # never: the values as they are
-    in_values, _ = refine(camera, halfway[1])
-    gain = [peak_signal_noise_ratio(sharp, np.clip(out, 0, 1), data_range=1) for out in (in_linear_light, in_values)]
-    assert gain[0] > gain[1] + 1, gain

@@ -21,9 +21,7 @@ reaches beyond that edge: there the blur drew on content outside the frame, and 
 ring. The blur is taken as one PSF per plane (uniform camera shake); where it visibly is not, the
 generator's output is kept: where the PSF explains too little of what the generator changed
 (:func:`unexplained`), or a corner region of the frame is explained much better by a PSF of its own
-(:func:`varies_across_frame`). A camera blurs light before its response compresses it: where a first
-estimate explains the blur better in linear light (:func:`blurred_in_linear_light`), the estimates and the
-deconvolution work there. The dask path of ``deblur`` estimates one per block.
+(:func:`varies_across_frame`). The dask path of ``deblur`` estimates one per block.
 
 Planes are torch tensors on the model's device (FFTs, filters and solves run there: on a GPU as well as
 on the CPU); PSFs are small numpy arrays (41 x 41), cleaned on the CPU.
@@ -438,8 +436,7 @@ def refine(
     structures wider than a thin line (:func:`wide_structures`). Of those neither point-like nor
     :func:`unreliable`, the one whose deconvolution re-blurs closest to the input is used
     (:func:`reblur_residual`), unless it explains too little of the generator's change
-    (:func:`unexplained`) or the blur varies across the frame (:func:`varies_across_frame`). All of it
-    works in linear light where the blur happened there (:func:`blurred_in_linear_light`).
+    (:func:`unexplained`) or the blur varies across the frame (:func:`varies_across_frame`).
     Planes with a side under 3 PSF sides are too small to estimate a PSF from: they keep ``restored``
     (and a point PSF); so do planes with no such estimate (the PSF returned is then the first estimate)
     and planes whose PSF and generator disagree or whose blur varies.
@@ -465,65 +462,18 @@ def refine_frames(
         y, g = (
             torch.stack([torch.as_tensor(p).to(dev, torch.float32) for p in planes]) for planes in (blurred, restored)
         )
-        linear = torch.tensor(blurred_in_linear_light(y, g, size), device=dev).view(-1, *[1] * (y.ndim - 1))
-        y_work, g_work = (torch.where(linear, to_linear_light(frames), frames) for frames in (y, g))
-        choices = _choose_psfs(y_work, g_work, size, iterations)
+        choices = _choose_psfs(y, g, size, iterations)
         results = [(plane, psf) for plane, (psf, _) in zip(kept, choices)]
         used = [i for i, (_, use) in enumerate(choices) if use]
         if not used:
             return results
         psfs = [choices[i][0] for i in used]
         weights = torch.stack([_blur_weight(psf) * border_weights(y.shape[1:3], psf, dev) for psf in psfs])
-        change = _deconvolve_frames(y_work[used], g_work[used], psfs) - g_work[used]
-        solved = g_work[used] + (weights[..., None] if change.ndim == 4 else weights) * change
-        # frames refined in linear light return to display values; g plus the change there, so that where
-        # the weights are 0 the generator's output comes back as it was (not clipped to [0, 1])
-        back = g[used] + from_linear_light(solved) - g[used].clamp(0, 1)
-        refined = torch.where(linear[used], back, solved).cpu().numpy()
+        change = _deconvolve_frames(y[used], g[used], psfs) - g[used]
+        refined = (g[used] + (weights[..., None] if change.ndim == 4 else weights) * change).cpu().numpy()
     for i, plane, psf in zip(used, refined, psfs):
         results[i] = (plane, psf)
     return results
-
-
-#: Camera response (linear light = value ** gamma) assumed where the blur happened in linear light, and how
-#: much better a first PSF estimate must explain the generator's change there than in the values as they
-#: are (:func:`blurred_in_linear_light`). A camera blurs light before its response compresses it: deconvolving
-#: such photos in display values over- and undershoots at contrasty edges. On the realistic validation set
-#: (responses 2.0-2.4) the ratio was 0.33-0.84 for 11 of its 12 one-kernel cases; on the one-kernel
-#: validation set (blur of the values) 0.90-1.37. Refining in linear light there took the default pipeline
-#: from +1.32 to +1.46 dB (one-kernel validation unchanged); ratios of 0.8 and 0.9 gave +1.38 and +1.44.
-#: (The deconvolution's total-variation weight stays as it is there: 0.0005 and 0.0003 gave +1.45 and +1.41.)
-LINEAR_LIGHT_GAMMA, LINEAR_LIGHT_RATIO = 2.2, 0.85
-
-
-def to_linear_light(frames: Tensor) -> Tensor:
-    """Display values in [0, 1] (clipped to it) as linear light, by :data:`LINEAR_LIGHT_GAMMA`."""
-    return frames.clamp(0, 1) ** LINEAR_LIGHT_GAMMA
-
-
-def from_linear_light(frames: Tensor) -> Tensor:
-    """Linear light (negative values clipped to 0) back to display values: the inverse of :func:`to_linear_light`."""
-    return frames.clamp(min=0) ** (1 / LINEAR_LIGHT_GAMMA)
-
-
-def blurred_in_linear_light(blurred: Tensor, restored: Tensor, size: int = KERNEL_SIZE) -> list[bool]:
-    """Per frame of ``blurred`` and its generator's output (F, H, W[, C], display values): whether its blur
-    is one of linear light (a camera's) rather than of the values themselves (synthetic blur, or a sensor's
-    linear data). A first PSF estimate (the strongest edges, :func:`estimate_psfs`) is made both ways on the
-    centre window; where the one in linear light leaves at most :data:`LINEAR_LIGHT_RATIO` of the generator's
-    change unexplained (:func:`unexplained`) that the one in the values does, the blur is taken as linear."""
-    f = len(blurred)
-    gray_b, gray_r = (
-        torch.cat(
-            [
-                _centre_crop(_gray(frames), ESTIMATE_WINDOW),
-                _centre_crop(_gray(to_linear_light(frames)), ESTIMATE_WINDOW),
-            ]
-        )
-        for frames in (blurred, restored)
-    )
-    shares = _unexplained_many(gray_b, gray_r, estimate_psfs(gray_b, shock_filter(gray_r), size))
-    return [shares[f + i] <= LINEAR_LIGHT_RATIO * shares[i] for i in range(f)]
 
 
 def _choose_psfs(blurred: Tensor, restored: Tensor, size: int, iterations: int) -> list[tuple[FloatArray, bool]]:
