@@ -407,10 +407,8 @@ def _gray(frames: Tensor) -> Tensor:
 
 
 def _centre_crop(planes: Tensor, size: int) -> Tensor:
-    """The central ``size`` x ``size`` part of planes (..., H, W) (each side only as far as it reaches)."""
-    h, w = planes.shape[-2:]
-    y, x = max(0, (h - size) // 2), max(0, (w - size) // 2)
-    return planes[..., y : y + size, x : x + size]
+    """:func:`~napari_deblurgan.gan.io.images.centre_crop` of planes (..., H, W): of their last two axes."""
+    return centre_crop(planes.movedim((-2, -1), (0, 1)), size).movedim((0, 1), (-2, -1))
 
 
 #: The estimates stop early once one moves less than this share of the PSF's mass (L1 change): on the
