@@ -154,6 +154,23 @@ def test_a_narrower_stage_starts_from_the_wider_model_narrowed_on_training_crops
     assert all(torch.equal(narrow.state_dict()[k], v) for k, v in expected.state_dict().items())
 
 
+def test_a_deeper_nafnet_stage_starts_from_the_shallower_model_with_the_same_output(tmp_path: Path) -> None:
+    shallow = {"arch": "nafnet", "ngf": 4, "encoder_blocks": [0, 1], "n_blocks": 1}
+    base = {**TINY, "generator": shallow, "steps": 2, "adv_weight": 0.0}
+    first = Trainer(TrainConfig(**base), tmp_path / "a", "cpu", source=FixedBatch())
+    first.fit()
+    model = first.export(tmp_path / "shallow.safetensors")
+    deep = TrainConfig(**{**base, "generator": {**shallow, "n_blocks": 3}, "init": str(model)})
+    deeper = Trainer(deep, tmp_path / "b", "cpu", source=FixedBatch()).generator
+    assert len(deeper.model.middle) == 3
+    x = FixedBatch().batch(0)[0]
+    with torch.no_grad():
+        torch.testing.assert_close(deeper(x), load_generator(model)(x), rtol=0, atol=1e-6)
+    shallower = TrainConfig(**{**base, "generator": {**shallow, "n_blocks": 0}, "init": str(model)})
+    with pytest.raises(ValueError, match="fewer blocks"):
+        Trainer(shallower, tmp_path / "c", "cpu", source=FixedBatch())
+
+
 def test_resume_overrides_branch_a_run_into_its_adversarial_phase(tmp_path: Path) -> None:
     cfg = TrainConfig(**{**TINY, "steps": 4, "adv_weight": 0.0, "adv_start": 2})
     Trainer(cfg, tmp_path, "cpu", source=FixedBatch()).fit()

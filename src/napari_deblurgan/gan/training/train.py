@@ -36,8 +36,10 @@ from ..io.checkpoint import load_checkpoint, save_checkpoint
 from ..io.images import centre_crop
 from ..io.json_files import parse_json
 from ..model.critic import CriticConfig, PatchCritic
+from ..model.deepen import deepen_generator, deepens
 from ..model.device import bf16_supported, is_out_of_memory, resolve_device
 from ..model.generator import PRESETS, GeneratorConfig, ResnetGenerator, preset
+from ..model.nafnet import NafGenerator
 from ..model.narrow import narrow_generator
 from ..model.networks import Generator, build_generator
 from ..model.weights import save_generator
@@ -499,8 +501,9 @@ class Trainer:
         self.step = int(state["step"])
 
     def _load_init(self, path: str) -> None:
-        """Start the generator from a model file of the same architecture (e.g. an earlier stage), or of
-        the same architecture with more base channels, narrowed to the recipe's (:mod:`..model.narrow`)."""
+        """Start the generator from a model file of the same architecture (e.g. an earlier stage), of the
+        same architecture with more base channels, narrowed to the recipe's (:mod:`..model.narrow`), or a
+        NAFNet with fewer blocks, deepened to the recipe's (:mod:`..model.deepen`)."""
         from ..model.weights import load_generator
 
         previous = load_generator(path, self.device)
@@ -509,10 +512,13 @@ class Trainer:
         if wider and replace(previous.config, ngf=mine.ngf) == mine:
             calibration = torch.cat([self.source.batch(step)[0] for step in range(4)])  # training crops
             previous = narrow_generator(previous, mine.ngf, calibration.to(self.device))
+        elif isinstance(previous, NafGenerator) and previous.config != mine and deepens(previous.config, mine):
+            previous = deepen_generator(previous, mine)
         elif previous.config != mine:
             raise ValueError(
                 f"init model {path} has architecture {previous.config}, but this recipe builds "
-                f"{mine}: use a model trained with the same preset and generator options (or a wider one)"
+                f"{mine}: use a model trained with the same preset and generator options (or a wider ResNet, or a "
+                "NAFNet with fewer blocks)"
             )
         self.generator.load_state_dict(previous.state_dict())
 
