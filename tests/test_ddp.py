@@ -88,3 +88,18 @@ def test_process_group_backend_follows_the_training_device(monkeypatch) -> None:
     assert _backend_chosen(monkeypatch, "auto", gpus=2) == "nccl"
     with pytest.raises(ValueError, match="one process per GPU"):
         _backend_chosen(monkeypatch, "cuda", gpus=1)
+
+
+def test_train_leaves_the_process_group_it_joined_even_when_training_fails(monkeypatch, tmp_path: Path) -> None:
+    import torch.distributed as dist
+
+    from napari_deblurgan.cli import main
+
+    calls: list[str] = []
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setattr(dist, "is_initialized", lambda: False)
+    monkeypatch.setattr(dist, "init_process_group", lambda backend: calls.append(f"init {backend}"))
+    monkeypatch.setattr(dist, "destroy_process_group", lambda: calls.append("destroy"))
+    code = main(["train", str(tmp_path / "no such folder"), "--out", str(tmp_path / "run"), "--device", "cpu"])
+    assert code != 0  # the data folder is missing: training fails ...
+    assert calls == ["init gloo", "destroy"]  # ... and the group is left all the same

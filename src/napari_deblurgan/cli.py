@@ -6,13 +6,14 @@ Each sub-command is a thin front end over the Qt-free core; errors print one lin
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -217,18 +218,19 @@ def _read_recipe(path: str) -> dict:
     return options
 
 
-def _init_distributed(device: str = "auto") -> None:
+def _init_distributed(device: str = "auto") -> bool:
     """Join the process group torchrun set up: NCCL when training on GPUs, gloo on the CPU (``--device
-    cpu`` on a GPU machine too: NCCL cannot reduce CPU tensors); no-op for one process."""
+    cpu`` on a GPU machine too: NCCL cannot reduce CPU tensors); no-op for one process. True when this
+    call joined it."""
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        return
+        return False
     import torch
     import torch.distributed as dist
 
     from .gan.model.device import resolve_device
 
     if dist.is_initialized():
-        return
+        return False
     backend = "gloo"
     if resolve_device(device).type == "cuda":
         gpus, per_node = torch.cuda.device_count(), int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
@@ -239,6 +241,21 @@ def _init_distributed(device: str = "auto") -> None:
             )
         backend = "nccl"
     dist.init_process_group(backend)
+    return True
+
+
+@contextlib.contextmanager
+def _process_group(device: str) -> Iterator[None]:
+    """The torchrun process group for the block (:func:`_init_distributed`), left again however it ends,
+    so NCCL/gloo shut down before the interpreter does."""
+    joined = _init_distributed(device)
+    try:
+        yield
+    finally:
+        if joined:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
 
 
 #: TrainConfig fields that have a flag of their own (--batch-size for batch_size); --set reaches all of them
@@ -258,10 +275,15 @@ _TRAIN_FLAGS = (
 
 
 def _train(args: argparse.Namespace) -> None:
+    """``napari-deblurgan train``, inside torchrun's process group when torchrun started it."""
+    with _process_group(args.device):
+        _train_in_group(args)
+
+
+def _train_in_group(args: argparse.Namespace) -> None:
     from .gan.io.checkpoint import remove_stale_temp_files
     from .gan.training.train import CHECKPOINT_NAME, MODEL_NAME, TrainConfig, Trainer
 
-    _init_distributed(args.device)
     rank = int(os.environ.get("RANK", "0"))
     options: dict = _read_recipe(args.config) if args.config else {}
     options["data"] = args.data if args.data is not None else options.get("data", "skimage")
