@@ -9,7 +9,7 @@ import torch
 
 from napari_deblurgan.gan.model.deepen import deepen_generator, deepens
 from napari_deblurgan.gan.model.generator import GeneratorConfig
-from napari_deblurgan.gan.model.nafnet import NafGenerator
+from napari_deblurgan.gan.model.nafnet import NafBlock, NafGenerator
 
 SMALL = GeneratorConfig.from_dict({"arch": "nafnet", "ngf": 4, "encoder_blocks": [0, 1, 1], "n_blocks": 1})
 
@@ -26,8 +26,9 @@ def _trained(config: GeneratorConfig) -> NafGenerator:
 
 def test_a_deepened_generator_computes_what_the_trained_one_did_and_its_new_blocks_learn() -> None:
     trained = _trained(SMALL)
-    deeper = deepen_generator(trained, replace(SMALL, encoder_blocks=(0, 1, 3), n_blocks=3))
+    deeper = deepen_generator(trained, replace(SMALL, encoder_blocks=(1, 1, 3), n_blocks=3))
     assert len(deeper.model.middle) == 3 and len(deeper.model.encoders[2]) == 3
+    assert isinstance(deeper.model.decoders[-1], NafBlock)  # full resolution gained its first decoder block
     x = torch.rand(2, 3, 40, 56) * 2 - 1
     with torch.no_grad():
         torch.testing.assert_close(deeper(x), trained(x), rtol=0, atol=1e-6)
@@ -40,7 +41,6 @@ def test_a_deepened_generator_computes_what_the_trained_one_did_and_its_new_bloc
     [
         {"n_blocks": 0},  # fewer blocks
         {"ngf": 8},  # other channels
-        {"encoder_blocks": (1, 1, 1)},  # a block on the level that had none (its decoder would appear)
         {"encoder_blocks": (0, 1)},  # other levels
     ],
 )

@@ -1,7 +1,8 @@
 """Start a deeper NAFNet-style generator from a trained one: same function, more blocks to train.
 
 A :class:`~.nafnet.NafBlock` adds to its input through scales that start at zero, so blocks appended
-to a level (or to the middle) are the identity until training moves them. The deeper network keeps
+to a level (or to the middle) are the identity until training moves them; so is the decoder block a
+level gains with its first encoder block. The deeper network keeps
 every trained weight and computes exactly what the trained one does; training then uses the new
 capacity. Blocks at the deep levels are cheap: each costs about the same multiply-adds per full-
 resolution pixel as one at full resolution but has 4-256x its weights.
@@ -23,9 +24,7 @@ def deepens(previous: GeneratorConfig, config: GeneratorConfig) -> bool:
         return False
     same_levels = replace(config, encoder_blocks=previous.encoder_blocks, n_blocks=previous.n_blocks) == previous
     more = all(b >= a for a, b in zip(previous.encoder_blocks, config.encoder_blocks))
-    # a level without encoder blocks has no decoder block either: it may not gain some (its decoder would be new)
-    kept_empty = all((a == 0) == (b == 0) for a, b in zip(previous.encoder_blocks, config.encoder_blocks))
-    return same_levels and more and kept_empty and config.n_blocks >= previous.n_blocks
+    return same_levels and more and config.n_blocks >= previous.n_blocks
 
 
 def deepen_generator(previous: NafGenerator, config: GeneratorConfig) -> NafGenerator:
@@ -33,7 +32,7 @@ def deepen_generator(previous: NafGenerator, config: GeneratorConfig) -> NafGene
     if not deepens(previous.config, config):
         raise ValueError(
             f"cannot deepen {previous.config} into {config}: it needs the same NAFNet levels and channels, "
-            "with at least as many blocks everywhere (and none added to a level that has none)"
+            "with at least as many blocks everywhere"
         )
     deeper = NafGenerator(config).to(next(previous.parameters()).device)
     state = deeper.state_dict()
