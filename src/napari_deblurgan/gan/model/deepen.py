@@ -2,10 +2,10 @@
 
 A :class:`~.nafnet.NafBlock` adds to its input through scales that start at zero, so blocks appended
 to a level (or to the middle) are the identity until training moves them; so is the decoder block a
-level gains with its first encoder block. The deeper network keeps
-every trained weight and computes exactly what the trained one does; training then uses the new
-capacity. Blocks at the deep levels are cheap: each costs about the same multiply-adds per full-
-resolution pixel as one at full resolution but has 4-256x its weights.
+level gains with its first encoder block. The deeper network keeps every trained weight and computes
+exactly what the trained one does; training then uses the new capacity. Blocks at the deep levels are
+cheap: each costs about the same multiply-adds per full-resolution pixel as one at full resolution
+but has 4-256x its weights.
 """
 
 from __future__ import annotations
