@@ -30,6 +30,16 @@ def test_shipped_weights_load_and_are_the_lineages_ship_stage() -> None:
     assert trained_with == {k: v for k, v in recipe.items() if k != "init"}
 
 
+def test_the_gpu_burst_recipe_trains_the_shipped_network() -> None:
+    """recipes/gpu_burst.sh starts from the shipped model: its recipe must build that network (or a deeper
+    one), or the burst would fail on the GPU after the machine has started."""
+    from napari_deblurgan.gan.model.deepen import deepens
+    from napari_deblurgan.gan.training.train import TrainConfig
+
+    burst = TrainConfig.from_dict(json.loads((LINEAGE.parent / "realistic_gpu.json").read_text()))
+    assert deepens(load_model(None, "cpu").config, burst.generator_config())
+
+
 @pytest.fixture(scope="module")
 def blurred_camera() -> tuple[np.ndarray, np.ndarray]:
     """A held-out image (never trained on) with an unseen random-trajectory PSF, noise and 8 bits."""
@@ -43,13 +53,13 @@ def test_default_model_improves_psnr_on_a_fixed_synthetic_case(blurred_camera) -
     sharp, blurred = blurred_camera
     generator_only = deblur(blurred, refine=False)
     gain = peak_signal_noise_ratio(sharp, generator_only) - peak_signal_noise_ratio(sharp, blurred)
-    assert gain > 1.2  # measured +1.80 dB
+    assert gain > 1.2  # measured +2.03 dB
 
 
 def test_psf_refinement_improves_on_the_generator_alone(blurred_camera) -> None:
     sharp, blurred = blurred_camera
     refined = peak_signal_noise_ratio(sharp, deblur(blurred))
-    assert refined > peak_signal_noise_ratio(sharp, deblur(blurred, refine=False)) + 2.5  # +3.59 dB
+    assert refined > peak_signal_noise_ratio(sharp, deblur(blurred, refine=False)) + 2.5  # +3.41 dB
 
 
 def test_a_sharp_noisy_image_is_not_made_worse() -> None:
@@ -59,7 +69,7 @@ def test_a_sharp_noisy_image_is_not_made_worse() -> None:
     noisy = np.clip(np.round((sharp + noise) * 255), 0, 255).astype(np.uint8)
     reference = (sharp * 255).round().astype(np.uint8)
     before = peak_signal_noise_ratio(reference, noisy)
-    assert peak_signal_noise_ratio(reference, deblur(noisy)) > before - 0.5  # measured +0.61 dB
+    assert peak_signal_noise_ratio(reference, deblur(noisy)) > before - 0.5  # measured +0.64 dB
 
 
 def test_no_border_ring_and_no_checkerboard(blurred_camera) -> None:
