@@ -207,7 +207,8 @@ def test_an_estimate_that_diverges_on_a_brick_wall_keeps_the_generator_output(mo
     assert out is blurred
     assert radius_of_gyration(psf) > 5  # diverged: an 8-10 px path's is about 2.5
     monkeypatch.setattr(psf_refine, "unreliable", lambda psf, cross_check: False)
-    monkeypatch.setattr(psf_refine, "AGREEMENT", float("inf"))  # it catches this guide too: it changed nothing
+    # the agreement gate catches this guide too (it changed nothing): off
+    monkeypatch.setattr(psf_refine, "AGREEMENT", (float("inf"), float("inf")))
     unguarded, _ = refine(blurred, blurred)
     blurred_psnr = peak_signal_noise_ratio(sharp, blurred, data_range=1)
     assert peak_signal_noise_ratio(sharp, np.clip(unguarded, 0, 1), data_range=1) < blurred_psnr - 5  # measured -7.2
@@ -305,9 +306,24 @@ def test_refine_keeps_the_generators_output_where_the_psf_explains_too_little_of
     assert psf_refine.unexplained(T(blurred), T((sharp + blurred) / 2), truth) < 0.2  # 0.096
     linear = np.clip(blur_image(1.6 * sharp**2.2, psf, 0.0, np.random.default_rng(0)), 0, 1) ** (1 / 2.2)
     camera = linear.astype(np.float32)
-    assert psf_refine.unexplained(T(camera), T(sharp), truth) > psf_refine.AGREEMENT  # 0.62
+    assert psf_refine.unexplained(T(camera), T(sharp), truth) > psf_refine.AGREEMENT[1]  # 0.62
     refined, estimated = refine(camera, sharp)
-    assert refined is sharp and psf_refine.unexplained(T(camera), T(sharp), estimated) > psf_refine.AGREEMENT
+    assert refined is sharp and psf_refine.unexplained(T(camera), T(sharp), estimated) > psf_refine.AGREEMENT[1]
+
+
+def test_the_deconvolutions_weight_falls_gradually_as_the_psf_explains_less(case, monkeypatch) -> None:
+    """Between the two agreement levels the result moves from the deconvolution towards the generator's
+    output in proportion: a frame whose share sits near a level is not flipped between the two."""
+    assert [psf_refine.agreement_weight(s) for s in (0.0, 0.3, 0.45, 0.6, 2.0)] == pytest.approx([1, 1, 0.5, 0, 0])
+    sharp, blurred, _ = case
+    restored = (sharp + blurred) / 2  # a generator that removed half the blur
+    full, psf = refine(blurred, restored)
+    share = psf_refine.unexplained(T(blurred), T(restored), psf)
+    assert share < psf_refine.AGREEMENT[0] and np.abs(full - restored).mean() > 0.01
+    monkeypatch.setattr(psf_refine, "AGREEMENT", (share - 0.1, share + 0.3))  # a quarter of the way: weight 3/4
+    partial, same_psf = refine(blurred, restored)
+    np.testing.assert_array_equal(same_psf, psf)
+    np.testing.assert_allclose(partial - restored, 0.75 * (full - restored), atol=1e-5)
 
 
 def test_frames_refined_together_are_the_ones_refined_alone() -> None:
