@@ -7,6 +7,7 @@ import pytest
 import skimage.data
 import torch
 from skimage.metrics import peak_signal_noise_ratio
+from skimage.transform import rescale
 
 from napari_deblurgan.gan.data.blur import blur_image, motion_kernels
 from napari_deblurgan.gan.restoration import psf_refine
@@ -324,6 +325,27 @@ def test_the_deconvolutions_weight_falls_gradually_as_the_psf_explains_less(case
     partial, same_psf = refine(blurred, restored)
     np.testing.assert_array_equal(same_psf, psf)
     np.testing.assert_allclose(partial - restored, 0.75 * (full - restored), atol=1e-5)
+
+
+def test_blur_that_grows_towards_the_corners_counts_as_varying(monkeypatch) -> None:
+    """Camera roll: the blur grows with the distance from the frame's centre (here 5 px at the centre to
+    17 px in the corners, one direction). Each corner's own PSF comes out wider than the frame's, which
+    the residual check alone misses; refine keeps the generator's output."""
+    from napari_deblurgan.gan.data.blur import linear_kernel
+
+    rng = np.random.default_rng(8)
+    sharp = rescale(skimage.data.camera().astype(np.float32) / 255, 2, order=1)  # corners of 320 px
+    yy, xx = np.mgrid[:1024, :1024]
+    band = np.clip(np.round(np.hypot(yy - 511.5, xx - 511.5) / 724 * 4), 0, 4).astype(int)
+    blurs = [blur_image(sharp, linear_kernel(length, 30, KERNEL_SIZE), 0.005, rng) for length in (5, 8, 11, 14, 17)]
+    grown = np.choose(band, blurs).astype(np.float32)
+    psf = psf_refine.settle(T(grown), T(sharp), estimate_psf(T(grown), T(sharp)), 4)
+    assert psf_refine.varies_across_frame(T(grown), T(sharp), psf)
+    monkeypatch.setattr(psf_refine, "WIDER_IN_CORNERS", float("inf"))
+    assert not psf_refine.varies_across_frame(T(grown), T(sharp), psf)
+    monkeypatch.undo()
+    refined, _ = refine(grown, sharp)
+    assert np.array_equal(refined, sharp)
 
 
 def test_frames_refined_together_are_the_ones_refined_alone() -> None:
