@@ -690,12 +690,13 @@ def _reblur_residuals(gray_blurred: Tensor, gray_restored: Tensor, psfs: list[Fl
 
 #: :func:`unexplained` at or below which the deconvolution gets its full weight, and at or above which
 #: the generator's output is kept; the weight falls linearly in between, so a small change in the input
-#: (or in the generator: its float16 and float32 weights) moves the result a little, not by a step. A
-#: hard threshold at 0.5 flipped two realistic validation frames that way (shares 0.49 and 0.15 against
-#: just above the threshold: -2.3 and -2.6 dB). Chosen on the validation sets with the shipped generator
-#: (48 GOPRO-like frames, 12 one-kernel frames, 36 one-kernel frames of the corpus' validation photos):
-#: against the hard 0.5, +1.36 -> +1.42, +4.21 -> +4.20, +2.92 -> +2.93 dB (0.2-0.6: +1.43 / +4.15 /
-#: +2.87; 0.5-0.8: +1.31 / +4.19 / +3.30). Shares over 0.6 come from blur of light in linear
+#: (or in the generator: its float16 and float32 weights) moves the result a little, not by a step (a
+#: hard threshold at 0.5 refined two realistic validation frames with the float16 weights and not with
+#: the float32 ones: -2.3 and -2.6 dB). Chosen on the validation sets with the shipped generator (48
+#: GOPRO-like frames, 12 one-kernel frames, 36 one-kernel frames of the corpus' validation photos), from
+#: cached generator outputs: against the hard 0.5, +1.36 -> +1.42, +4.21 -> +4.20, +2.92 -> +2.93 dB
+#: (0.2-0.6: +1.43 / +4.15 / +2.87; 0.5-0.8: +1.31 / +4.19 / +3.30); the pipeline then measured +1.41
+#: and +4.19 (``benchmarks/quality.py``). Shares over 0.6 come from blur of light in linear
 #: intensities, clipped highlights, JPEG, or several motions in one frame.
 AGREEMENT = (0.3, 0.6)
 
