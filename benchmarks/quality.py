@@ -17,12 +17,13 @@ scikit-image's test photos are in it) with the GOPRO-like engine (:mod:`napari_d
 each photo, downscaled to at most 768 px, once with each kind of blur (camera rotation, a moving object,
 zoom, one kernel), extents 5-40 px, with its highlights, noise, camera response and JPEG, from seeds the
 training never uses. The table gives the gain per kind and the worst case's. ``--extent 0 0`` scores
-sharp inputs (noise, tone and JPEG only).
+sharp inputs (noise, tone and JPEG only). ``--seed N`` blurs the same photos afresh: a check that a
+choice made on one draw of the validation blur holds on another.
 
     python benchmarks/quality.py [--model NAME=PATH ...] [--lengths 10 20 30] [--seeds 2] [--split val]
                                  [--ensemble 2 4 8] [--per-case]
     python benchmarks/quality.py --set realistic [--corpus data/corpus] [--split val] [--extent 5 40]
-                                 [--generator-only]
+                                 [--seed N] [--generator-only]
 """
 
 from __future__ import annotations
@@ -51,10 +52,12 @@ NOISE = 0.01
 Case = tuple[str, NDArray[np.float32], NDArray[np.float32], NDArray[np.float32]]  # name, sharp, blurred, psf
 
 
-def test_set(lengths: list[float], seeds: int, split: str = "test") -> list[Case]:
+def test_set(lengths: list[float], seeds: int, split: str = "test", seed: int | None = None) -> list[Case]:
+    """The split's scikit-image photos, each blurred by ``seeds`` kernels per length (drawn from ``seed``,
+    by default the split's own)."""
     import skimage.data
 
-    rng = np.random.default_rng(SPLIT_SEEDS[split])
+    rng = np.random.default_rng(SPLIT_SEEDS[split] if seed is None else seed)
     cases = []
     for name in SKIMAGE_SPLITS[split]:
         sharp = to_float01(np.asarray(getattr(skimage.data, name)()))
@@ -68,8 +71,9 @@ def test_set(lengths: list[float], seeds: int, split: str = "test") -> list[Case
 REALISTIC_SIDE = 768
 
 
-def realistic_set(corpus: str, split: str, extent: tuple[float, float]) -> list[Case]:
-    """Each photo of the corpus' ``split`` (at most ``REALISTIC_SIDE`` px) blurred once by each kind."""
+def realistic_set(corpus: str, split: str, extent: tuple[float, float], seed: int | None = None) -> list[Case]:
+    """Each photo of the corpus' ``split`` (at most ``REALISTIC_SIDE`` px) blurred once by each kind, drawn
+    from ``seed`` (by default the split's own)."""
     from skimage.transform import rescale
 
     from napari_deblurgan.gan.data.photo_pairs import realistic_cases
@@ -89,7 +93,8 @@ def realistic_set(corpus: str, split: str, extent: tuple[float, float]) -> list[
         photos.append(image)
     options = RealisticBlur(extent=extent, sharp=0.0)
     repeated = [p for p in photos for _ in KINDS]
-    made = realistic_cases(repeated, options, None, len(repeated), SPLIT_SEEDS[split], kinds=KINDS)
+    draw = SPLIT_SEEDS[split] if seed is None else seed
+    made = realistic_cases(repeated, options, None, len(repeated), draw, kinds=KINDS)
     names = [f"{f.stem}/{kind}" for f in files for kind in KINDS]
     dummy = np.zeros((1, 1), np.float32)
     return [(name, sharp, blurred, dummy) for name, (blurred, sharp) in zip(names, made)]
@@ -156,6 +161,9 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=2, help="kernels per image and length")
     parser.add_argument("--no-default", action="store_true", help="leave out the shipped default model")
     parser.add_argument("--split", choices=sorted(SPLIT_SEEDS), default="test", help="images to score on")
+    parser.add_argument(
+        "--seed", type=int, help="draw the blur from this seed instead of the split's (the same photos, blurred afresh)"
+    )
     parser.add_argument("--per-case", action="store_true", help="also print each case's PSNR gain")
     parser.add_argument(
         "--ensemble", type=int, nargs="*", default=[], choices=ENSEMBLE_SIZES[1:], help="also score these ensembles"
@@ -173,18 +181,19 @@ def main() -> None:
     if not args.no_default:
         models = {"shipped default": "", **models}
     realistic = args.set == "realistic"
+    drawn = "" if args.seed is None else f", blur drawn from seed {args.seed}"
     if realistic:
-        cases = realistic_set(args.corpus, args.split, tuple(args.extent))
+        cases = realistic_set(args.corpus, args.split, tuple(args.extent), args.seed)
         print(
             f"{len(cases)} cases: {len(cases) // len(KINDS)} photos of {args.corpus}/{args.split} x blur kinds "
             f"{', '.join(KINDS)}, extents {args.extent[0]:g}-{args.extent[1]:g} px, realistic noise, tone, JPEG, "
-            f"8-bit. SSIM: {SSIM_DESCRIPTION}."
+            f"8-bit{drawn}. SSIM: {SSIM_DESCRIPTION}."
         )
     else:
-        cases = test_set(args.lengths, args.seeds, args.split)
+        cases = test_set(args.lengths, args.seeds, args.split, args.seed)
         print(
             f"{len(cases)} cases: {', '.join(SKIMAGE_SPLITS[args.split])} x lengths {args.lengths} px x "
-            f"{args.seeds} PSFs, noise sigma {NOISE}, 8-bit. SSIM: {SSIM_DESCRIPTION}."
+            f"{args.seeds} PSFs, noise sigma {NOISE}, 8-bit{drawn}. SSIM: {SSIM_DESCRIPTION}."
         )
     kinds = [name.rsplit("/", 1)[-1] for name, *_ in cases] if realistic else []
     columns = "".join(f" {k:>7}" for k in KINDS) + f" {'worst':>7}" if realistic else ""
