@@ -111,3 +111,31 @@ def test_a_run_trains_the_ship_stages_ancestry_and_a_branch_only_when_asked(tmp_
     assert "the ship stage second is not one it starts from" in capsys.readouterr().out
     assert main(["lineage", str(recipe), "--out", str(out), "--stage", "nope", "--quiet"]) == 2
     assert "No stage 'nope'" in capsys.readouterr().err
+
+
+def test_a_given_stage_is_not_trained_and_the_next_starts_from_its_file(tmp_path: Path, capsys) -> None:
+    sharp = tmp_path / "sharp"
+    sharp.mkdir()
+    write_image(sharp / "a.png", skimage.data.astronaut()[:100, :100])
+    data = _recipe(sharp)
+    data["stages"][1]["set"].update(lr=0.0, ema=0.0)  # holds its init's weights
+    recipe = tmp_path / "lineage.json"
+    recipe.write_text(json.dumps(data))
+    trained = tmp_path / "trained"
+    assert main(["lineage", str(recipe), "--out", str(trained), "--stage", "first", "--quiet"]) == 0
+    model = tmp_path / "first.safetensors"
+    (trained / "first" / "generator.safetensors").rename(model)  # the first stage's run folder is gone
+    out = tmp_path / "runs"
+    assert main(["lineage", str(recipe), "--out", str(out), "--given", f"first={model}", "--quiet"]) == 0
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["second"]
+    second = out / "second" / "generator.safetensors"
+    assert json.loads(read_metadata(second)["recipe"])["init"] == str(model)
+    first, held = load_file(str(model)), load_file(str(second))
+    assert all(np.allclose(first[k].numpy(), held[k].numpy()) for k in first)
+    capsys.readouterr()
+    assert main(["lineage", str(recipe), "--out", str(out), "--given", f"frist={model}", "--quiet"]) == 2
+    assert "No stage 'frist'" in capsys.readouterr().err
+    assert main(["lineage", str(recipe), "--out", str(out), "--given", f"first={tmp_path / 'none'}", "--quiet"]) == 2
+    assert "no such model file" in capsys.readouterr().err
+    assert main(["lineage", str(recipe), "--out", str(out), "--given", f"second={model}", "--quiet"]) == 2
+    assert "nothing to train" in capsys.readouterr().err

@@ -209,6 +209,13 @@ def _workers(text: str) -> int:
     return value
 
 
+def _given(text: str) -> tuple[str, str]:
+    stage, sep, path = text.partition("=")
+    if not sep or not stage or not path:
+        raise argparse.ArgumentTypeError(f"{text!r}: give STAGE=FILE, e.g. deep=models/default.safetensors")
+    return stage, path
+
+
 def _read_recipe(path: str) -> dict:
     from .gan.io.json_files import read_json_file
 
@@ -391,7 +398,11 @@ def _lineage(args: argparse.Namespace) -> None:
 
     lineage = Lineage.from_file(args.recipe)
     out = Path(args.out)
-    chain = lineage.ancestry(args.stage or lineage.ship_stage)
+    given = dict(args.given or [])
+    for stage, path in given.items():
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"--given {stage}={path}: no such model file")
+    chain = lineage.ancestry(args.stage or lineage.ship_stage, given)
     for stage in chain:
         run = stage.run_dir(out)
         for path in (run / CHECKPOINT_NAME, run / MODEL_NAME):  # left by a run killed while saving
@@ -401,7 +412,7 @@ def _lineage(args: argparse.Namespace) -> None:
         if done >= stage.until:  # saved with its checkpoint: no trainer (photos, networks) for a finished stage
             print(f"stage {stage.name}: trained to step {done} already")
             continue
-        config = replace(stage.config, init=lineage.init_path(stage, out))
+        config = replace(stage.config, init=lineage.init_path(stage, out, given))
         trainer = Trainer(config, run, device=args.device, resume=resume, data_workers=args.data_workers)
         print(f"stage {stage.name} ({'from step ' + str(trainer.step) if resume else 'new'}): {stage.why}")
         _run_trainer(trainer, run, stage.until, args.quiet, 0)
@@ -473,6 +484,14 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="runs/default-model", help="folder of the stages' runs and the final model")
     p.add_argument(
         "--stage", help="train this stage and those it starts from (default: the ship stage; then export the model)"
+    )
+    p.add_argument(
+        "--given",
+        type=_given,
+        action="append",
+        metavar="STAGE=FILE",
+        help="take STAGE as trained, its model being FILE (e.g. deep=src/napari_deblurgan/models/default.safetensors): "
+        "the stages after it start from FILE, those before it are not trained; repeatable",
     )
     p.add_argument("--device", default="auto")
     p.add_argument("--data-workers", type=_workers, metavar="N", help="processes that make batches ahead")

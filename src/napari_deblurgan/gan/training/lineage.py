@@ -11,11 +11,14 @@ Each stage trains ``base`` updated with its ``set`` in its own run folder ``OUT/
 schedule still spans ``steps``). ``ship`` names the stage whose weights become the model file. A run
 trains one stage and the stages it starts from (:meth:`Lineage.ancestry`): by default the ship stage,
 so ablation branches and stages still in progress stay out of the shipped model's reproduction.
+A stage *given* as a model file (``--given deep=model.safetensors``, e.g. the shipped model when its
+run folders are gone) counts as trained: the stages after it start from that file.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -77,15 +80,23 @@ class Lineage:
                 return s
         raise ValueError(f"No stage {name!r}; the stages are {[s.name for s in self.stages]}")
 
-    def ancestry(self, name: str) -> list[Stage]:
-        """Stage ``name`` and the stages it starts from (its ``init`` chain), in training order."""
+    def ancestry(self, name: str, given: Mapping[str, str] = {}) -> list[Stage]:
+        """Stage ``name`` and the stages it starts from (its ``init`` chain), in training order, back to
+        (not including) the first stage ``given`` as a model file."""
+        for stage in given:
+            self.stage(stage)  # a misspelt stage is an error, not a silent retraining
+        if name in given:
+            raise ValueError(f"stage {name} is given as {given[name]}: there is nothing to train")
         chain = [self.stage(name)]
-        while chain[0].init_stage is not None:
+        while chain[0].init_stage is not None and chain[0].init_stage not in given:
             chain.insert(0, self.stage(chain[0].init_stage))
         return chain
 
-    def init_path(self, stage: Stage, out: str | Path) -> str | None:
-        """The model file that starts ``stage``: its ``init`` stage's export, else its recipe's ``init``."""
+    def init_path(self, stage: Stage, out: str | Path, given: Mapping[str, str] = {}) -> str | None:
+        """The model file that starts ``stage``: its ``init`` stage's (given file, else export), else its
+        recipe's ``init``."""
+        if stage.init_stage in given:
+            return given[stage.init_stage]
         if stage.init_stage is not None:
             return str(self.stage(stage.init_stage).run_dir(out) / "generator.safetensors")
         return stage.config.init
