@@ -4,7 +4,8 @@ For each case of a quality set (``benchmarks/quality.py``'s, same seeds): the ge
 default pipeline's (the gate as it is), and refinement's forced through the gate (full weight, the
 variation check off), with the gate's evidence: the chosen PSF's width (radius of gyration), the share of
 the generator's change it leaves unexplained, each corner region's residual ratio (chosen PSF over the
-region's own) and each corner's PSF width over the chosen one (``psf_refine.varies_across_frame``).
+region's own) and each corner's PSF width over the chosen one (``psf_refine.corner_evidence``; ``-`` on
+frames too small for corner regions, which the pipeline does not check).
 Then per blur kind: what refinement adds to the generator as gated and as forced, and how many cases
 it makes more than 0.2 dB worse. Rows are tab-separated on stdout; the summary follows them.
 
@@ -45,21 +46,13 @@ def evidence(blurred: np.ndarray, restored: np.ndarray) -> dict[str, object]:
     width = pr.radius_of_gyration(psf)
     window = [pr._centre_crop(p, pr.ESTIMATE_WINDOW) for p in (gray_y, gray_g)]
     share = pr._unexplained_many(*window, [psf])[0] if width > 0 else float("nan")
-    h, w = gray_y.shape[-2:]
-    side = min(pr.REGION_SIDE, h // 2, w // 2)
-    corners = ((0, 0), (0, w - side), (h - side, 0), (h - side, w - side))
-    regions_y, regions_g = (
-        torch.stack([plane[0, a : a + side, b : b + side] for a, b in corners]) for plane in (gray_y, gray_g)
-    )
-    own = pr._settle_many(regions_y, regions_g, [psf] * 4, 2)
-    given_res = pr._reblur_residuals(regions_y, regions_g, [psf] * 4)
-    own_res = pr._reblur_residuals(regions_y, regions_g, own)
+    corners = pr.corner_evidence(gray_y, gray_g, [psf])  # None: the pipeline checks no corners
     return {
         "weight": weight,
         "width": width,
         "share": share,
-        "ratios": [a / max(b, 1e-12) for a, b in zip(given_res, own_res)],
-        "widening": [pr.radius_of_gyration(o) / max(width, 1e-6) for o in own],
+        "ratios": corners[0][0] if corners else [],
+        "widening": corners[0][1] if corners else [],
     }
 
 
@@ -87,7 +80,7 @@ def main() -> None:
             for out in (restored, pr.refine(blurred, restored)[0], forced)
         ]
         e = evidence(blurred, restored)
-        ratios, widening = (",".join(f"{v:.2f}" for v in e[k]) for k in ("ratios", "widening"))  # type: ignore[attr-defined]
+        ratios, widening = (",".join(f"{v:.2f}" for v in e[k]) or "-" for k in ("ratios", "widening"))  # type: ignore[attr-defined]
         print(
             f"{name}\t" + "\t".join(f"{g:+.2f}" for g in gains) + f"\t{e['weight']:.2f}\t{e['width']:.2f}\t"
             f"{e['share']:.3f}\t{ratios}\t{widening}",

@@ -549,10 +549,26 @@ def varies_across_frame(gray_blurred: Tensor, gray_restored: Tensor, psf: FloatA
 
 def _varies_across_frames(gray_blurred: Tensor, gray_restored: Tensor, psfs: list[FloatArray]) -> list[bool]:
     """:func:`varies_across_frame` of F frames (F, H, W) and their PSFs, the 4 F corner regions at once."""
+    evidence = corner_evidence(gray_blurred, gray_restored, psfs)
+    if evidence is None:
+        return [False] * len(psfs)
+    return [
+        any(r > 1 + REGION_TOLERANCE for r in ratios) or min(widening) > WIDER_IN_CORNERS
+        for ratios, widening in evidence
+    ]
+
+
+def corner_evidence(
+    gray_blurred: Tensor, gray_restored: Tensor, psfs: list[FloatArray]
+) -> list[tuple[list[float], list[float]]] | None:
+    """Per frame of F (F, H, W) and its PSF, the four corner regions' residual ratios (the PSF's
+    :func:`reblur_residual` over that of the region's own PSF, two :func:`settle` steps from it) and
+    widths (the region's own PSF's radius of gyration over the PSF's); None where the regions would be
+    smaller than :data:`MIN_REGION_SIDE` (not checked)."""
     h, w = gray_blurred.shape[-2:]
     side = min(REGION_SIDE, h // 2, w // 2)
     if side < MIN_REGION_SIDE:
-        return [False] * len(psfs)
+        return None
     corners = ((0, 0), (0, w - side), (h - side, 0), (h - side, w - side))
     regions_blurred, regions_restored = (
         torch.stack([plane[..., y : y + side, x : x + side] for y, x in corners], dim=1).flatten(0, 1)
@@ -569,10 +585,7 @@ def _varies_across_frames(gray_blurred: Tensor, gray_restored: Tensor, psfs: lis
     ]
     widening = [radius_of_gyration(o) / max(radius_of_gyration(g), 1e-6) for o, g in zip(own, given)]
     n = len(corners)
-    return [
-        any(r > 1 + REGION_TOLERANCE for r in ratios[i : i + n]) or min(widening[i : i + n]) > WIDER_IN_CORNERS
-        for i in range(0, len(ratios), n)
-    ]
+    return [(ratios[i : i + n], widening[i : i + n]) for i in range(0, len(ratios), n)]
 
 
 def settle(
