@@ -1,13 +1,15 @@
 """What PSF refinement's gate sees and what refinement would give, case by case (calibrating the gate).
 
 For each case of a quality set (``benchmarks/quality.py``'s, same seeds): the generator's gain, the
-default pipeline's (the gate as it is), and refinement's forced through the gate (full weight, the
-variation check off), with the gate's evidence: the chosen PSF's width (radius of gyration), the share of
-the generator's change it leaves unexplained, each corner region's residual ratio (chosen PSF over the
+default pipeline's (the gate as it is), refinement's without the check that the blur varies across the
+frame (``unchecked``: the agreement weight alone) and forced through the gate (full weight), with the
+gate's evidence: the agreement weight, the chosen PSF's width (radius of gyration), the share of the
+generator's change it leaves unexplained, each corner region's residual ratio (chosen PSF over the
 region's own) and each corner's PSF width over the chosen one (``psf_refine.corner_evidence``; ``-`` on
-frames too small for corner regions, which the pipeline does not check).
-Then per blur kind: what refinement adds to the generator as gated and as forced, and how many cases
-it makes more than 0.2 dB worse. Rows are tab-separated on stdout; the summary follows them.
+frames too small for corner regions, which the pipeline does not check). The PSF is chosen once per case
+and deconvolved once; the three refinements differ only in weight.
+Then per blur kind: what refinement adds to the generator as gated, unchecked and forced, and how many
+cases it makes more than 0.2 dB worse. Rows are tab-separated on stdout; the summary follows them.
 
     python benchmarks/refine_gate.py [--set realistic] [--split val] [--seed N] [--model PATH]
 """
@@ -15,8 +17,6 @@ it makes more than 0.2 dB worse. Rows are tab-separated on stdout; the summary f
 from __future__ import annotations
 
 import argparse
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -26,34 +26,32 @@ from napari_deblurgan.gan.restoration import psf_refine as pr
 from napari_deblurgan.gan.training.metrics import psnr
 from quality import realistic_set, test_set
 
-
-@contextmanager
-def gate_open() -> Iterator[None]:
-    """Refinement at full weight wherever the PSF is a blur: agreement and variation checks off."""
-    saved = pr.AGREEMENT, pr.WIDER_IN_CORNERS, pr.REGION_TOLERANCE
-    pr.AGREEMENT, pr.WIDER_IN_CORNERS, pr.REGION_TOLERANCE = (np.inf, np.inf), np.inf, np.inf
-    try:
-        yield
-    finally:
-        pr.AGREEMENT, pr.WIDER_IN_CORNERS, pr.REGION_TOLERANCE = saved
+COLUMNS = ("generator", "default", "unchecked", "forced")
 
 
-def evidence(blurred: np.ndarray, restored: np.ndarray) -> dict[str, object]:
-    """The gate's inputs for one frame: weight, PSF width, unexplained share, corner ratios and widths."""
+def outcomes(blurred: np.ndarray, restored: np.ndarray) -> tuple[list[np.ndarray], dict[str, object]]:
+    """The generator's output refined as the gate decides, by the agreement weight alone and at full
+    weight (one PSF choice, one deconvolution), and the gate's evidence."""
     y, g = (torch.as_tensor(a)[None] for a in (blurred, restored))
-    psf, weight = pr._choose_psfs(y, g, pr.KERNEL_SIZE, 8)[0]
-    gray_y, gray_g = pr._gray(y), pr._gray(g)
-    width = pr.radius_of_gyration(psf)
-    window = [pr._centre_crop(p, pr.ESTIMATE_WINDOW) for p in (gray_y, gray_g)]
-    share = pr._unexplained_many(*window, [psf])[0] if width > 0 else float("nan")
-    corners = pr.corner_evidence(gray_y, gray_g, [psf])  # None: the pipeline checks no corners
-    return {
-        "weight": weight,
+    with torch.inference_mode():
+        [(psf, agreement)] = pr.trusted_psfs(y, g, pr.KERNEL_SIZE, 8)
+        gray_y, gray_g = pr._gray(y), pr._gray(g)
+        width = pr.radius_of_gyration(psf)
+        window = [pr._centre_crop(p, pr.ESTIMATE_WINDOW) for p in (gray_y, gray_g)]
+        share = pr._unexplained_many(*window, [psf])[0] if width > 0 else float("nan")
+        corners = pr.corner_evidence(gray_y, gray_g, [psf])  # None: the pipeline checks no corners
+        varies = agreement > 0 and pr._varies_across_frames(gray_y, gray_g, [psf])[0]
+        full = pr.blend_deconvolution(y, g, [psf], [1.0])[0].numpy()
+    unchecked = restored + agreement * (full - restored)  # the blend is linear in its weight
+    gated = restored if varies else unchecked
+    evidence = {
+        "agreement": agreement,
         "width": width,
         "share": share,
         "ratios": corners[0][0] if corners else [],
         "widening": corners[0][1] if corners else [],
     }
+    return [restored, gated, unchecked, full], evidence
 
 
 def main() -> None:
@@ -69,30 +67,25 @@ def main() -> None:
     else:
         cases = test_set([10, 20, 30], 2, args.split, args.seed)
     model = load_model(args.model, "cpu")
-    print("case\tgenerator\tdefault\tforced\tweight\twidth\tshare\tcorner ratios\tcorner widening")
-    by_kind: dict[str, list[tuple[float, float, float]]] = {}
+    print("case\t" + "\t".join(COLUMNS) + "\tagreement\twidth\tshare\tcorner ratios\tcorner widening")
+    by_kind: dict[str, list[list[float]]] = {}
     for name, sharp, blurred, _ in cases:
-        restored = deblur(blurred, model, refine=False)
-        with gate_open():
-            forced, _ = pr.refine(blurred, restored)
-        gains = [
-            psnr(sharp, np.round(np.clip(out, 0, 1) * 255) / 255) - psnr(sharp, blurred)
-            for out in (restored, pr.refine(blurred, restored)[0], forced)
-        ]
-        e = evidence(blurred, restored)
+        results, e = outcomes(blurred, deblur(blurred, model, refine=False))
+        gains = [psnr(sharp, np.round(np.clip(out, 0, 1) * 255) / 255) - psnr(sharp, blurred) for out in results]
         ratios, widening = (",".join(f"{v:.2f}" for v in e[k]) or "-" for k in ("ratios", "widening"))  # type: ignore[attr-defined]
         print(
-            f"{name}\t" + "\t".join(f"{g:+.2f}" for g in gains) + f"\t{e['weight']:.2f}\t{e['width']:.2f}\t"
+            f"{name}\t" + "\t".join(f"{g:+.2f}" for g in gains) + f"\t{e['agreement']:.2f}\t{e['width']:.2f}\t"
             f"{e['share']:.3f}\t{ratios}\t{widening}",
             flush=True,
         )
-        by_kind.setdefault(name.rsplit("/", 1)[-1] if args.set == "realistic" else "kernel", []).append(tuple(gains))
-    print("\nkind\tcases\tgenerator\tgated refinement adds\tcosts > 0.2 dB\tforced adds\tforced costs > 0.2 dB")
+        by_kind.setdefault(name.rsplit("/", 1)[-1] if args.set == "realistic" else "kernel", []).append(gains)
+    print("\nkind\tcases\tgenerator" + "".join(f"\t{c} adds\t{c} costs > 0.2 dB" for c in COLUMNS[1:]))
     for kind, rows in by_kind.items():
-        g, d, f = np.array(rows).T
+        gain = np.array(rows)
+        added = gain[:, 1:] - gain[:, :1]
         print(
-            f"{kind}\t{len(rows)}\t{g.mean():+.2f}\t{(d - g).mean():+.2f}\t{int(((d - g) < -0.2).sum())}\t"
-            f"{(f - g).mean():+.2f}\t{int(((f - g) < -0.2).sum())}"
+            f"{kind}\t{len(rows)}\t{gain[:, 0].mean():+.2f}"
+            + "".join(f"\t{a.mean():+.2f}\t{int((a < -0.2).sum())}" for a in added.T)
         )
 
 

@@ -466,20 +466,44 @@ def refine_frames(
         used = [i for i, (_, weight) in enumerate(choices) if weight > 0]
         if not used:
             return results
-        psfs, agreement = [choices[i][0] for i in used], [choices[i][1] for i in used]
-        weights = torch.stack(
-            [a * _blur_weight(psf) * border_weights(y.shape[1:3], psf, dev) for a, psf in zip(agreement, psfs)]
-        )
-        change = _deconvolve_frames(y[used], g[used], psfs) - g[used]
-        refined = (g[used] + (weights[..., None] if change.ndim == 4 else weights) * change).cpu().numpy()
+        psfs = [choices[i][0] for i in used]
+        refined = blend_deconvolution(y[used], g[used], psfs, [choices[i][1] for i in used]).cpu().numpy()
     for i, plane, psf in zip(used, refined, psfs):
         results[i] = (plane, psf)
     return results
 
 
+def blend_deconvolution(blurred: Tensor, restored: Tensor, psfs: list[FloatArray], agreement: list[float]) -> Tensor:
+    """Frames (F, H, W[, C]) of ``restored`` moved towards ``blurred`` deconvolved by their PSFs, each by
+    its weight in ``agreement`` times the PSF's :func:`_blur_weight`, fading to ``restored`` at the
+    borders (:func:`border_weights`)."""
+    weights = torch.stack(
+        [
+            a * _blur_weight(psf) * border_weights(blurred.shape[1:3], psf, blurred.device)
+            for a, psf in zip(agreement, psfs)
+        ]
+    )
+    change = _deconvolve_frames(blurred, restored, psfs) - restored
+    return restored + (weights[..., None] if change.ndim == 4 else weights) * change
+
+
 def _choose_psfs(blurred: Tensor, restored: Tensor, size: int, iterations: int) -> list[tuple[FloatArray, float]]:
     """:func:`refine`'s PSF of each of F frames (F, H, W[, C]), and the weight of its deconvolution (0: the
     generator's output is kept; see there)."""
+    choices = trusted_psfs(blurred, restored, size, iterations)
+    agreeing = [frame for frame, (_, weight) in enumerate(choices) if weight > 0]
+    varies = (
+        _varies_across_frames(_gray(blurred)[agreeing], _gray(restored)[agreeing], [choices[i][0] for i in agreeing])
+        if agreeing
+        else []
+    )
+    uniform = {frame for frame, v in zip(agreeing, varies) if not v}
+    return [(psf, weight if frame in uniform else 0.0) for frame, (psf, weight) in enumerate(choices)]
+
+
+def trusted_psfs(blurred: Tensor, restored: Tensor, size: int, iterations: int) -> list[tuple[FloatArray, float]]:
+    """:func:`_choose_psfs` before the check that the blur varies across the frame: per frame, the PSF
+    and its :func:`agreement_weight` (0 where no estimate is trusted)."""
     f, n = len(blurred), len(STARTS)
     gray_blurred, gray_restored = (_centre_crop(_gray(frames), ESTIMATE_WINDOW) for frames in (blurred, restored))
     latent = shock_filter(gray_restored)
@@ -511,15 +535,13 @@ def _choose_psfs(blurred: Tensor, restored: Tensor, size: int, iterations: int) 
         chosen.append(min(trusted, key=lambda pair: pair[0])[1] if trusted else settled[candidates[0]])
         if trusted:
             trusting.append(frame)
-    of = lambda frames: [chosen[i] for i in frames]  # noqa: E731
-    shares = _unexplained_many(gray_blurred[trusting], gray_restored[trusting], of(trusting)) if trusting else []
-    agreement = {frame: agreement_weight(share) for frame, share in zip(trusting, shares)}
-    agreeing = [frame for frame in trusting if agreement[frame] > 0]
-    varies = (
-        _varies_across_frames(_gray(blurred)[agreeing], _gray(restored)[agreeing], of(agreeing)) if agreeing else []
+    shares = (
+        _unexplained_many(gray_blurred[trusting], gray_restored[trusting], [chosen[i] for i in trusting])
+        if trusting
+        else []
     )
-    uniform = {frame for frame, v in zip(agreeing, varies) if not v}
-    return [(psf, agreement[frame] if frame in uniform else 0.0) for frame, psf in enumerate(chosen)]
+    agreement = {frame: agreement_weight(share) for frame, share in zip(trusting, shares)}
+    return [(psf, agreement.get(frame, 0.0)) for frame, psf in enumerate(chosen)]
 
 
 #: :func:`varies_across_frame`: side (px) of the corner regions (at most), the smallest side worth
