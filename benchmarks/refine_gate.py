@@ -1,13 +1,13 @@
 """What PSF refinement's gate sees and what refinement would give, case by case (calibrating the gate).
 
 For each case of a quality set (``benchmarks/quality.py``'s, same seeds): the generator's gain, the
-default pipeline's (the gate as it is), refinement's without the check that the blur varies across the
-frame (``unchecked``: the agreement weight alone) and forced through the gate (full weight), with the
-gate's evidence: the agreement weight, the chosen PSF's width (radius of gyration), the share of the
-generator's change it leaves unexplained, each corner region's residual ratio (chosen PSF over the
-region's own) and each corner's PSF width over the chosen one (``psf_refine.corner_evidence``; ``-`` on
-frames too small for corner regions, which the pipeline does not check). The PSF is chosen once per case
-and deconvolved once; the three refinements differ only in weight.
+default pipeline's (``psf_refine.refine`` as it is, in display values or linear light), and in display
+values refinement's without the check that the blur varies across the frame (``unchecked``: the
+agreement weight alone) and forced through the gate (full weight), with the gate's evidence in display
+values: the agreement weight, the PSF's width (radius of gyration), the share of the generator's change
+it leaves unexplained, each corner region's residual ratio (the PSF over the region's own) and each
+corner's PSF width over the PSF's (``psf_refine.corner_evidence``; ``-`` on frames too small for corner
+regions, which the pipeline does not check). Unchecked and forced share one PSF and one deconvolution.
 Then per blur kind: what refinement adds to the generator as gated, unchecked and forced, and how many
 cases it makes more than 0.2 dB worse. Rows are tab-separated on stdout; the summary follows them.
 
@@ -34,16 +34,14 @@ def outcomes(blurred: np.ndarray, restored: np.ndarray) -> tuple[list[np.ndarray
     weight (one PSF choice, one deconvolution), and the gate's evidence."""
     y, g = (torch.as_tensor(a)[None] for a in (blurred, restored))
     with torch.inference_mode():
-        [(psf, agreement)] = pr.trusted_psfs(y, g, pr.KERNEL_SIZE, 8)
+        [(psf, share)] = pr.trusted_psfs(y, g, pr.KERNEL_SIZE, 8)
+        agreement = pr.agreement_weight(share) if np.isfinite(share) else 0.0
         gray_y, gray_g = pr._gray(y), pr._gray(g)
         width = pr.radius_of_gyration(psf)
-        window = [pr._centre_crop(p, pr.ESTIMATE_WINDOW) for p in (gray_y, gray_g)]
-        share = pr._unexplained_many(*window, [psf])[0] if width > 0 else float("nan")
         corners = pr.corner_evidence(gray_y, gray_g, [psf])  # None: the pipeline checks no corners
-        varies = agreement > 0 and pr._varies_across_frames(gray_y, gray_g, [psf])[0]
         full = pr.blend_deconvolution(y, g, [psf], [1.0])[0].numpy()
     unchecked = restored + agreement * (full - restored)  # the blend is linear in its weight
-    gated = restored if varies else unchecked
+    gated = pr.refine(blurred, restored)[0]
     evidence = {
         "agreement": agreement,
         "width": width,

@@ -369,3 +369,25 @@ def test_frames_refined_together_are_the_ones_refined_alone() -> None:
         np.testing.assert_allclose(out, alone, atol=1e-5)
     assert not np.array_equal(together[0][0], restored[0])  # deconvolved
     assert together[1][0] is restored[1] and together[2][0] is restored[2]  # kept
+
+
+def test_blur_of_light_is_refined_in_linear_light(case, monkeypatch) -> None:
+    """A camera's blur averages light, not the stored (gamma-encoded) values: there the PSF estimated in
+    linear light explains the generator's change far better than the one estimated on stored values,
+    and refine deconvolves in linear light, where refining the stored values would undo the generator's
+    work (measured 27.2 dB against 23.8; the generator's half-way output 26.9). Blur of the stored
+    values themselves stays there."""
+    sharp, stored_blur, psf = case
+    rng = np.random.default_rng(3)
+    light_blur = blur_image(sharp**2.2, psf, 0.0, rng) ** (1 / 2.2) + rng.normal(0, 0.005, sharp.shape)
+    light_blur = np.clip(light_blur, 0, 1).astype(np.float32)
+    half_way = lambda blurred: ((sharp + blurred) / 2).astype(np.float32)  # noqa: E731 (half the blur removed)
+    for blurred, in_linear in ((light_blur, True), (stored_blur, False)):
+        [(_, weight, linear)] = psf_refine._choose_psfs(T(blurred)[None], T(half_way(blurred))[None], KERNEL_SIZE, 8)
+        assert weight > 0 and linear is in_linear
+    restored = half_way(light_blur)
+    refined, _ = refine(light_blur, restored)
+    monkeypatch.setattr(psf_refine, "LINEAR_PREFERENCE", 0.0)
+    in_stored_values, _ = refine(light_blur, restored)
+    psnr = lambda image: peak_signal_noise_ratio(sharp, np.clip(image, 0, 1), data_range=1)  # noqa: E731
+    assert psnr(refined) > psnr(restored) > psnr(in_stored_values) + 2
