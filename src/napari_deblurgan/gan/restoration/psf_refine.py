@@ -487,9 +487,10 @@ LINEAR_GAMMA = 2.2
 #: values. On the realistic validation set (blur in linear light, camera response gamma 2-2.4) the
 #: linear/display share ratio of the frames the display PSF refined was 0.36-0.84, on the one-kernel
 #: validation set (blur of stored values) 0.97-1.71, on the one-kernel test set 0.70-1.40 (rocket 0.70,
-#: which linear light cost 0.75 dB). With 0.65: realistic validation +1.43 -> +1.54 dB (kcas0/kernel
-#: +0.46 -> +3.03, coins/kernel +3.01 -> +4.20), the one-kernel sets unchanged. The weight stays the
-#: display PSF's at most: test erase_webp13/camera (display weight 0.02, linear 1) lost 1.8 dB at 1.
+#: which linear light cost 0.75 dB). With 0.65 the pipeline (``benchmarks/quality.py``) gave realistic
+#: validation +1.43 -> +1.53 dB (kcas0/kernel +0.46 -> +3.03), test +1.49 -> +1.58, one-kernel sets
+#: unchanged. The weight stays the display PSF's at most: test erase_webp13/camera (display weight 0.02,
+#: linear 1) lost 1.8 dB at 1.
 LINEAR_PREFERENCE = 0.65
 
 
