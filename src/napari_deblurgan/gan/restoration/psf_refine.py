@@ -30,6 +30,7 @@ on the CPU); PSFs are small numpy arrays (41 x 41), cleaned on the CPU.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -62,29 +63,36 @@ def _reflect_pad(image: Tensor, r: int) -> Tensor:
     return torch.cat([image[..., :r].flip(-1), image, image[..., -r:].flip(-1)], dim=-1)
 
 
-def _separable(image: Tensor, kernel_y: Tensor, kernel_x: Tensor) -> Tensor:
+def _correlate(planes: Tensor, taps: list[float], axis: int) -> Tensor:
+    """Correlate ``planes`` along ``axis`` with odd 1D ``taps``, the 'valid' part only (the axis shrinks by
+    ``len(taps) - 1``): a sum of shifted slices, 10x faster on the CPU than a one-channel ``conv2d``."""
+    n = planes.shape[axis] - (len(taps) - 1)
+    out = planes.narrow(axis, 0, n) * taps[0]
+    for i, tap in enumerate(taps[1:], start=1):
+        out.add_(planes.narrow(axis, i, n), alpha=tap)
+    return out
+
+
+def _separable(image: Tensor, kernel_y: list[float], kernel_x: list[float]) -> Tensor:
     """Correlate the last two axes with two odd 1D kernels (scipy.ndimage's 'reflect' borders)."""
-    r_y, r_x = kernel_y.numel() // 2, kernel_x.numel() // 2
-    padded = _reflect_pad(image, max(r_y, r_x))
-    lead, (ph, pw) = image.shape[:-2], padded.shape[-2:]
-    flat = padded.reshape(-1, 1, ph, pw)
-    dy, dx = max(r_y, r_x) - r_y, max(r_y, r_x) - r_x
-    flat = F.conv2d(flat[..., dy : ph - dy, :], kernel_y.view(1, 1, -1, 1))
-    flat = F.conv2d(flat[..., dx : pw - dx], kernel_x.view(1, 1, 1, -1))
-    return flat.reshape(*lead, *flat.shape[-2:])
+    r_y, r_x = len(kernel_y) // 2, len(kernel_x) // 2
+    r = max(r_y, r_x)
+    padded = _reflect_pad(image, r)
+    h, w = padded.shape[-2:]
+    padded = padded[..., r - r_y : h - (r - r_y), r - r_x : w - (r - r_x)]
+    return _correlate(_correlate(padded, kernel_y, -2), kernel_x, -1)
 
 
-def _gaussian_taps(sigma: float, truncate: float, like: Tensor) -> Tensor:
+def _gaussian_taps(sigma: float, truncate: float) -> list[float]:
     """scipy.ndimage's Gaussian: ``int(truncate * sigma + 0.5)`` taps each side, normalised."""
     r = int(truncate * sigma + 0.5)
-    t = torch.arange(-r, r + 1, dtype=like.dtype, device=like.device)
-    taps = torch.exp(-0.5 * (t / sigma) ** 2)
-    return taps / taps.sum()
+    taps = [math.exp(-0.5 * (t / sigma) ** 2) for t in range(-r, r + 1)]
+    return [tap / math.fsum(taps) for tap in taps]
 
 
 def gaussian_filter(image: Tensor, sigma: float, truncate: float = 4.0) -> Tensor:
     """``scipy.ndimage.gaussian_filter`` of the last two axes ('reflect' borders)."""
-    taps = _gaussian_taps(sigma, truncate, image)
+    taps = _gaussian_taps(sigma, truncate)
     return _separable(image, taps, taps)
 
 
@@ -724,10 +732,10 @@ def _half_scale(planes: Tensor) -> Tensor:
     out = (max(1, round(h / 2)), max(1, round(w / 2)))
     smooth = planes.reshape(-1, 1, h, w)
     for axis, (n, m) in enumerate(zip((h, w), out)):
-        taps = _gaussian_taps((n / m - 1) / 2, 4.0, planes)
-        r = taps.numel() // 2
-        pad, view = ((0, 0, r, r), (1, 1, -1, 1)) if axis == 0 else ((r, r, 0, 0), (1, 1, 1, -1))
-        smooth = F.conv2d(F.pad(smooth, pad, mode="reflect"), taps.view(view))  # torch's reflect: scipy's mirror
+        taps = _gaussian_taps((n / m - 1) / 2, 4.0)
+        r = len(taps) // 2
+        pad = (0, 0, r, r) if axis == 0 else (r, r, 0, 0)
+        smooth = _correlate(F.pad(smooth, pad, mode="reflect"), taps, axis - 2)  # torch's reflect: scipy's mirror
     return F.interpolate(smooth, size=out, mode="bilinear", align_corners=False).reshape(*lead, *out)
 
 
