@@ -371,6 +371,25 @@ def test_frames_refined_together_are_the_ones_refined_alone() -> None:
     assert together[1][0] is restored[1] and together[2][0] is restored[2]  # kept
 
 
+def test_the_blurs_variation_across_the_frame_is_checked_once_in_display_values(case, monkeypatch) -> None:
+    """The linear-light estimate of a frame is not checked for varying blur again (the corners' own PSFs
+    cost about 0.25 s a 1 MP frame): a frame found uniform in display values is refined in linear light
+    on the linear PSF's agreement alone, and a frame found varying keeps the generator's output."""
+    sharp, _, psf = case
+    rng = np.random.default_rng(3)
+    light_blur = blur_image(sharp**2.2, psf, 0.0, rng) ** (1 / 2.2) + rng.normal(0, 0.005, sharp.shape)
+    y = T(np.clip(light_blur, 0, 1))[None]
+    g = T((sharp + np.clip(light_blur, 0, 1)) / 2)[None]
+    checked: list[int] = []
+    for varies in (False, True):
+        monkeypatch.setattr(
+            psf_refine, "_varies_across_frames", lambda b, r, psfs, v=varies: checked.append(len(psfs)) or [v]
+        )
+        [(_, weight, linear)] = psf_refine._choose_psfs(y, g, KERNEL_SIZE, 8)
+        assert (weight > 0 and linear) if not varies else (weight == 0 and not linear)
+    assert checked == [1, 1]  # once per call: in display values
+
+
 def test_blur_of_light_is_refined_in_linear_light(case, monkeypatch) -> None:
     """A camera's blur averages light, not the stored (gamma-encoded) values: there the PSF estimated in
     linear light explains the generator's change far better than the one estimated on stored values,

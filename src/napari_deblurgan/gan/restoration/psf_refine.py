@@ -530,14 +530,13 @@ def _choose_psfs(blurred: Tensor, restored: Tensor, size: int, iterations: int) 
     """:func:`refine`'s PSF of each of F frames (F, H, W[, C]), the weight of its deconvolution (0: the
     generator's output is kept; see there) and whether it works in linear light (:data:`LINEAR_PREFERENCE`;
     only frames the display-value PSF would refine are estimated again in linear light, and refined there
-    with at most the display PSF's weight)."""
+    with at most the display PSF's weight; the blur's variation across the frame is checked in display
+    values only)."""
     display = _gated_psfs(blurred, restored, size, iterations)
     passing = [frame for frame, (_, _, weight) in enumerate(display) if weight > 0]
-    linear = (
-        dict(zip(passing, _gated_psfs(to_linear(blurred[passing]), to_linear(restored[passing]), size, iterations)))
-        if passing
-        else {}
-    )
+    in_light = (to_linear(frames[passing]) for frames in (blurred, restored))
+    # whether the blur varies across the frame was decided in display values: not checked again
+    linear = dict(zip(passing, _gated_psfs(*in_light, size, iterations, check_variation=False) if passing else []))
     choices = []
     for frame, (psf, share, weight) in enumerate(display):
         in_linear = frame in linear and linear[frame][2] > 0 and linear[frame][1] <= LINEAR_PREFERENCE * share
@@ -545,19 +544,22 @@ def _choose_psfs(blurred: Tensor, restored: Tensor, size: int, iterations: int) 
     return choices
 
 
-def _gated_psfs(blurred: Tensor, restored: Tensor, size: int, iterations: int) -> list[tuple[FloatArray, float, float]]:
+def _gated_psfs(
+    blurred: Tensor, restored: Tensor, size: int, iterations: int, check_variation: bool = True
+) -> list[tuple[FloatArray, float, float]]:
     """Per frame, the trusted PSF (:func:`trusted_psfs`), its unexplained share and the weight of its
-    deconvolution: :func:`agreement_weight`, 0 where the blur varies across the frame."""
+    deconvolution: :func:`agreement_weight`, 0 where the blur varies across the frame (unless
+    ``check_variation`` is False: the linear-light estimate of a frame found uniform in display values)."""
     choices = trusted_psfs(blurred, restored, size, iterations)
     weights = [agreement_weight(share) if np.isfinite(share) else 0.0 for _, share in choices]
-    agreeing = [frame for frame, weight in enumerate(weights) if weight > 0]
+    agreeing = [frame for frame, weight in enumerate(weights) if weight > 0 and check_variation]
     varies = (
         _varies_across_frames(_gray(blurred)[agreeing], _gray(restored)[agreeing], [choices[i][0] for i in agreeing])
         if agreeing
         else []
     )
-    uniform = {frame for frame, v in zip(agreeing, varies) if not v}
-    return [(psf, share, weights[frame] if frame in uniform else 0.0) for frame, (psf, share) in enumerate(choices)]
+    varying = {frame for frame, v in zip(agreeing, varies) if v}
+    return [(psf, share, 0.0 if frame in varying else weights[frame]) for frame, (psf, share) in enumerate(choices)]
 
 
 def trusted_psfs(blurred: Tensor, restored: Tensor, size: int, iterations: int) -> list[tuple[FloatArray, float]]:
