@@ -31,6 +31,16 @@ def case() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return sharp, blur_image(sharp, psf, 0.005, rng).astype(np.float32), psf
 
 
+@pytest.fixture(scope="module")
+def light_blur(case) -> np.ndarray:
+    """``case``'s sharp crop blurred by its PSF in linear light (values ** 2.2), as a camera's exposure
+    blurs, then stored with a 2.2 response and mild noise."""
+    sharp, _, psf = case
+    rng = np.random.default_rng(3)
+    blurred = blur_image(sharp**2.2, psf, 0.0, rng) ** (1 / 2.2) + rng.normal(0, 0.005, sharp.shape)
+    return np.clip(blurred, 0, 1).astype(np.float32)
+
+
 def T(array: np.ndarray) -> torch.Tensor:
     """A float32 tensor of ``array``: the refinement's internals work on tensors."""
     return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
@@ -371,15 +381,12 @@ def test_frames_refined_together_are_the_ones_refined_alone() -> None:
     assert together[1][0] is restored[1] and together[2][0] is restored[2]  # kept
 
 
-def test_the_blurs_variation_across_the_frame_is_checked_once_in_display_values(case, monkeypatch) -> None:
+def test_the_blurs_variation_across_the_frame_is_checked_once_in_display_values(case, light_blur, monkeypatch) -> None:
     """The linear-light estimate of a frame is not checked for varying blur again (the corners' own PSFs
     cost about 0.25 s a 1 MP frame): a frame found uniform in display values is refined in linear light
     on the linear PSF's agreement alone, and a frame found varying keeps the generator's output."""
-    sharp, _, psf = case
-    rng = np.random.default_rng(3)
-    light_blur = blur_image(sharp**2.2, psf, 0.0, rng) ** (1 / 2.2) + rng.normal(0, 0.005, sharp.shape)
-    y = T(np.clip(light_blur, 0, 1))[None]
-    g = T((sharp + np.clip(light_blur, 0, 1)) / 2)[None]
+    sharp = case[0]
+    y, g = T(light_blur)[None], T((sharp + light_blur) / 2)[None]
     checked: list[int] = []
     for varies in (False, True):
         monkeypatch.setattr(
@@ -390,16 +397,13 @@ def test_the_blurs_variation_across_the_frame_is_checked_once_in_display_values(
     assert checked == [1, 1]  # once per call: in display values
 
 
-def test_blur_of_light_is_refined_in_linear_light(case, monkeypatch) -> None:
+def test_blur_of_light_is_refined_in_linear_light(case, light_blur, monkeypatch) -> None:
     """A camera's blur averages light, not the stored (gamma-encoded) values: there the PSF estimated in
     linear light explains the generator's change far better than the one estimated on stored values,
     and refine deconvolves in linear light, where refining the stored values would undo the generator's
     work (measured 27.2 dB against 23.8; the generator's half-way output 26.9). Blur of the stored
     values themselves stays there."""
-    sharp, stored_blur, psf = case
-    rng = np.random.default_rng(3)
-    light_blur = blur_image(sharp**2.2, psf, 0.0, rng) ** (1 / 2.2) + rng.normal(0, 0.005, sharp.shape)
-    light_blur = np.clip(light_blur, 0, 1).astype(np.float32)
+    sharp, stored_blur, _ = case
     half_way = lambda blurred: ((sharp + blurred) / 2).astype(np.float32)  # noqa: E731 (half the blur removed)
     for blurred, in_linear in ((light_blur, True), (stored_blur, False)):
         [(_, weight, linear)] = psf_refine._choose_psfs(T(blurred)[None], T(half_way(blurred))[None], KERNEL_SIZE, 8)
