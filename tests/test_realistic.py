@@ -76,6 +76,59 @@ def test_extent_power_draws_mild_blur_more_often_and_power_one_is_numpys_uniform
         RealisticBlur(extent_power=0.0)
 
 
+def test_softened_samples_soften_target_and_input_alike_and_leave_the_other_draws_as_they_were() -> None:
+    """``soft`` blurs a share of the photos before everything else, so the target is soft too (a natively
+    soft photo is not a blurred one to sharpen); the draws before it are those of recipes without it."""
+    frames, crops = [(200, 300)] * 200, [(60, 90)] * 200
+    options = replace(CLEAN, mix={"kernel": 1.0}, extent=(3.0, 3.0), sharp=0.5)
+    plain = plan_batch(np.random.default_rng(5), options, (48, 64), 24, frames, crops)
+    softened = replace(options, soft=0.3, soft_sigma=(0.5, 1.0))
+    soft = plan_batch(np.random.default_rng(5), softened, (48, 64), 24, frames, crops)
+    assert np.array_equal(plain.extents, soft.extents) and np.array_equal(plain.background, soft.background)
+    assert not plain.soften.any()
+    chosen = soft.soften > 0
+    assert 0.2 < chosen.mean() < 0.4 and soft.soften[chosen].min() >= 0.5 and soft.soften[chosen].max() <= 1.0
+
+    still = replace(CLEAN, mix={"kernel": 1.0}, sharp=1.0)  # no motion, no noise: the input is the target
+    plans = [
+        plan_batch(np.random.default_rng(5), replace(still, soft=share), (48, 64), 24, frames[:1], crops[:1])
+        for share in (0.0, 1.0)
+    ]
+    canvas = torch.from_numpy(_photos(1, 96)[0]).permute(2, 0, 1)[None].float() / 255
+    _, crisp = render(canvas, canvas.clone(), plans[0], (48, 64))
+    blurred, sharp = render(canvas, canvas.clone(), plans[1], (48, 64))
+    assert torch.allclose(blurred, sharp, atol=0.5 / 255 + 1e-6)  # only quantised
+    detail = lambda x: (x[..., 1:] - x[..., :-1]).abs().mean()  # noqa: E731
+    assert detail(sharp) < 0.7 * detail(crisp)
+    assert torch.allclose(sharp.mean((2, 3)), crisp.mean((2, 3)), atol=0.01)  # softer, not shifted in tone
+    with pytest.raises(ValueError, match="soft"):
+        RealisticBlur(soft=1.5)
+    with pytest.raises(ValueError, match="soft_sigma"):
+        RealisticBlur(soft_sigma=(0.0, 1.0))
+    with pytest.raises(ValueError, match="defocus_sigma"):
+        RealisticBlur(defocus_sigma=(2.0, 1.0))
+
+
+def test_defocused_samples_keep_their_blob_in_focus_and_soften_the_rest_in_target_and_input() -> None:
+    still = replace(CLEAN, mix={"kernel": 1.0}, sharp=1.0)
+    plans = [
+        plan_batch(np.random.default_rng(9), replace(still, defocus=share), (96, 96), 24, [(300, 300)], [(60, 90)])
+        for share in (0.0, 1.0)
+    ]
+    focus = plans[1].focus[0]
+    assert 1.0 <= plans[1].defocus[0] <= 4.0 and not plans[0].defocus.any()
+    canvas = torch.from_numpy(_photos(1, 144)[0]).permute(2, 0, 1)[None].float() / 255
+    _, crisp = render(canvas, canvas.clone(), plans[0], (96, 96))
+    blurred, sharp = render(canvas, canvas.clone(), plans[1], (96, 96))
+    assert torch.allclose(blurred, sharp, atol=0.5 / 255 + 1e-6)
+    ys, xs = np.mgrid[:96, :96] + 24  # output pixels on the canvas
+    r = np.hypot(xs - focus[0], ys - focus[1])
+    inside, outside = r < 0.6 * focus[2] - 3 * focus[9], r > 1.4 * focus[2] + 3 * focus[9]  # clear of the wobble
+    assert inside.sum() > 50 and outside.sum() > 50
+    change = (sharp - crisp).abs()[0].mean(0).numpy()
+    assert change[inside].max() < 0.01 and change[outside].mean() > 0.03
+
+
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("extent", [4.0, 17.0, 35.0])
 def test_the_blur_extent_is_the_one_asked_for(kind: str, extent: float) -> None:

@@ -21,6 +21,7 @@ CUDA (up to float rounding).
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -50,19 +51,25 @@ class RealisticBlur:
     jpeg: float = 0.5  # share of blurred inputs JPEG-compressed (4:2:0)
     jpeg_quality: tuple[int, int] = (60, 95)
     gray: float = 0.1  # share of grey samples
+    soft: float = 0.0  # share of samples whose photo is softened first (target too): natively soft photos stay soft
+    soft_sigma: tuple[float, float] = (0.4, 1.2)  # px: range of the softening Gaussian's sigma
+    defocus: float = 0.0  # share of samples whose photo is out of focus outside a blob (target too): bokeh stays soft
+    defocus_sigma: tuple[float, float] = (1.0, 4.0)  # px: range of the defocus Gaussian's sigma
 
     def __post_init__(self) -> None:
         self.extent = tuple(self.extent)  # type: ignore[assignment]
         self.noise = tuple(self.noise)  # type: ignore[assignment]
         self.gamma = tuple(self.gamma)  # type: ignore[assignment]
         self.jpeg_quality = tuple(self.jpeg_quality)  # type: ignore[assignment]
+        self.soft_sigma = tuple(self.soft_sigma)  # type: ignore[assignment]
+        self.defocus_sigma = tuple(self.defocus_sigma)  # type: ignore[assignment]
         unknown = set(self.mix) - set(KINDS)
         if unknown or not self.mix or any(not w >= 0 for w in self.mix.values()) or sum(self.mix.values()) <= 0:
             raise ValueError(f"realistic.mix weighs the kinds {list(KINDS)} with numbers >= 0; got {self.mix}")
         lo, hi = self.extent
         if not 0 <= lo <= hi:
             raise ValueError(f"realistic.extent is a range of px, 0 <= low <= high; got {self.extent}")
-        for name in ("sharp", "saturation", "jpeg", "gray"):
+        for name in ("sharp", "saturation", "jpeg", "gray", "soft", "defocus"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"realistic.{name} is a share, in [0, 1]; got {getattr(self, name)}")
         if not self.extent_power > 0:
@@ -73,6 +80,9 @@ class RealisticBlur:
             raise ValueError("realistic.noise needs 0 <= low <= high, realistic.gamma 1 <= low <= high")
         if not 1 <= self.jpeg_quality[0] <= self.jpeg_quality[1] <= 100:
             raise ValueError(f"realistic.jpeg_quality is a range within 1..100; got {self.jpeg_quality}")
+        for name in ("soft_sigma", "defocus_sigma"):
+            if not 0 < getattr(self, name)[0] <= getattr(self, name)[1]:
+                raise ValueError(f"realistic.{name} is a range of px, 0 < low <= high; got {getattr(self, name)}")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RealisticBlur:
@@ -102,6 +112,9 @@ class Plan:
     gray: NDArray[np.bool_]  # (B,)
     seed: int  # of the noise
     margin: int  # px by which the canvases exceed the output on each side
+    soften: NDArray[np.float64]  # (B,) sigma (px) of the Gaussian that softens the photo first, 0 for none
+    defocus: NDArray[np.float64]  # (B,) sigma (px) of the defocus outside the in-focus blob, 0 for none
+    focus: NDArray[np.float64]  # (B, 10): the in-focus blob on the sharp canvas, as ``blob``
 
 
 def _rotation(angles: NDArray[np.float64]) -> NDArray[np.float64]:
@@ -273,7 +286,24 @@ def plan_batch(
     jpeg = np.where(rng.random(b) < options.jpeg, jq, 0)
     gray = rng.random(b) < options.gray
     seed = int(rng.integers(2**62))
-    return Plan(kinds, extents, background, foreground, blob, has_object, boost, noise, gamma, jpeg, gray, seed, margin)
+    # drawn last, and only when asked for: the other choices stay those of recipes without softening
+    soften, defocus, focus = np.zeros(b), np.zeros(b), np.zeros((b, 10))
+    if options.soft or options.defocus:
+        soften = np.where(rng.random(b) < options.soft, rng.uniform(*options.soft_sigma, b), 0.0)
+        defocus = np.where(rng.random(b) < options.defocus, rng.uniform(*options.defocus_sigma, b), 0.0)
+        side = min(h, w)
+        focus = np.column_stack([
+            margin + rng.uniform(0.1, 0.9, b) * w,
+            margin + rng.uniform(0.1, 0.9, b) * h,
+            rng.uniform(0.15, 0.6, b) * side,
+            rng.uniform(0, 0.2, (b, 3)),
+            rng.uniform(0, 2 * np.pi, (b, 3)),
+            rng.uniform(0.5, 3.0, b),  # px of soft edge: a depth edge is sharp, the blur's own spread softens it
+        ])  # fmt: skip
+    return Plan(
+        kinds, extents, background, foreground, blob, has_object, boost, noise, gamma, jpeg, gray, seed, margin,
+        soften, defocus, focus,
+    )  # fmt: skip
 
 
 def _grid(maps: torch.Tensor, xs: torch.Tensor, ys: torch.Tensor, canvas_hw: tuple[int, int]) -> torch.Tensor:
@@ -299,6 +329,21 @@ def _blob_mask(b: torch.Tensor, canvas_hw: tuple[int, int]) -> torch.Tensor:
     return torch.sigmoid(inside / b[:, 9, None, None])[:, None]
 
 
+def _softened(images: torch.Tensor, sigmas: NDArray[np.float64]) -> torch.Tensor:
+    """``images`` (B, C, H, W) with sample ``b`` blurred by a Gaussian of ``sigmas[b]`` px (0: as it is),
+    mirrored at the borders."""
+    out = images.clone()
+    for i in np.flatnonzero(sigmas > 0):
+        radius = math.ceil(3 * sigmas[i])
+        x = torch.arange(-radius, radius + 1, dtype=images.dtype, device=images.device)
+        taps = torch.exp(-0.5 * (x / float(sigmas[i])) ** 2)
+        taps = (taps / taps.sum()).repeat(images.shape[1], 1, 1, 1)  # (C, 1, 1, k): one filter per channel
+        image = F.pad(images[i : i + 1], (radius, radius, radius, radius), mode="reflect")
+        image = F.conv2d(image, taps, groups=images.shape[1])
+        out[i] = F.conv2d(image, taps.transpose(2, 3), groups=images.shape[1])[0]
+    return out
+
+
 def render(
     sharp: torch.Tensor, objects: torch.Tensor, plan: Plan, out_hw: tuple[int, int]
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -314,6 +359,13 @@ def render(
     gray = as_t(plan.gray, torch.bool)[:, None, None, None]
     sharp = torch.where(gray, sharp.mean(1, keepdim=True).expand_as(sharp), sharp)
     objects = torch.where(gray, objects.mean(1, keepdim=True).expand_as(objects), objects)
+    sharp, objects = _softened(sharp, plan.soften), _softened(objects, plan.soften)
+    out_of_focus = np.flatnonzero(plan.defocus > 0)
+    if len(out_of_focus):
+        where = torch.as_tensor(out_of_focus, device=device)
+        in_focus = _blob_mask(as_t(plan.focus)[where], canvas)
+        sharp = sharp.clone()
+        sharp[where] = in_focus * sharp[where] + (1 - in_focus) * _softened(sharp[where], plan.defocus[out_of_focus])
 
     def linear(srgb: torch.Tensor) -> torch.Tensor:
         """Linear light, with highlights near white made brighter than white (they clip after averaging)."""
