@@ -101,8 +101,8 @@ def test_tiled_matches_whole_frame_on_a_1024px_natural_image() -> None:
     image = (resize(skimage.data.astronaut(), (1024, 1024), order=3) * 255).round().astype(np.uint8)
     whole = deblur(image, tile_size=None)
     tiled = deblur(image, tile_size=512)  # the default overlap (96 px)
-    assert peak_signal_noise_ratio(whole, tiled) >= 55.0  # measured 63.7 dB
-    # The encoder-decoder's deepest blocks see past the overlap, faintly: 0.1 % of values differ by more
-    # than one grey level, 0.007 % by more than 3, at most 6.
+    assert peak_signal_noise_ratio(whole, tiled) >= 55.0  # measured 62.1 dB
+    # The encoder-decoder's deepest blocks see past the overlap, faintly: 0.16 % of values differ by more
+    # than one grey level, 0.013 % by more than 3, at most 10.
     difference = np.abs(whole.astype(int) - tiled)
     assert np.mean(difference > 3) < 1e-3 and difference.max() <= 12
