@@ -14,6 +14,9 @@ target, GOPRO's convention):
 - ``kernel``: one random camera-shake trajectory (Boracchi and Foi) for the whole frame, the blur
   the older synthesis made.
 
+Optionally the photo is made soft first, the target with it (``soft``: all of it; ``defocus``: all but an
+in-focus blob), for a network that leaves natively soft photos soft.
+
 Random choices are drawn by :func:`plan_batch` with numpy on the CPU, and the images are made by
 :func:`render` in torch on any device, so a batch is a pure function of its seed, the same on CPU and
 CUDA (up to float rounding).
@@ -331,9 +334,12 @@ def _blob_mask(b: torch.Tensor, canvas_hw: tuple[int, int]) -> torch.Tensor:
 
 def _softened(images: torch.Tensor, sigmas: NDArray[np.float64]) -> torch.Tensor:
     """``images`` (B, C, H, W) with sample ``b`` blurred by a Gaussian of ``sigmas[b]`` px (0: as it is),
-    mirrored at the borders."""
+    mirrored at the borders (``images`` itself when no sample is softened)."""
+    chosen = np.flatnonzero(sigmas > 0)
+    if not len(chosen):
+        return images
     out = images.clone()
-    for i in np.flatnonzero(sigmas > 0):
+    for i in chosen:
         radius = math.ceil(3 * sigmas[i])
         x = torch.arange(-radius, radius + 1, dtype=images.dtype, device=images.device)
         taps = torch.exp(-0.5 * (x / float(sigmas[i])) ** 2)
@@ -364,7 +370,6 @@ def render(
     if len(out_of_focus):
         where = torch.as_tensor(out_of_focus, device=device)
         in_focus = _blob_mask(as_t(plan.focus)[where], canvas)
-        sharp = sharp.clone()
         sharp[where] = in_focus * sharp[where] + (1 - in_focus) * _softened(sharp[where], plan.defocus[out_of_focus])
 
     def linear(srgb: torch.Tensor) -> torch.Tensor:
