@@ -87,7 +87,8 @@ def _gaussian_taps(sigma: float, truncate: float) -> list[float]:
     """scipy.ndimage's Gaussian: ``int(truncate * sigma + 0.5)`` taps each side, normalised."""
     r = int(truncate * sigma + 0.5)
     taps = [math.exp(-0.5 * (t / sigma) ** 2) for t in range(-r, r + 1)]
-    return [tap / math.fsum(taps) for tap in taps]
+    total = math.fsum(taps)
+    return [tap / total for tap in taps]
 
 
 def gaussian_filter(image: Tensor, sigma: float, truncate: float = 4.0) -> Tensor:
@@ -552,7 +553,7 @@ def _gated_psfs(
     ``check_variation`` is False: the linear-light estimate of a frame found uniform in display values)."""
     choices = trusted_psfs(blurred, restored, size, iterations)
     weights = [agreement_weight(share) if np.isfinite(share) else 0.0 for _, share in choices]
-    agreeing = [frame for frame, weight in enumerate(weights) if weight > 0 and check_variation]
+    agreeing = [frame for frame, weight in enumerate(weights) if weight > 0] if check_variation else []
     varies = (
         _varies_across_frames(_gray(blurred)[agreeing], _gray(restored)[agreeing], [choices[i][0] for i in agreeing])
         if agreeing
