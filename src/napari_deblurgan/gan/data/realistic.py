@@ -24,7 +24,6 @@ CUDA (up to float rounding).
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -33,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from numpy.typing import NDArray
 
+from ..restoration.psf_refine import gaussian_filter
 from .blur import random_trajectories
 
 KINDS = ("camera", "object", "zoom", "kernel")
@@ -333,20 +333,14 @@ def _blob_mask(b: torch.Tensor, canvas_hw: tuple[int, int]) -> torch.Tensor:
 
 
 def _softened(images: torch.Tensor, sigmas: NDArray[np.float64]) -> torch.Tensor:
-    """``images`` (B, C, H, W) with sample ``b`` blurred by a Gaussian of ``sigmas[b]`` px (0: as it is),
-    mirrored at the borders (``images`` itself when no sample is softened)."""
+    """``images`` (B, C, H, W) with sample ``b`` blurred by a Gaussian of ``sigmas[b]`` px (0: as it is;
+    ``images`` itself when no sample is softened)."""
     chosen = np.flatnonzero(sigmas > 0)
     if not len(chosen):
         return images
     out = images.clone()
     for i in chosen:
-        radius = math.ceil(3 * sigmas[i])
-        x = torch.arange(-radius, radius + 1, dtype=images.dtype, device=images.device)
-        taps = torch.exp(-0.5 * (x / float(sigmas[i])) ** 2)
-        taps = (taps / taps.sum()).repeat(images.shape[1], 1, 1, 1)  # (C, 1, 1, k): one filter per channel
-        image = F.pad(images[i : i + 1], (radius, radius, radius, radius), mode="reflect")
-        image = F.conv2d(image, taps, groups=images.shape[1])
-        out[i] = F.conv2d(image, taps.transpose(2, 3), groups=images.shape[1])[0]
+        out[i] = gaussian_filter(images[i], float(sigmas[i]), truncate=3.0)
     return out
 
 
