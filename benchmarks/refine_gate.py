@@ -3,9 +3,10 @@
 For each case of a quality set (``benchmarks/quality.py``'s, same seeds): the generator's gain, the
 default pipeline's (``psf_refine.refine`` as it is, in display values or linear light), and in display
 values refinement's without the check that the blur varies across the frame (``unchecked``: the
-agreement weight alone) and forced through the gate (full weight), with the gate's evidence in display
-values: the agreement weight, the PSF's width (radius of gyration), the share of the generator's change
-it leaves unexplained, each corner region's residual ratio (the PSF over the region's own) and each
+agreement and direction weights alone) and forced through the gate (full weight), with the gate's evidence
+in display values: the agreement weight, the PSF's width (radius of gyration), the share of the generator's
+change it leaves unexplained, how far the deconvolution's change agrees with the generator's (cosine,
+``psf_refine.change_agreement``), each corner region's residual ratio (the PSF over the region's own) and each
 corner's PSF width over the PSF's (``psf_refine.corner_evidence``; ``-`` on frames too small for corner
 regions, which the pipeline does not check). Unchecked and forced share one PSF and one deconvolution.
 Then per blur kind: what refinement adds to the generator as gated, unchecked and forced, and how many
@@ -39,13 +40,16 @@ def outcomes(blurred: np.ndarray, restored: np.ndarray) -> tuple[list[np.ndarray
         gray_y, gray_g = pr._gray(y), pr._gray(g)
         width = pr.radius_of_gyration(psf)
         corners = pr.corner_evidence(gray_y, gray_g, [psf])  # None: the pipeline checks no corners
-        full = pr.blend_deconvolution(y, g, [psf], [1.0])[0].numpy()
-    unchecked = restored + agreement * (full - restored)  # the blend is linear in its weight
+        full_t = pr.blend_deconvolution(y, g, [psf], [1.0])
+        [direction] = pr.change_agreement(y, g, full_t)
+        full = full_t[0].numpy()
+    unchecked = restored + agreement * pr.direction_weight(direction) * (full - restored)  # linear in its weight
     gated = pr.refine(blurred, restored)[0]
     evidence = {
         "agreement": agreement,
         "width": width,
         "share": share,
+        "direction": direction,
         "ratios": corners[0][0] if corners else [],
         "widening": corners[0][1] if corners else [],
     }
@@ -65,7 +69,7 @@ def main() -> None:
     else:
         cases = test_set([10, 20, 30], 2, args.split, args.seed)
     model = load_model(args.model, "cpu")
-    print("case\t" + "\t".join(COLUMNS) + "\tagreement\twidth\tshare\tcorner ratios\tcorner widening")
+    print("case\t" + "\t".join(COLUMNS) + "\tagreement\twidth\tshare\tdirection\tcorner ratios\tcorner widening")
     by_kind: dict[str, list[list[float]]] = {}
     for name, sharp, blurred, _ in cases:
         results, e = outcomes(blurred, deblur(blurred, model, refine=False))
@@ -73,7 +77,7 @@ def main() -> None:
         ratios, widening = (",".join(f"{v:.2f}" for v in e[k]) or "-" for k in ("ratios", "widening"))  # type: ignore[attr-defined]
         print(
             f"{name}\t" + "\t".join(f"{g:+.2f}" for g in gains) + f"\t{e['agreement']:.2f}\t{e['width']:.2f}\t"
-            f"{e['share']:.3f}\t{ratios}\t{widening}",
+            f"{e['share']:.3f}\t{e['direction']:.2f}\t{ratios}\t{widening}",
             flush=True,
         )
         by_kind.setdefault(name.rsplit("/", 1)[-1] if args.set == "realistic" else "kernel", []).append(gains)

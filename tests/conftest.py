@@ -66,6 +66,17 @@ def identity_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return save_generator(_tiny_generator(1, identity=True), tmp_path_factory.mktemp("models") / "identity.safetensors")
 
 
+@pytest.fixture
+def ungated_refinement(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Lift PSF refinement's checks that keep a generator's output whose change no PSF explains (the
+    identity model changes nothing): the share it leaves unexplained, and the deconvolution's
+    direction against the generator's change."""
+    from napari_deblurgan.gan.restoration import psf_refine
+
+    monkeypatch.setattr(psf_refine, "AGREEMENT", (float("inf"), float("inf")))
+    monkeypatch.setattr(psf_refine, "DIRECTION", (-2.0, -1.0))
+
+
 @pytest.fixture(scope="session")
 def natural_rgb() -> np.ndarray:
     import skimage.data

@@ -72,13 +72,10 @@ def test_deblur_ensemble_and_strength_match_the_api(images: Path, tmp_path: Path
             main([*cmd, "--overwrite", *bad])
 
 
-def test_no_refine_gives_the_generator_output_alone(tmp_path: Path, identity_model_path: Path, monkeypatch) -> None:
+def test_no_refine_gives_the_generator_output_alone(
+    tmp_path: Path, identity_model_path: Path, ungated_refinement
+) -> None:
     from scipy import ndimage
-
-    from napari_deblurgan.gan.restoration import psf_refine
-
-    # The identity model changes nothing, which no PSF explains: lift the check that would keep its output.
-    monkeypatch.setattr(psf_refine, "AGREEMENT", (float("inf"), float("inf")))
 
     src = tmp_path / "shaken.png"
     camera = skimage.data.camera()[60:316, 100:356].astype(np.float32)  # 160 px failed the PSF cross-check

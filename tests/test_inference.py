@@ -440,16 +440,14 @@ def test_frames_that_run_out_of_memory_together_go_one_at_a_time(tiny_model_path
 
 
 def test_frames_whose_refinement_runs_out_of_memory_together_are_refined_one_at_a_time(
-    identity_model_path, monkeypatch
+    identity_model_path, monkeypatch, ungated_refinement
 ) -> None:
     import skimage.data
     import torch
     from scipy import ndimage
 
-    from napari_deblurgan.gan.restoration import pipeline, psf_refine
+    from napari_deblurgan.gan.restoration import pipeline
 
-    # The identity model changes nothing, which no PSF explains: lift the check that would keep its output.
-    monkeypatch.setattr(psf_refine, "AGREEMENT", (float("inf"), float("inf")))
     camera = skimage.data.camera()[60:316, 100:356].astype(np.float32)
     stack = np.stack([ndimage.uniform_filter1d(camera, n, axis=1) for n in (7, 9)]).round().astype(np.uint8)
     refine_frames = pipeline.refine_frames

@@ -141,13 +141,8 @@ def test_controls_start_at_deblurs_defaults_and_tile_size_0_is_whole_frames(
     assert passed[-1]["tile_size"] == TILE_SIZE.minimum
 
 
-def test_refine_checkbox_reaches_deblur(make_napari_viewer, qtbot, identity_model_path, monkeypatch) -> None:
+def test_refine_checkbox_reaches_deblur(make_napari_viewer, qtbot, identity_model_path, ungated_refinement) -> None:
     from scipy import ndimage
-
-    from napari_deblurgan.gan.restoration import psf_refine
-
-    # The identity model changes nothing, which no PSF explains: lift the check that would keep its output.
-    monkeypatch.setattr(psf_refine, "AGREEMENT", (float("inf"), float("inf")))
 
     camera = skimage.data.camera()[60:316, 100:356].astype(np.float32)  # 160 px failed the PSF cross-check
     shaken = ndimage.uniform_filter1d(camera, 9, axis=1).round().astype(np.uint8)  # a 9 px blur
