@@ -31,8 +31,8 @@ COLUMNS = ("generator", "default", "unchecked", "forced")
 
 
 def outcomes(blurred: np.ndarray, restored: np.ndarray) -> tuple[list[np.ndarray], dict[str, object]]:
-    """The generator's output refined as the gate decides, by the agreement weight alone and at full
-    weight (one PSF choice, one deconvolution), and the gate's evidence."""
+    """The generator's output refined as the gate decides, by the agreement and direction weights alone
+    and at full weight (one PSF choice, one deconvolution), and the gate's evidence."""
     y, g = (torch.as_tensor(a)[None] for a in (blurred, restored))
     with torch.inference_mode():
         [(psf, share)] = pr.trusted_psfs(y, g, pr.KERNEL_SIZE, 8)
@@ -40,7 +40,7 @@ def outcomes(blurred: np.ndarray, restored: np.ndarray) -> tuple[list[np.ndarray
         gray_y, gray_g = pr._gray(y), pr._gray(g)
         width = pr.radius_of_gyration(psf)
         corners = pr.corner_evidence(gray_y, gray_g, [psf])  # None: the pipeline checks no corners
-        full_t = pr.blend_deconvolution(y, g, [psf], [1.0])
+        full_t = pr.blend_deconvolution(y, g, [psf])
         [direction] = pr.change_agreement(y, g, full_t)
         full = full_t[0].numpy()
     unchecked = restored + agreement * pr.direction_weight(direction) * (full - restored)  # linear in its weight

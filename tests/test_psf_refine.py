@@ -315,9 +315,9 @@ def test_refine_keeps_the_generators_output_where_the_psf_explains_too_little_of
     truth = _centred(psf)
     assert psf_refine.unexplained(T(blurred), T(sharp), truth) < 0.05  # measured 0.0025
     assert psf_refine.unexplained(T(blurred), T((sharp + blurred) / 2), truth) < 0.2  # 0.096
-    linear = np.clip(blur_image(2.5 * sharp**2.2, psf, 0.0, np.random.default_rng(0)), 0, 1) ** (1 / 2.2)
+    linear = np.clip(blur_image(3 * sharp**2.2, psf, 0.0, np.random.default_rng(0)), 0, 1) ** (1 / 2.2)
     camera = linear.astype(np.float32)
-    assert psf_refine.unexplained(T(camera), T(sharp), truth) > psf_refine.AGREEMENT[1]  # 0.82
+    assert psf_refine.unexplained(T(camera), T(sharp), truth) > psf_refine.AGREEMENT[1]  # 0.85
     refined, estimated = refine(camera, sharp)
     assert refined is sharp and psf_refine.unexplained(T(camera), T(sharp), estimated) > psf_refine.AGREEMENT[1]
 
@@ -426,14 +426,15 @@ def test_a_deconvolution_that_moves_the_image_elsewhere_than_the_generator_did_i
     y, g = T(blurred)[None], T((sharp + blurred) / 2)[None]
 
     def agreement(kernel: np.ndarray) -> float:
-        return psf_refine.change_agreement(y, g, psf_refine.blend_deconvolution(y, g, [kernel], [1.0]))[0]
+        return psf_refine.change_agreement(y, g, psf_refine.blend_deconvolution(y, g, [kernel]))[0]
 
     assert agreement(_centred(psf)) > psf_refine.DIRECTION[1]
     for angle in (0, 45, 90):
         assert agreement(linear_kernel(14, angle, KERNEL_SIZE)) < psf_refine.DIRECTION[0]
     assert psf_refine.change_agreement(y, g, g)[0] == pytest.approx(1)
     assert psf_refine.change_agreement(y, g, 2 * y - g)[0] == pytest.approx(-1)
-    assert [psf_refine.direction_weight(a) for a in (-1, 0.35, 0.45, 0.55, 1)] == pytest.approx([0, 0, 0.5, 1, 1])
+    weights = [psf_refine.direction_weight(a) for a in (-1, 0.35, 0.45, 0.55, 1, float("nan"))]
+    assert weights == pytest.approx([0, 0, 0.5, 1, 1, 0])
 
 
 def test_the_deconvolutions_weight_falls_gradually_as_its_change_agrees_less_with_the_generators(

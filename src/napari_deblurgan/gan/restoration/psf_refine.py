@@ -481,16 +481,19 @@ def refine_frames(
             if not used:
                 continue
             psfs = [choices[i][0] for i in used]
-            start, guide = (to_linear(t[used]) if linear else t[used] for t in (y, g))
-            full = blend_deconvolution(start, guide, psfs, [1.0] * len(used))
-            agreements = change_agreement(y[used], g[used], from_linear(full) if linear else full)
+            blurred_used, restored_used = y[used], g[used]
+            start, guide = (to_linear(t) if linear else t for t in (blurred_used, restored_used))
+            full = blend_deconvolution(start, guide, psfs)
+            agreements = change_agreement(blurred_used, restored_used, from_linear(full) if linear else full)
             weights = [choices[i][1] * direction_weight(a) for i, a in zip(used, agreements)]
-            scale = torch.tensor(weights, dtype=full.dtype, device=full.device).view(-1, *[1] * (full.ndim - 1))
-            mixed = guide + scale * (full - guide)
+            kept = [k for k, weight in enumerate(weights) if weight > 0]  # the others keep the generator's output
+            if not kept:
+                continue
+            scale = torch.tensor([weights[k] for k in kept], dtype=full.dtype, device=full.device)
+            mixed = guide[kept] + scale.view(-1, *[1] * (full.ndim - 1)) * (full[kept] - guide[kept])
             refined = from_linear(mixed) if linear else mixed
-            for i, plane, psf, weight in zip(used, refined.cpu().numpy(), psfs, weights):
-                if weight > 0:
-                    results[i] = (plane, psf)
+            for k, plane in zip(kept, refined.cpu().numpy()):
+                results[used[k]] = (plane, psfs[k])
     return results
 
 
@@ -545,19 +548,16 @@ def direction_weight(agreement: float) -> float:
     """The share of the deconvolution's weight kept at ``agreement`` (:func:`change_agreement`): 0 up to
     ``DIRECTION[0]``, 1 from ``DIRECTION[1]``, linear in between."""
     none, full = DIRECTION
-    return float(np.clip((agreement - none) / (full - none), 0.0, 1.0))
+    if not agreement > none:  # also NaN
+        return 0.0
+    return 1.0 if agreement >= full else (agreement - none) / (full - none)
 
 
-def blend_deconvolution(blurred: Tensor, restored: Tensor, psfs: list[FloatArray], agreement: list[float]) -> Tensor:
+def blend_deconvolution(blurred: Tensor, restored: Tensor, psfs: list[FloatArray]) -> Tensor:
     """Frames (F, H, W[, C]) of ``restored`` moved towards ``blurred`` deconvolved by their PSFs, each by
-    its weight in ``agreement`` times the PSF's :func:`_blur_weight`, fading to ``restored`` at the
-    borders (:func:`border_weights`)."""
-    weights = torch.stack(
-        [
-            a * _blur_weight(psf) * border_weights(blurred.shape[1:3], psf, blurred.device)
-            for a, psf in zip(agreement, psfs)
-        ]
-    )
+    the PSF's :func:`_blur_weight`, fading to ``restored`` at the borders (:func:`border_weights`): the
+    refinement at full weight (:func:`refine_frames` then weighs it by the gate)."""
+    weights = torch.stack([_blur_weight(psf) * border_weights(blurred.shape[1:3], psf, blurred.device) for psf in psfs])
     change = _deconvolve_frames(blurred, restored, psfs) - restored
     return restored + (weights[..., None] if change.ndim == 4 else weights) * change
 
