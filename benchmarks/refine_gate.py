@@ -3,7 +3,9 @@
 For each case of a quality set (``benchmarks/quality.py``'s, same seeds): the generator's gain, the
 default pipeline's (``psf_refine.refine`` as it is, in display values or linear light), and in display
 values refinement's without the check that the blur varies across the frame (``unchecked``: the
-agreement and direction weights alone) and forced through the gate (full weight), with the gate's evidence
+agreement and direction weights alone), forced through the gate (full weight) and at the display-value
+weight that turns out best in hindsight (``best``, of 0, 0.1, ..., 1: what any gate choosing a weight
+for this PSF could reach), with the gate's evidence
 in display values: the agreement weight, the PSF's width (radius of gyration), the share of the generator's
 change it leaves unexplained, how far the deconvolution's change agrees with the generator's (cosine,
 ``psf_refine.change_agreement``), each corner region's residual ratio (the PSF over the region's own) and each
@@ -27,7 +29,8 @@ from napari_deblurgan.gan.restoration import psf_refine as pr
 from napari_deblurgan.gan.training.metrics import psnr
 from quality import realistic_set, test_set
 
-COLUMNS = ("generator", "default", "unchecked", "forced")
+COLUMNS = ("generator", "default", "unchecked", "forced", "best")
+HINDSIGHT_WEIGHTS = np.linspace(0, 1, 11)
 
 
 def outcomes(blurred: np.ndarray, restored: np.ndarray) -> tuple[list[np.ndarray], dict[str, object]]:
@@ -73,6 +76,8 @@ def main() -> None:
     by_kind: dict[str, list[list[float]]] = {}
     for name, sharp, blurred, _ in cases:
         results, e = outcomes(blurred, deblur(blurred, model, refine=False))
+        restored, full = results[0], results[3]
+        results.append(max((restored + w * (full - restored) for w in HINDSIGHT_WEIGHTS), key=lambda x: psnr(sharp, x)))
         gains = [psnr(sharp, np.round(np.clip(out, 0, 1) * 255) / 255) - psnr(sharp, blurred) for out in results]
         ratios, widening = (",".join(f"{v:.2f}" for v in e[k]) or "-" for k in ("ratios", "widening"))  # type: ignore[attr-defined]
         print(
