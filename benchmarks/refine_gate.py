@@ -5,13 +5,13 @@ default pipeline's (``psf_refine.refine`` as it is, in display values or linear 
 values refinement's without the check that the blur varies across the frame (``unchecked``: the
 agreement and direction weights alone), forced through the gate (full weight) and at the display-value
 weight that turns out best in hindsight (``best``, of 0, 0.1, ..., 1: what any gate choosing a weight
-for this PSF could reach), with the gate's evidence
-in display values: the agreement weight, the PSF's width (radius of gyration), the share of the generator's
-change it leaves unexplained, how far the deconvolution's change agrees with the generator's (cosine,
-``psf_refine.change_agreement``), each corner region's residual ratio (the PSF over the region's own) and each
-corner's PSF width over the PSF's (``psf_refine.corner_evidence``; ``-`` on frames too small for corner
-regions, which the pipeline does not check). Unchecked and forced share one PSF and one deconvolution.
-Then per blur kind: what refinement adds to the generator as gated, unchecked and forced, and how many
+for this PSF could reach), with the gate's evidence in display values: the agreement weight, the PSF's
+width (radius of gyration), the share of the generator's change it leaves unexplained, how far the
+deconvolution's change agrees with the generator's (cosine, ``psf_refine.change_agreement``), each
+corner region's residual ratio (the PSF over the region's own) and each corner's PSF width over the PSF's
+(``psf_refine.corner_evidence``; ``-`` on frames too small for corner regions, which the pipeline does not
+check). Unchecked, forced and best share one PSF and one deconvolution. Then per blur kind: what
+refinement adds to the generator as gated, unchecked, forced and at the best weight, and how many
 cases it makes more than 0.2 dB worse. Rows are tab-separated on stdout; the summary follows them.
 
     python benchmarks/refine_gate.py [--set realistic] [--split val] [--seed N] [--model PATH]

@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from numpy.typing import NDArray
 
-from ..restoration.psf_refine import gaussian_filter
+from ..filters import gaussian_filter
 from .blur import random_trajectories
 
 KINDS = ("camera", "object", "zoom", "kernel")

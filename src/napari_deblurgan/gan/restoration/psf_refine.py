@@ -31,7 +31,6 @@ on the CPU); PSFs are small numpy arrays (41 x 41), cleaned on the CPU.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -40,6 +39,7 @@ import torch.nn.functional as F
 from numpy.typing import NDArray
 from scipy import fft, ndimage
 
+from ..filters import correlate, gaussian_filter, gaussian_taps, reflect_pad
 from ..io.images import centre_crop
 
 FloatArray = NDArray[np.float32]
@@ -57,50 +57,9 @@ DECONVOLVE_TILE = 2048
 POINT_LIKE, BLUR_LIKE = 1.1, 1.5
 
 
-def _reflect_pad(image: Tensor, r: int) -> Tensor:
-    """Pad the last two axes by ``r`` mirroring about the edge, the edge pixel repeated (scipy.ndimage's
-    'reflect': ``b a | a b c``)."""
-    image = torch.cat([image[..., :r, :].flip(-2), image, image[..., -r:, :].flip(-2)], dim=-2)
-    return torch.cat([image[..., :r].flip(-1), image, image[..., -r:].flip(-1)], dim=-1)
-
-
-def _correlate(planes: Tensor, taps: list[float], axis: int) -> Tensor:
-    """Correlate ``planes`` along ``axis`` with odd 1D ``taps``, the 'valid' part only (the axis shrinks by
-    ``len(taps) - 1``): a sum of shifted slices, 10x faster on the CPU than a one-channel ``conv2d``."""
-    n = planes.shape[axis] - (len(taps) - 1)
-    out = planes.narrow(axis, 0, n) * taps[0]
-    for i, tap in enumerate(taps[1:], start=1):
-        out.add_(planes.narrow(axis, i, n), alpha=tap)
-    return out
-
-
-def _separable(image: Tensor, kernel_y: list[float], kernel_x: list[float]) -> Tensor:
-    """Correlate the last two axes with two odd 1D kernels (scipy.ndimage's 'reflect' borders)."""
-    r_y, r_x = len(kernel_y) // 2, len(kernel_x) // 2
-    r = max(r_y, r_x)
-    padded = _reflect_pad(image, r)
-    h, w = padded.shape[-2:]
-    padded = padded[..., r - r_y : h - (r - r_y), r - r_x : w - (r - r_x)]
-    return _correlate(_correlate(padded, kernel_y, -2), kernel_x, -1)
-
-
-def _gaussian_taps(sigma: float, truncate: float) -> list[float]:
-    """scipy.ndimage's Gaussian: ``int(truncate * sigma + 0.5)`` taps each side, normalised."""
-    r = int(truncate * sigma + 0.5)
-    taps = [math.exp(-0.5 * (t / sigma) ** 2) for t in range(-r, r + 1)]
-    total = math.fsum(taps)
-    return [tap / total for tap in taps]
-
-
-def gaussian_filter(image: Tensor, sigma: float, truncate: float = 4.0) -> Tensor:
-    """``scipy.ndimage.gaussian_filter`` of the last two axes ('reflect' borders)."""
-    taps = _gaussian_taps(sigma, truncate)
-    return _separable(image, taps, taps)
-
-
 def _laplace(image: Tensor) -> Tensor:
     """``scipy.ndimage.laplace`` ('reflect' borders)."""
-    p = _reflect_pad(image, 1)
+    p = reflect_pad(image, 1)
     centre = p[..., 1:-1, 1:-1]
     return p[..., :-2, 1:-1] + p[..., 2:, 1:-1] + p[..., 1:-1, :-2] + p[..., 1:-1, 2:] - 4 * centre
 
@@ -770,10 +729,10 @@ def _half_scale(planes: Tensor) -> Tensor:
     out = (max(1, round(h / 2)), max(1, round(w / 2)))
     smooth = planes.reshape(-1, 1, h, w)
     for axis, (n, m) in enumerate(zip((h, w), out)):
-        taps = _gaussian_taps((n / m - 1) / 2, 4.0)
+        taps = gaussian_taps((n / m - 1) / 2, 4.0)
         r = len(taps) // 2
         pad = (0, 0, r, r) if axis == 0 else (r, r, 0, 0)
-        smooth = _correlate(F.pad(smooth, pad, mode="reflect"), taps, axis - 2)  # torch's reflect: scipy's mirror
+        smooth = correlate(F.pad(smooth, pad, mode="reflect"), taps, axis - 2)  # torch's reflect: scipy's mirror
     return F.interpolate(smooth, size=out, mode="bilinear", align_corners=False).reshape(*lead, *out)
 
 
@@ -797,7 +756,7 @@ def _box_sum(planes: Tensor, side: int) -> Tensor:
     """Sums over the ``side`` x ``side`` square around each pixel (odd side; 'reflect' borders), by
     cumulative sums in float64: ``side**2`` times scipy.ndimage's ``uniform_filter``."""
     r = side // 2
-    total = _reflect_pad(planes, r).double()
+    total = reflect_pad(planes, r).double()
     for axis in (-2, -1):
         total = torch.nn.functional.pad(total.cumsum(axis), (1, 0) if axis == -1 else (0, 0, 1, 0))
         n = total.shape[axis]
