@@ -13,12 +13,16 @@ from napari_deblurgan.gan.data.blur import blur_image, motion_kernels
 from napari_deblurgan.gan.restoration import psf_refine
 from napari_deblurgan.gan.restoration.psf_refine import (
     KERNEL_SIZE,
+    STILL_CHANGE,
+    STILL_WIDTH,
     border_weights,
+    coarse_change,
     deconvolve,
     estimate_psf,
     point_psf,
     radius_of_gyration,
     refine,
+    sharp_input_share,
 )
 
 
@@ -103,15 +107,50 @@ def test_psfs_are_centred_to_a_fraction_of_a_pixel() -> None:
     assert abs((centred * ys).sum()) < 0.01 and abs((centred * xs).sum()) < 0.01
 
 
-def test_sharp_and_small_inputs_keep_the_generator_output(case) -> None:
+def _noisy_sharp(case) -> np.ndarray:
+    """``case``'s sharp crop with mild noise (sigma 0.01): an input with no blur to remove."""
     sharp, _, _ = case
-    rng = np.random.default_rng(0)
-    noisy = (sharp + rng.normal(0, 0.01, sharp.shape)).astype(np.float32)
-    out, psf = refine(noisy, noisy)
-    assert out is noisy and radius_of_gyration(psf) < psf_refine.POINT_LIKE
-    small = noisy[: 3 * KERNEL_SIZE - 1]
+    return (sharp + np.random.default_rng(0).normal(0, 0.01, sharp.shape)).astype(np.float32)
+
+
+def test_small_inputs_keep_the_generator_output(case) -> None:
+    small = _noisy_sharp(case)[: 3 * KERNEL_SIZE - 1]
     out, psf = refine(small, small)
     assert out is small and radius_of_gyration(psf) == 0
+
+
+def test_a_sharp_input_keeps_the_input_rather_than_the_generators_sharpening(case) -> None:
+    sharp = case[0]
+    noisy = _noisy_sharp(case)
+    from scipy import ndimage
+
+    # as the shipped network sharpens sharp photos: fine detail only
+    sharpened = np.clip(noisy + 0.3 * (noisy - ndimage.gaussian_filter(noisy, 0.7)), 0, 1).astype(np.float32)
+    out, psf = refine(noisy, sharpened)
+    assert radius_of_gyration(psf) < STILL_WIDTH[0] + 0.05  # no blur found
+    assert np.linalg.norm(out - noisy) < 0.1 * np.linalg.norm(sharpened - noisy)
+    psnr = {
+        name: peak_signal_noise_ratio(sharp, x, data_range=1) for name, x in (("out", out), ("generator", sharpened))
+    }
+    assert psnr["out"] > psnr["generator"] + 1
+
+
+def test_a_generator_that_moves_coarse_structure_of_a_sharp_looking_input_is_kept(case) -> None:
+    noisy = _noisy_sharp(case)
+    ys, xs = np.mgrid[: noisy.shape[0], : noisy.shape[1]]
+    blob = 0.08 * np.exp(-((ys - 128.0) ** 2 + (xs - 100.0) ** 2) / (2 * 20.0**2))  # a moving subject, say
+    moved = (noisy + blob).astype(np.float32)
+    assert coarse_change(T(noisy)[None], T(moved)[None])[0] > STILL_CHANGE[1]
+    out, _ = refine(noisy, moved)
+    np.testing.assert_allclose(out, moved, atol=1e-6)
+
+
+def test_the_sharp_input_share_grows_with_either_sign_of_blur() -> None:
+    point, wide = point_psf(), _centred(np.full((1, 9), 1 / 9))  # radius of gyration 0 and 2.6 px
+    fine, broad = STILL_CHANGE
+    assert sharp_input_share(point, fine) == 0 and sharp_input_share(point, broad) == 1
+    assert sharp_input_share(point, (fine + broad) / 2) == pytest.approx(0.5)
+    assert sharp_input_share(wide, 0.0) == 1 and sharp_input_share(point, float("nan")) == 1
 
 
 def test_refinement_is_the_same_on_gray_and_on_gray_rgb(case) -> None:
@@ -362,7 +401,8 @@ def test_blur_that_grows_towards_the_corners_counts_as_varying(monkeypatch) -> N
 
 def test_frames_refined_together_are_the_ones_refined_alone() -> None:
     """A stack's frames take their own decisions in one batch: a blurred frame is deconvolved, a frame
-    whose blur varies across it and a sharp one keep the generator's output, each as it would alone."""
+    whose blur varies across it keeps the generator's output and a sharp one its input, each as it would
+    alone."""
     from napari_deblurgan.gan.data.blur import linear_kernel
 
     rng = np.random.default_rng(8)
@@ -380,7 +420,8 @@ def test_frames_refined_together_are_the_ones_refined_alone() -> None:
         np.testing.assert_allclose(psf, psf_alone, atol=1e-6)
         np.testing.assert_allclose(out, alone, atol=1e-5)
     assert not np.array_equal(together[0][0], restored[0])  # deconvolved
-    assert together[1][0] is restored[1] and together[2][0] is restored[2]  # kept
+    assert together[1][0] is restored[1]  # the generator's output kept
+    np.testing.assert_array_equal(together[2][0], blurred[2])  # the sharp input kept
 
 
 def test_the_blurs_variation_across_the_frame_is_checked_once_in_display_values(case, light_blur, monkeypatch) -> None:

@@ -80,7 +80,8 @@ def deblur(
             of each tile (8: +0.13 dB for the shipped generator alone on the realistic validation set,
             worst case -4.28 -> -2.87 dB; 8x the network's time).
         refine: estimate the blur's PSF with the help of the generator's output and deconvolve the
-            input with it, regularised towards that output (:mod:`.psf_refine`; 1-2 s/MP more).
+            input with it, regularised towards that output; an image with no blur found keeps the input
+            (:mod:`.psf_refine`; 1-2 s/MP more).
             One PSF per plane (per block for dask input): for uniform camera shake. False gives the
             generator's output alone.
         strength: how much of the model's correction to apply, 0 to 1: ``input + strength * (output -

@@ -136,8 +136,9 @@ ENSEMBLE = Option(
 REFINE = Option(
     "refine",
     True,
-    "deconvolve with a blur kernel (PSF) estimated from the model's output: much sharper on camera shake; turn it "
-    "off where halos appear (blur that differs across the image, e.g. moving objects)",
+    "deconvolve with a blur kernel (PSF) estimated from the model's output: much sharper on camera shake, and "
+    "images with no blur found keep their input; turn it off where halos appear (blur that differs across the "
+    "image, e.g. moving objects)",
     kind=bool,
 )
 STRENGTH = Option(

@@ -14,16 +14,18 @@ comes closest to the input is used. Every deconvolution solves
 (y blurred, g the generator's output, k the PSF) by half-quadratic splitting (Krishnan and Fergus
 2009: a few rounds of soft-thresholding the gradients and solving in Fourier space): where the PSF
 keeps a frequency, the data decide; where it erases one, the generator's output fills it in; the
-total-variation term keeps flat regions flat, so edges do not ring. A PSF that comes out nearly a
-point (the input had little blur to remove) hands the result back to the generator, so sharp inputs
-are not sharpened further. From each edge of the frame the refinement fades in over as far as the PSF
-reaches beyond that edge: there the blur drew on content outside the frame, and deconvolution would
-ring. The blur is taken as one PSF per plane (uniform camera shake); where it visibly is not, the
-generator's output is kept: where the PSF explains too little of what the generator changed
-(:func:`unexplained`; the deconvolution's weight falls from 1 to 0 as that share grows, see
-:func:`agreement_weight`), where the deconvolution moves the image elsewhere than the generator did
-(:func:`change_agreement`, :func:`direction_weight`), or a corner region of the frame is explained much
-better by a PSF of its own (:func:`varies_across_frame`). The dask path of ``deblur`` estimates one per block.
+total-variation term keeps flat regions flat, so edges do not ring. A PSF that comes out nearly a point
+(the input had little blur to remove) hands the result back to the generator; where, besides, the
+generator changed only fine detail, the input was sharp and is kept as it was, since the generator
+sharpens sharp photos further (:func:`sharp_input_share`). From each edge of the frame the refinement
+fades in over as far as the PSF reaches beyond that edge: there the blur drew on content outside the
+frame, and deconvolution would ring. The blur is taken as one PSF per plane (uniform camera shake);
+where it visibly is not, the generator's output is kept: where the PSF explains too little of what the
+generator changed (:func:`unexplained`; the deconvolution's weight falls from 1 to 0 as that share
+grows, see :func:`agreement_weight`), where the deconvolution moves the image elsewhere than the
+generator did (:func:`change_agreement`, :func:`direction_weight`), or a corner region of the frame is
+explained much better by a PSF of its own (:func:`varies_across_frame`). The dask path of ``deblur``
+estimates one per block.
 
 Planes are torch tensors on the model's device (FFTs, filters and solves run there: on a GPU as well as
 on the CPU); PSFs are small numpy arrays (41 x 41), cleaned on the CPU.
@@ -410,7 +412,9 @@ def refine(
     the PSF is estimated and deconvolved in linear light (:data:`LINEAR_PREFERENCE`). Planes with a side
     under 3 PSF sides are too small to estimate a PSF from: they keep ``restored``
     (and a point PSF); so do planes with no such estimate (the PSF returned is then the first estimate)
-    and planes whose PSF and generator disagree or whose blur varies.
+    and planes whose PSF and generator disagree or whose blur varies. A plane whose first estimate is
+    point-like and whose generator changed only fine detail keeps ``blurred`` instead, in part or whole
+    (:func:`sharp_input_share`).
     """
     return refine_frames([blurred], [restored], size, iterations, device)[0]
 
@@ -435,6 +439,8 @@ def refine_frames(
         )
         choices = _choose_psfs(y, g, size, iterations)
         results = [(plane, psf) for plane, (psf, _, _) in zip(kept, choices)]
+        for i, share in _sharp_input_shares(y, g, choices).items():
+            results[i] = ((y[i] + share * (g[i] - y[i])).cpu().numpy(), choices[i][0])
         for linear in (False, True):
             used = [i for i, (_, weight, in_linear) in enumerate(choices) if weight > 0 and in_linear == linear]
             if not used:
@@ -454,6 +460,55 @@ def refine_frames(
             for k, plane in zip(kept, refined.cpu().numpy()):
                 results[used[k]] = (plane, psfs[k])
     return results
+
+
+#: A frame where no blur was found (its PSF estimate within ``STILL_WIDTH`` px radius of gyration) and
+#: whose generator changed only fine detail (the gray change after a Gaussian of ``COARSE_SIGMA`` px
+#: varies by less than ``STILL_CHANGE``) was sharp: it keeps the input, in part or whole
+#: (:func:`sharp_input_share`), rather than the generator's output, which sharpens sharp photos further.
+#: Estimates on the unblurred one-kernel images (noise 0.01) came out 0.68-0.97 px wide, on 3-5 px
+#: one-kernel blur 0.98-1.66, on 10-30 px blur 1.0 and wider. Point-like estimates also come from
+#: blurred photos where the blur is not one kernel (a moving subject or a zoom on a still background),
+#: but there the generator moves coarse structure: on the realistic validation sets (both draws) every
+#: such frame changed by 0.0014 or more, the unblurred one-kernel images by 0.0003-0.0014 (chelsea, whose
+#: soft fur the generator reshapes: 0.008). Chosen on the validation sets' cached outcomes, then
+#: measured (default pipeline, ``benchmarks/quality.py``): unblurred one-kernel images -0.59 -> +0.10 dB
+#: (test -2.35 -> -0.59), realistic and one-kernel blur unchanged (validation +1.55 / +1.62 / +4.21;
+#: test realistic +1.66 -> +1.64, one kernel +2.50); realistic photos without motion, test +1.30 ->
+#: +1.33 (worst -22.0 -> -1.3), validation +1.16 -> +1.03 (their noise and JPEG, which the generator
+#: removes, are fine detail too), frames losing more than 0.5 dB 14 -> 3 and 9 -> 6.
+STILL_WIDTH = (0.8, 1.0)
+STILL_CHANGE = (0.0005, 0.0025)
+COARSE_SIGMA = 3.0
+
+
+def coarse_change(blurred: Tensor, restored: Tensor) -> list[float]:
+    """Per frame (F, H, W[, C]), the standard deviation of the generator's change to the gray plane after
+    a Gaussian of :data:`COARSE_SIGMA` px: how far it moved structure wider than fine detail and noise."""
+    change = _gray(restored) - _gray(blurred)
+    return gaussian_filter(change, COARSE_SIGMA).flatten(1).std(dim=1).tolist()
+
+
+def sharp_input_share(psf: FloatArray, coarse: float) -> float:
+    """The share of the generator's change kept on a frame that refinement leaves to the generator, from
+    its PSF estimate and :func:`coarse_change`: 1 where either says blur (``STILL_WIDTH[1]``,
+    ``STILL_CHANGE[1]`` and above), 0 where both say sharp (the first values and below), linear in
+    between (the larger of the two)."""
+    (narrow, wide), (fine, broad) = STILL_WIDTH, STILL_CHANGE
+    by_width = np.clip((radius_of_gyration(psf) - narrow) / (wide - narrow), 0, 1)
+    by_change = np.clip((np.nan_to_num(coarse, nan=broad) - fine) / (broad - fine), 0, 1)
+    return float(max(by_width, by_change))
+
+
+def _sharp_input_shares(
+    blurred: Tensor, restored: Tensor, choices: list[tuple[FloatArray, float, bool]]
+) -> dict[int, float]:
+    """Frame -> :func:`sharp_input_share`, for the frames :func:`_choose_psfs` refines with weight 0 whose
+    share is below 1."""
+    left = [i for i, (_, weight, _) in enumerate(choices) if weight == 0]
+    coarse = coarse_change(blurred[left], restored[left]) if left else []
+    shares = {i: sharp_input_share(choices[i][0], c) for i, c in zip(left, coarse)}
+    return {i: share for i, share in shares.items() if share < 1}
 
 
 #: Display values (photos as stored: sRGB-like) become linear light as ``value ** LINEAR_GAMMA``.
