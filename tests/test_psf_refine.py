@@ -141,6 +141,9 @@ def test_a_generator_that_moves_coarse_structure_of_a_sharp_looking_input_is_kep
     blob = 0.08 * np.exp(-((ys - 128.0) ** 2 + (xs - 100.0) ** 2) / (2 * 20.0**2))  # a moving subject, say
     moved = (noisy + blob).astype(np.float32)
     assert coarse_change(T(noisy)[None], T(moved)[None])[0] > STILL_CHANGE[1]
+    # the same subject in a frame 16 times larger: measured where it is, not diluted by the frame
+    large_still, large_moved = (np.pad(a, ((0, 768), (0, 768)), mode="reflect") for a in (noisy, moved))
+    assert coarse_change(T(large_still)[None], T(large_moved)[None])[0] > STILL_CHANGE[1]
     out, _ = refine(noisy, moved)
     np.testing.assert_allclose(out, moved, atol=1e-6)
 

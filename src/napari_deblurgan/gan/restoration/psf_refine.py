@@ -463,30 +463,31 @@ def refine_frames(
 
 
 #: A frame where no blur was found (its PSF estimate within ``STILL_WIDTH`` px radius of gyration) and
-#: whose generator changed only fine detail (the gray change after a Gaussian of ``COARSE_SIGMA`` px
-#: varies by less than ``STILL_CHANGE``) was sharp: it keeps the input, in part or whole
-#: (:func:`sharp_input_share`), rather than the generator's output, which sharpens sharp photos further.
-#: Estimates on the unblurred one-kernel images (noise 0.01) came out 0.68-0.97 px wide, on 3-5 px
-#: one-kernel blur 0.98-1.66, on 10-30 px blur 1.0 and wider. Point-like estimates also come from
-#: blurred photos where the blur is not one kernel (a moving subject or a zoom on a still background),
-#: but there the generator moves coarse structure: on the realistic validation sets (both draws) every
-#: such frame changed by 0.0014 or more, the unblurred one-kernel images by 0.0003-0.0014 (chelsea, whose
-#: soft fur the generator reshapes: 0.008). Chosen on the validation sets' cached outcomes, then
-#: measured (default pipeline, ``benchmarks/quality.py``): unblurred one-kernel images -0.59 -> +0.10 dB
-#: (test -2.35 -> -0.59), realistic and one-kernel blur unchanged (validation +1.55 / +1.62 / +4.21;
-#: test realistic +1.66 -> +1.64, one kernel +2.50); realistic photos without motion, test +1.30 ->
-#: +1.33 (worst -22.0 -> -1.3), validation +1.16 -> +1.03 (their noise and JPEG, which the generator
-#: removes, are fine detail too), frames losing more than 0.5 dB 14 -> 3 and 9 -> 6.
+#: whose generator changed only fine detail (:func:`coarse_change` within ``STILL_CHANGE``) was sharp:
+#: it keeps the input, in part or whole (:func:`sharp_input_share`), rather than the generator's output,
+#: which sharpens sharp photos further. Estimates on the unblurred one-kernel images (noise 0.01) came
+#: out 0.68-0.97 px wide, on 3-5 px one-kernel blur 0.98-1.66, on 10-30 px blur 1.0 and wider.
+#: Point-like estimates also come from blurred photos where the blur is not one kernel (a moving subject
+#: or a zoom on a still background), but there the generator moves coarse structure. Chosen on the
+#: validation sets' cached outcomes (the change's whole-frame deviation chose as well, but a small
+#: subject in a large frame would be diluted in it), then measured (default pipeline,
+#: ``benchmarks/quality.py``): unblurred one-kernel images -0.59 -> +0.14 dB (test -2.35 -> -0.61), 2 px
+#: one-kernel blur (test) -0.72 -> -0.40, realistic blur +1.55 / +1.62 -> +1.54 / +1.62 (test +1.66 ->
+#: +1.65), 10-30 px one-kernel blur unchanged; realistic photos without motion, test +1.30 -> +1.57
+#: (worst -22.0 -> -1.3), validation +1.16 -> +0.98 (their noise and JPEG, which the generator removes,
+#: are fine detail too), frames losing more than 0.5 dB 14 -> 3 and 9 -> 6.
 STILL_WIDTH = (0.8, 1.0)
-STILL_CHANGE = (0.0005, 0.0025)
-COARSE_SIGMA = 3.0
+STILL_CHANGE = (0.0005, 0.006)
+COARSE_SIGMA, COARSE_BLOCK = 3.0, 128
 
 
-def coarse_change(blurred: Tensor, restored: Tensor) -> list[float]:
-    """Per frame (F, H, W[, C]), the standard deviation of the generator's change to the gray plane after
-    a Gaussian of :data:`COARSE_SIGMA` px: how far it moved structure wider than fine detail and noise."""
-    change = _gray(restored) - _gray(blurred)
-    return gaussian_filter(change, COARSE_SIGMA).flatten(1).std(dim=1).tolist()
+def coarse_change(gray_blurred: Tensor, gray_restored: Tensor) -> list[float]:
+    """Per frame of gray planes (F, H, W), how far the generator moved structure wider than fine detail
+    and noise: its change after a Gaussian of :data:`COARSE_SIGMA` px, as the root mean square of the
+    :data:`COARSE_BLOCK` px block where it is largest (so a small moving subject counts in a large frame)."""
+    low = gaussian_filter(gray_restored - gray_blurred, COARSE_SIGMA)
+    block = min(COARSE_BLOCK, *low.shape[-2:])
+    return F.avg_pool2d(low[:, None] ** 2, block).flatten(1).amax(dim=1).sqrt().tolist()
 
 
 def sharp_input_share(psf: FloatArray, coarse: float) -> float:
@@ -495,7 +496,7 @@ def sharp_input_share(psf: FloatArray, coarse: float) -> float:
     ``STILL_CHANGE[1]`` and above), 0 where both say sharp (the first values and below), linear in
     between (the larger of the two)."""
     (narrow, wide), (fine, broad) = STILL_WIDTH, STILL_CHANGE
-    by_width = np.clip((radius_of_gyration(psf) - narrow) / (wide - narrow), 0, 1)
+    by_width = np.clip(np.nan_to_num((radius_of_gyration(psf) - narrow) / (wide - narrow), nan=1.0), 0, 1)
     by_change = np.clip((np.nan_to_num(coarse, nan=broad) - fine) / (broad - fine), 0, 1)
     return float(max(by_width, by_change))
 
@@ -506,7 +507,7 @@ def _sharp_input_shares(
     """Frame -> :func:`sharp_input_share`, for the frames :func:`_choose_psfs` refines with weight 0 whose
     share is below 1."""
     left = [i for i, (_, weight, _) in enumerate(choices) if weight == 0]
-    coarse = coarse_change(blurred[left], restored[left]) if left else []
+    coarse = coarse_change(_gray(blurred)[left], _gray(restored)[left]) if left else []
     shares = {i: sharp_input_share(choices[i][0], c) for i, c in zip(left, coarse)}
     return {i: share for i, share in shares.items() if share < 1}
 
