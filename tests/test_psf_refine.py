@@ -120,10 +120,10 @@ def test_small_inputs_keep_the_generator_output(case) -> None:
 
 
 def test_a_sharp_input_keeps_the_input_rather_than_the_generators_sharpening(case) -> None:
-    sharp = case[0]
-    noisy = _noisy_sharp(case)
     from scipy import ndimage
 
+    sharp = case[0]
+    noisy = _noisy_sharp(case)
     # as the shipped network sharpens sharp photos: fine detail only
     sharpened = np.clip(noisy + 0.3 * (noisy - ndimage.gaussian_filter(noisy, 0.7)), 0, 1).astype(np.float32)
     out, psf = refine(noisy, sharpened)

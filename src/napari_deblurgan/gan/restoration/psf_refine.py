@@ -495,10 +495,8 @@ def sharp_input_share(psf: FloatArray, coarse: float) -> float:
     its PSF estimate and :func:`coarse_change`: 1 where either says blur (``STILL_WIDTH[1]``,
     ``STILL_CHANGE[1]`` and above), 0 where both say sharp (the first values and below), linear in
     between (the larger of the two)."""
-    (narrow, wide), (fine, broad) = STILL_WIDTH, STILL_CHANGE
-    by_width = np.clip(np.nan_to_num((radius_of_gyration(psf) - narrow) / (wide - narrow), nan=1.0), 0, 1)
-    by_change = np.clip((np.nan_to_num(coarse, nan=broad) - fine) / (broad - fine), 0, 1)
-    return float(max(by_width, by_change))
+    by_width = _ramp(radius_of_gyration(psf), *STILL_WIDTH, nan=1.0)
+    return max(by_width, _ramp(coarse, *STILL_CHANGE, nan=1.0))
 
 
 def _sharp_input_shares(
@@ -562,10 +560,7 @@ def change_agreement(blurred: Tensor, restored: Tensor, refined: Tensor) -> list
 def direction_weight(agreement: float) -> float:
     """The share of the deconvolution's weight kept at ``agreement`` (:func:`change_agreement`): 0 up to
     ``DIRECTION[0]``, 1 from ``DIRECTION[1]``, linear in between."""
-    none, full = DIRECTION
-    if not agreement > none:  # also NaN
-        return 0.0
-    return 1.0 if agreement >= full else (agreement - none) / (full - none)
+    return _ramp(agreement, *DIRECTION, nan=0.0)
 
 
 def blend_deconvolution(blurred: Tensor, restored: Tensor, psfs: list[FloatArray]) -> Tensor:
@@ -888,7 +883,12 @@ def _inner_mse(a: Tensor, b: Tensor, margin: int) -> list[float]:
 
 def _blur_weight(psf: FloatArray) -> float:
     """0 for a point-like PSF (:data:`POINT_LIKE`), 1 for a blur (:data:`BLUR_LIKE`), linear in between."""
-    return float(np.clip((radius_of_gyration(psf) - POINT_LIKE) / (BLUR_LIKE - POINT_LIKE), 0, 1))
+    return _ramp(radius_of_gyration(psf), POINT_LIKE, BLUR_LIKE, nan=0.0)
+
+
+def _ramp(value: float, zero_at: float, one_at: float, nan: float) -> float:
+    """0 up to ``zero_at``, 1 from ``one_at`` (the larger), linear in between; ``nan`` for NaN."""
+    return nan if np.isnan(value) else float(np.clip((value - zero_at) / (one_at - zero_at), 0, 1))
 
 
 def agreement_weight(share: float) -> float:
