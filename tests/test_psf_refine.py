@@ -307,6 +307,20 @@ def test_psfs_settled_side_by_side_are_the_ones_settled_alone(case) -> None:
     assert residuals == pytest.approx([psf_refine.reblur_residual(b, g, k) for k in together], rel=1e-5)
 
 
+def test_the_total_variation_step_is_the_rolled_differences_adjoint() -> None:
+    """The splitting's w-step, written with slices, is D^T of the soft-thresholded circular differences
+    as written with torch.roll, to the bit, on an odd-sized stack of planes."""
+    x = torch.rand(2, 7, 10, generator=torch.Generator().manual_seed(3))
+    expected = torch.zeros_like(x)
+    for axis in (-2, -1):
+        diff = torch.nn.functional.softshrink(torch.roll(x, -1, dims=axis) - x, 0.1)
+        expected += torch.roll(diff, 1, dims=axis) - diff
+    assert torch.equal(psf_refine._shrunk_differences_adjoint(x, 0.1), expected)
+    for axis in (-2, -1):
+        for shift in (-1, 1):
+            assert torch.equal(psf_refine._rolled_minus(x, axis, shift), torch.roll(x, shift, dims=axis) - x)
+
+
 def test_the_filters_are_scipys_and_skimages() -> None:
     """The refinement's filters in torch (so they run on the model's device) compute what the scipy and
     scikit-image filters they replace did, on an odd-sized plane, borders included."""

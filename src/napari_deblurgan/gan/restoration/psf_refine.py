@@ -355,18 +355,41 @@ def _solve(
     reblurred = torch.fft.irfft2(otf * torch.fft.rfft2(blurred, s=shape), s=shape)[..., :h, :w]
     observed = torch.fft.rfft2(taper * blurred + (1 - taper) * reblurred, s=shape)
     fixed = otf.conj() * observed + prior_weight * torch.fft.rfft2(prior, s=shape)
-    spectrum = fixed / data_power
+    spectrum = fixed * data_power.reciprocal()
     penalty = SPLITTING_START
     for _ in range(rounds):
         x = torch.fft.irfft2(spectrum, s=shape)
-        # w: the forward differences soft-thresholded; the x-step's right-hand side needs D^T w
-        adjoint = torch.zeros_like(x)
-        for axis in (-2, -1):
-            diff = F.softshrink(torch.roll(x, -1, dims=axis) - x, tv_weight / penalty)
-            adjoint += torch.roll(diff, 1, dims=axis) - diff
-        spectrum = (penalty * torch.fft.rfft2(adjoint) + fixed) / (data_power + penalty * gradient_power)
+        adjoint = _shrunk_differences_adjoint(x, tv_weight / penalty)
+        spectrum = (penalty * torch.fft.rfft2(adjoint) + fixed) * (data_power + penalty * gradient_power).reciprocal()
         penalty *= 2
     return torch.fft.irfft2(spectrum, s=shape)[..., :h, :w]
+
+
+def _shrunk_differences_adjoint(x: Tensor, threshold: float) -> Tensor:
+    """D^T w, where w is the circular forward differences of planes ``x`` along both axes, soft-thresholded
+    by ``threshold``: half-quadratic splitting's w-step and its x-step's right-hand side."""
+    parts = [_rolled_minus(F.softshrink(_rolled_minus(x, axis, -1), threshold), axis, 1) for axis in (-2, -1)]
+    return parts[0] + parts[1]
+
+
+def _rolled_minus(x: Tensor, axis: int, shift: int) -> Tensor:
+    """``torch.roll(x, shift, axis) - x`` for a shift of -1 or 1, from slices (no rolled copy)."""
+    n, out = x.shape[axis], torch.empty_like(x)
+    first, rest = (0, 1) if shift == 1 else (n - 1, 0)  # where the wrapped-around difference goes
+    torch.sub(x.narrow(axis, 1 - rest, n - 1), x.narrow(axis, rest, n - 1), out=out.narrow(axis, rest, n - 1))
+    torch.sub(x.narrow(axis, n - 1 - first, 1), x.narrow(axis, first, 1), out=out.narrow(axis, first, 1))
+    return out
+
+
+def _each(planes: Tensor, copies: int) -> Tensor:
+    """Planes (F, H, W), each repeated for ``copies`` cases in a row; a single plane as it is, shared by
+    all cases (the functions that take planes (K or 1, H, W) broadcast it: its FFTs are taken once)."""
+    return planes if len(planes) == 1 else planes.repeat_interleave(copies, dim=0)
+
+
+def _rows(planes: Tensor, index: list[int]) -> Tensor:
+    """The planes (K, H, W) of cases ``index``; a single plane shared by all cases as it is."""
+    return planes if len(planes) == 1 else planes[index]
 
 
 def _fast_shape(h: int, w: int) -> tuple[int, int]:
@@ -617,15 +640,16 @@ def trusted_psfs(blurred: Tensor, restored: Tensor, size: int, iterations: int) 
     ones = torch.ones_like(latent)
     # frame by frame, the starts' usable edges in STARTS' order: all, all (coarse to fine), wide structures only
     usable = torch.stack([ones, ones, wide_structures(gray_blurred).to(latent.dtype)], dim=1)
-    twice = (planes.repeat_interleave(2, dim=0) for planes in (gray_blurred, latent))
+    twice = (_each(planes, 2) for planes in (gray_blurred, latent))
     first = estimate_psfs(*twice, size, usable=usable[:, ::2].flatten(0, 1))  # strongest edges, wide structures
     coarse = _coarse_starts(gray_blurred, gray_restored, size)
     starts = [psf for i in range(f) for psf in (first[2 * i], coarse[i], first[2 * i + 1])]
     # all settle side by side (batched FFTs: fewer, larger steps on a GPU, as fast on the CPU)
-    blurred_n, restored_n = (planes.repeat_interleave(n, dim=0) for planes in (gray_blurred, gray_restored))
+    blurred_n, restored_n = (_each(planes, n) for planes in (gray_blurred, gray_restored))
     settled = _settle_many(blurred_n, restored_n, starts, iterations - 1, usable.flatten(0, 1))
     blurs = [i for i, psf in enumerate(settled) if _blur_weight(psf) > 0]  # a point explains any input
-    measured = _reblur_residuals(blurred_n[blurs], restored_n[blurs], [settled[i] for i in blurs]) if blurs else []
+    blur_psfs = [settled[i] for i in blurs]
+    measured = _reblur_residuals(_rows(blurred_n, blurs), _rows(restored_n, blurs), blur_psfs) if blurs else []
     residuals = dict(zip(blurs, measured))
     checked = sorted({i // n for i in blurs})  # frames with a blur-like estimate to cross-check
     cross_checks = (
@@ -732,16 +756,13 @@ def _settle_many(
     """:func:`settle` of K PSFs side by side: planes (K or 1, H, W); each stops on its own."""
     psfs = list(psfs)
     active = list(range(len(psfs)))
-
-    def of_active(planes: Tensor | None) -> Tensor | None:
-        return planes if planes is None or len(planes) == 1 else planes[active]
-
     for _ in range(steps):
         if not active:
             break
-        blurred = of_active(gray_blurred)
-        latent = shock_filter(_deconvolve_gray(blurred, of_active(gray_restored), [psfs[i] for i in active]))
-        estimates = estimate_psfs(blurred, latent, psfs[active[0]].shape[0], usable=of_active(usable))
+        blurred = _rows(gray_blurred, active)
+        latent = shock_filter(_deconvolve_gray(blurred, _rows(gray_restored, active), [psfs[i] for i in active]))
+        usable_now = None if usable is None else _rows(usable, active)
+        estimates = estimate_psfs(blurred, latent, psfs[active[0]].shape[0], usable=usable_now)
         moving = []
         for i, psf in zip(active, estimates):
             if np.abs(psf - psfs[i]).sum() >= CONVERGED:
