@@ -19,8 +19,9 @@ zoom, one kernel), extents 5-40 px, with its highlights, noise, camera response 
 training never uses. The table gives the gain per kind and the worst case's. ``--extent 0 0`` scores
 sharp inputs (noise, tone and JPEG only). ``--seed N`` blurs the same photos afresh: a check that a
 choice made on one draw of the validation blur holds on another. ``--split train --every 3`` scores a
-third of the training photos (``--seed`` and the one-kernel set's training images alike): how far a
-model's gain on the photos it learnt from exceeds its gain on held-out ones.
+third of the training photos, blurred from a seed no training stage draws from (the one-kernel set:
+the training split's scikit-image images): how far a model's gain on the photos it learnt from exceeds
+its gain on held-out ones.
 
     python benchmarks/quality.py [--model NAME=PATH ...] [--lengths 10 20 30] [--seeds 2] [--split val]
                                  [--ensemble 2 4 8] [--per-case]
