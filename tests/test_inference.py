@@ -173,11 +173,11 @@ def test_self_ensemble_is_the_mean_over_flipped_and_transposed_copies(tiny_model
     image = natural_rgb[:40, :52].astype(np.float32) / 255  # whole frame, no stride padding: flips commute
     out = deblur(image, tiny_model_path, tile_size=None, ensemble=ensemble)
     copies = []
-    for k in range(ensemble):  # bit 0: flip x, bit 1: flip y, bit 2: transpose
-        flip = (slice(None, None, -1 if k & 2 else 1), slice(None, None, -1 if k & 1 else 1))
-        x = np.swapaxes(image[flip], 0, 1) if k & 4 else image[flip]
+    for k in range(ensemble):  # bit 0: flip x, bit 1: transpose, bit 2: flip y
+        flip = (slice(None, None, -1 if k & 4 else 1), slice(None, None, -1 if k & 1 else 1))
+        x = np.swapaxes(image[flip], 0, 1) if k & 2 else image[flip]
         y = deblur(np.ascontiguousarray(x), tiny_model_path, tile_size=None)
-        copies.append((np.swapaxes(y, 0, 1) if k & 4 else y)[flip])
+        copies.append((np.swapaxes(y, 0, 1) if k & 2 else y)[flip])
     assert len({c.tobytes() for c in copies}) == ensemble  # the random model is not flip-invariant
     np.testing.assert_allclose(out, np.mean(copies, axis=0), atol=2e-6)
 

@@ -77,8 +77,8 @@ def deblur(
         batch_size: tiles per forward pass; None: 1 on the CPU (measured fastest there), 4 on GPUs.
         half: float16 on CUDA/MPS, bfloat16 on CPUs that support it (faster, slightly less exact).
         ensemble: self-ensemble: average the model's outputs on 1, 2, 4 or 8 flipped/transposed copies
-            of each tile (8: +0.13 dB for the shipped generator alone on the realistic validation set,
-            worst case -4.28 -> -2.87 dB; 8x the network's time).
+            of each tile (4: +0.08 to +0.23 dB for the shipped generator alone on the realistic sets,
+            worst case -4.19 -> -2.28 dB; 4x the network's time).
         refine: estimate the blur's PSF with the help of the generator's output and deconvolve the
             input with it, regularised towards that output; an image with no blur found keeps the input
             (:mod:`.psf_refine`; 1-2 s/MP more).

@@ -129,7 +129,7 @@ HALF = Option(
 ENSEMBLE = Option(
     "ensemble",
     1,
-    "average the model over this many flipped/transposed copies: cleaner results, 2-8x the time (8: best quality)",
+    "average the model over this many flipped/transposed copies: cleaner results, 2-8x the time (4: most of 8's gain)",
     choices=ENSEMBLE_SIZES,
     means="copies averaged",
 )
