@@ -192,6 +192,26 @@ def test_synthesize_then_evaluate(tmp_path: Path, identity_model_path: Path, cap
     onto_input = ["evaluate", str(pairs), "--csv", str(pairs / "A" / "a.png"), "--overwrite", "--quiet"]
     assert main(onto_input) == 2 and (pairs / "A" / "a.png").read_bytes() == image  # even with --overwrite
     assert "one of the images evaluated" in capsys.readouterr().err
+    assert main([*evaluate, "--csv", str(tmp_path), "--overwrite"]) == 2  # refused before the work, not after it
+    assert "is a folder; name a file" in capsys.readouterr().err
+
+
+def test_sample_writes_the_samples_and_never_half_a_set(tmp_path: Path, capsys) -> None:
+    assert main(["sample", str(tmp_path / "new")]) == 0
+    written = sorted(str(p.relative_to(tmp_path / "new")) for p in (tmp_path / "new").rglob("*.png"))
+    assert written == ["clock_motion.png", "coffee_blurred.png", "ground_truth/coffee_blurred.png"]
+    sharp, blurred = (
+        read_image(tmp_path / "new" / p) for p in ("ground_truth/coffee_blurred.png", "coffee_blurred.png")
+    )
+    assert sharp.shape == blurred.shape and not np.array_equal(sharp, blurred)
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "clock_motion.png").write_bytes(b"my own")
+    assert main(["sample", str(mine)]) == 2
+    assert "clock_motion.png" in capsys.readouterr().err
+    assert [p.name for p in mine.rglob("*")] == ["clock_motion.png"] and (
+        mine / "clock_motion.png"
+    ).read_bytes() == b"my own"
 
 
 def test_organize_gopro_links_pairs_with_scene_prefixes(tmp_path: Path) -> None:
@@ -282,6 +302,10 @@ def test_train_until_stops_with_a_checkpoint_and_resume_flags_branch_the_run(tmp
     assert main([*base, "--resume", "--adv-weight", "0.1"]) == 0
     state = load_checkpoint(run / "checkpoint.pt")
     assert state["step"] == 6 and json.loads(state["config"])["adv_weight"] == 0.1 and state["critic"]
+    capsys.readouterr()
+    assert main([*base, "--until", "2", "--resume"]) == 0  # already past it: not one step more
+    assert "Already at step 6 (--until 2)" in capsys.readouterr().out
+    assert load_checkpoint(run / "checkpoint.pt")["step"] == 6
     assert main([*base, "--until", "0", "--resume"]) == 2
     assert "--until" in capsys.readouterr().err
 

@@ -56,6 +56,26 @@ def test_the_lineage_trains_each_stage_from_the_last_and_ships_one(tmp_path: Pat
     assert all(torch.equal(before[k], again[k]) for k in before)
 
 
+def test_a_stage_whose_checkpoint_cannot_be_resumed_is_named(tmp_path: Path, capsys) -> None:
+    from napari_deblurgan.gan.io.checkpoint import load_checkpoint, save_checkpoint
+
+    sharp = tmp_path / "sharp"
+    sharp.mkdir()
+    write_image(sharp / "a.png", skimage.data.astronaut()[:100, :100])
+    recipe = tmp_path / "lineage.json"
+    recipe.write_text(json.dumps(_recipe(sharp)))
+    out = tmp_path / "runs"
+    assert main(["lineage", str(recipe), "--out", str(out), "--stage", "first", "--quiet"]) == 0
+    (out / "first" / "generator.safetensors").unlink()  # unfinished: the stage resumes from its checkpoint
+    state = load_checkpoint(out / "first" / "checkpoint.pt")
+    del state["config"]  # e.g. written by an older version
+    save_checkpoint(state, out / "first" / "checkpoint.pt")
+    capsys.readouterr()
+    assert main(["lineage", str(recipe), "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "Cannot resume from" in err and "not a complete napari-deblurgan checkpoint" in err and "Traceback" not in err
+
+
 def test_a_stage_starts_from_its_init_stage(tmp_path: Path) -> None:
     sharp = tmp_path / "sharp"
     sharp.mkdir()

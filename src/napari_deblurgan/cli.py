@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .gan.restoration.options import Option
-    from .gan.training.train import Trainer
+    from .gan.training.train import TrainConfig, Trainer
 
 from .gan.restoration.options import DEVICE, ENSEMBLE, HALF, REFINE, STRENGTH, TILE_SIZE, VALUE_RANGE
 
@@ -289,7 +289,7 @@ def _train(args: argparse.Namespace) -> None:
 
 def _train_in_group(args: argparse.Namespace) -> None:
     from .gan.io.checkpoint import remove_stale_temp_files
-    from .gan.training.train import CHECKPOINT_NAME, MODEL_NAME, TrainConfig, Trainer
+    from .gan.training.train import CHECKPOINT_NAME, MODEL_NAME, TrainConfig
 
     rank = int(os.environ.get("RANK", "0"))
     options: dict = _read_recipe(args.config) if args.config else {}
@@ -311,28 +311,35 @@ def _train_in_group(args: argparse.Namespace) -> None:
     if args.resume and rank == 0:  # temp files of a run that was killed while saving
         for path in (checkpoint, Path(args.out) / MODEL_NAME):
             remove_stale_temp_files(path)
+    trainer = _trainer(
+        config,
+        Path(args.out),
+        device=args.device,
+        resume=args.resume,
+        resume_overrides=tuple({"steps", *given} if "steps" in options else given),
+        data_workers=args.data_workers,
+    )
+    if args.resume and trainer.step == 0 and rank == 0:
+        print(f"--resume: {checkpoint} does not exist, so training starts at step 0", file=sys.stderr)
+    _run_trainer(trainer, Path(args.out), args.until, args.quiet, rank)
+
+
+def _trainer(config: TrainConfig, out: Path, resume: bool, **options: Any) -> Trainer:
+    """A :class:`Trainer` for ``out``; a checkpoint there that cannot be resumed (incomplete, or from an
+    incompatible version) is refused in plain words rather than with a KeyError's traceback."""
+    from .gan.training.train import CHECKPOINT_NAME, Trainer
+
+    checkpoint = out / CHECKPOINT_NAME
     try:
-        trainer = Trainer(
-            config,
-            args.out,
-            device=args.device,
-            resume=args.resume,
-            resume_overrides=tuple({"steps", *given} if "steps" in options else given),
-            data_workers=args.data_workers,
-        )
+        return Trainer(config, out, resume=resume, **options)
     except (KeyError, RuntimeError) as exc:
-        if not (args.resume and checkpoint.is_file()) or (
-            isinstance(exc, RuntimeError) and "state_dict" not in str(exc)
-        ):
+        if not (resume and checkpoint.is_file()) or (isinstance(exc, RuntimeError) and "state_dict" not in str(exc)):
             raise
         from .gan.training.export import summary
 
         raise ValueError(
             f"Cannot resume from {checkpoint}: it is not a complete napari-deblurgan checkpoint ({summary(exc)})"
         ) from exc
-    if args.resume and trainer.step == 0 and rank == 0:
-        print(f"--resume: {checkpoint} does not exist, so training starts at step 0", file=sys.stderr)
-    _run_trainer(trainer, Path(args.out), args.until, args.quiet, rank)
 
 
 def _run_trainer(trainer: Trainer, out: Path, until: int | None, quiet: bool, rank: int) -> None:
@@ -340,9 +347,13 @@ def _run_trainer(trainer: Trainer, out: Path, until: int | None, quiet: bool, ra
     the current step with a checkpoint (exit status 130), a second one quits at once."""
     from tqdm import tqdm
 
-    from .gan.training.train import CHECKPOINT_NAME
+    from .gan.training.train import CHECKPOINT_NAME, MODEL_NAME
 
     checkpoint = out / CHECKPOINT_NAME
+    if until is not None and trainer.step >= until:  # resumed at or past it: not one step more
+        if rank == 0:
+            print(f"Already at step {trainer.step} (--until {until}): nothing to train; model: {out / MODEL_NAME}")
+        return
     bar = tqdm(
         total=trainer.cfg.steps, initial=trainer.step, unit="step", dynamic_ncols=True, disable=quiet or rank > 0
     )
@@ -384,7 +395,7 @@ def _run_trainer(trainer: Trainer, out: Path, until: int | None, quiet: bool, ra
         print(message, file=sys.stderr)
         raise SystemExit(130)
     if rank == 0:
-        print(f"Trained to step {trainer.step}; model: {out / 'generator.safetensors'}")
+        print(f"Trained to step {trainer.step}; model: {out / MODEL_NAME}")
 
 
 def _lineage(args: argparse.Namespace) -> None:
@@ -394,7 +405,7 @@ def _lineage(args: argparse.Namespace) -> None:
     from .gan.model.weights import read_metadata
     from .gan.training.export import export_checkpoint
     from .gan.training.lineage import Lineage
-    from .gan.training.train import CHECKPOINT_NAME, MODEL_NAME, Trainer
+    from .gan.training.train import CHECKPOINT_NAME, MODEL_NAME
 
     lineage = Lineage.from_file(args.recipe)
     out = Path(args.out)
@@ -413,7 +424,7 @@ def _lineage(args: argparse.Namespace) -> None:
             print(f"stage {stage.name}: trained to step {done} already")
             continue
         config = replace(stage.config, init=lineage.init_path(stage, out, given))
-        trainer = Trainer(config, run, device=args.device, resume=resume, data_workers=args.data_workers)
+        trainer = _trainer(config, run, device=args.device, resume=resume, data_workers=args.data_workers)
         print(f"stage {stage.name} ({'from step ' + str(trainer.step) if resume else 'new'}): {stage.why}")
         _run_trainer(trainer, run, stage.until, args.quiet, 0)
         del trainer
@@ -508,7 +519,9 @@ def _evaluate(args: argparse.Namespace) -> None:
     from .gan.training.metrics import SSIM_DESCRIPTION
 
     csv_path = Path(args.csv)
-    if csv_path.exists() and not args.overwrite:  # checked before the work, not after it
+    if csv_path.is_dir():  # checked before the work: it could not be replaced after it
+        raise IsADirectoryError(f"--csv {csv_path} is a folder; name a file, e.g. {csv_path / 'evaluation.csv'}")
+    if csv_path.exists() and not args.overwrite:
         raise FileExistsError(f"{csv_path} already exists; pass --overwrite to replace it, or choose another --csv")
     pairs = find_pairs(args.data, args.gopro_blur)
     if csv_path.resolve() in {f.resolve() for pair in pairs for f in pair}:
@@ -592,10 +605,11 @@ def _sample(args: argparse.Namespace) -> None:
         "coffee sharp": out / "ground_truth" / "coffee_blurred.png",
         "clock": out / "clock_motion.png",
     }
+    existing = [str(path) for path in targets.values() if path.exists()]
+    if existing:  # all checked before any is written: no half-written set
+        raise FileExistsError(f"{', '.join(existing)} already exist(s); choose another folder")
     for data, meta, _ in layers:
         path = targets[meta["name"]]
-        if path.exists():
-            raise FileExistsError(f"{path} already exists; choose another folder")
         path.parent.mkdir(parents=True, exist_ok=True)
         write_image(path, data)
     print(f"Wrote blurred samples to {out} (ground truth in {out / 'ground_truth'})")
