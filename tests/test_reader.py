@@ -161,3 +161,22 @@ def test_a_folder_over_the_scan_limit_is_sized_by_its_first_pair_and_never_raise
     np.testing.assert_array_equal(np.asarray(blurred[1]), np.zeros((4, 4)))  # b.tif, 5x5: black, not an error
     assert len(warnings) == 1 and "b.tif" in warnings[0] and "(5, 5)" in warnings[0] and "one image size" in warnings[0]
     np.testing.assert_array_equal(np.asarray(blurred[2]), np.full((4, 4), 6))  # c.tif (_write adds its index)
+
+
+def test_gray_alpha_shows_its_gray_plane_and_other_channels_move_under_a_slider(tmp_path: Path) -> None:
+    from PIL import Image
+
+    gray_alpha = np.stack([np.arange(20 * 24, dtype=np.uint8).reshape(20, 24), np.full((20, 24), 255, np.uint8)], -1)
+    for sub in ("A", "B"):
+        (tmp_path / "la" / sub).mkdir(parents=True)
+        Image.fromarray(gray_alpha, "LA").save(tmp_path / "la" / sub / "a.png")
+    data, meta = _read(tmp_path / "la")["la blurred"]
+    assert data.shape == (1, 20, 24) and meta["rgb"] is False and len(meta["translate"]) == 3
+    np.testing.assert_array_equal(np.asarray(data[0]), gray_alpha[..., 0])
+    channels = np.arange(20 * 24 * 2, dtype=np.uint16).reshape(20, 24, 2)
+    for sub in ("A", "B"):
+        (tmp_path / "two" / sub).mkdir(parents=True)
+        tifffile.imwrite(tmp_path / "two" / sub / "a.tif", channels, photometric="minisblack", planarconfig="contig")
+    data, meta = _read(tmp_path / "two")["two blurred"]
+    assert data.shape == (1, 2, 20, 24) and meta["rgb"] is False and len(meta["translate"]) == 4
+    np.testing.assert_array_equal(np.asarray(data[0]), np.moveaxis(channels, -1, 0))

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 from .gan.data.pairs import PairingError, find_pairs
-from .gan.io.images import image_info, read_image
+from .gan.io.images import ImageHeader, image_info, probe, read_image
 
 LayerData = tuple[Any, dict[str, Any], str]
 ReaderFunction = Callable[[Any], list[LayerData]]
@@ -77,10 +77,29 @@ def _more(count: int) -> str:
     return f"; and {count} more" if count > 0 else ""
 
 
-def _read_frame(path: Path, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
-    """One frame of a stack of ``shape`` and ``dtype``; a file that does not match (changed since the folder
-    was opened, or in a folder too large to scan) or no longer decodes shows as black with a warning, so
-    moving the slider never raises inside napari."""
+#: How a file's frame shows in napari: as read, its gray plane (gray + alpha), or channels moved first.
+View = Literal["as read", "gray", "channels first"]
+
+
+def display_view(header: ImageHeader) -> View:
+    """RGB(A) and grayscale show as read. napari has no gray + alpha display, so a PNG's (or WebP's) gray +
+    alpha shows its gray plane; other channels on the last axis (a 2- or 5-channel TIFF) move first, under
+    a slider (on the last axis napari would take them for the image's width)."""
+    if header.channel_axis != -1 or header.channels in (3, 4):
+        return "as read"
+    return "gray" if header.channels == 2 and header.format != "TIFF" else "channels first"
+
+
+def _viewed(image: np.ndarray, view: View) -> np.ndarray:
+    if view == "gray":
+        return image[..., 0]
+    return np.moveaxis(image, -1, 0) if view == "channels first" else image
+
+
+def _read_frame(path: Path, shape: tuple[int, ...], dtype: np.dtype, view: View) -> np.ndarray:
+    """One frame of a stack of files of ``shape`` and ``dtype``, as ``view`` shows it; a file that does not
+    match (changed since the folder was opened, or in a folder too large to scan) or no longer decodes shows
+    as black with a warning, so moving the slider never raises inside napari."""
     try:
         image = read_image(path)
         if image.shape != shape or image.dtype != dtype:
@@ -90,16 +109,18 @@ def _read_frame(path: Path, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarr
             )
     except (ValueError, OSError) as exc:
         _warn(f"napari-deblurgan shows {path} as black: {exc}")
-        return np.zeros(shape, dtype)
-    return image
+        image = np.zeros(shape, dtype)
+    return _viewed(image, view)
 
 
-def lazy_stack(paths: Sequence[Path], shape: tuple[int, ...], dtype: np.dtype) -> Any:
-    """A dask array (N, *shape) over image files whose headers say ``shape`` and ``dtype``; none is read now."""
+def lazy_stack(paths: Sequence[Path], shape: tuple[int, ...], dtype: np.dtype, view: View = "as read") -> Any:
+    """A dask array (N, *frame) over image files whose headers say ``shape`` and ``dtype``, each frame as
+    ``view`` shows it; none is read now."""
     import dask
     import dask.array as da
 
-    frames = [da.from_delayed(dask.delayed(_read_frame)(p, shape, dtype), shape, dtype) for p in paths]
+    frame = _viewed(np.empty(shape, dtype), view).shape
+    frames = [da.from_delayed(dask.delayed(_read_frame)(p, shape, dtype, view), frame, dtype) for p in paths]
     return da.stack(frames)
 
 
@@ -160,15 +181,17 @@ def read_pairs(pairs: Sequence[tuple[Path, Path]], name: str) -> tuple[list[Laye
             ("sharp", sharp_info, [s for _, s in members]),
             ("blurred", blurred_info, [b for b, _ in members]),
         ):
-            rgb = len(shape) == 3 and shape[-1] in (3, 4)
-            translate = [0.0] * (len(shape) + 1 - rgb)
-            translate[1] = top
+            view = display_view(probe(files[0], single=True))
+            stack = lazy_stack(files, shape, dtype, view)
+            rgb = stack.ndim == 4 and stack.shape[-1] in (3, 4) and view == "as read"
+            translate = [0.0] * (stack.ndim - rgb)
+            translate[-2] = top
             meta = {
                 "name": f"{name} {kind}{suffix}",
                 "rgb": rgb,
                 "translate": translate,
                 "metadata": {"files": [str(f) for f in files]},
             }
-            layers.append((lazy_stack(files, shape, dtype), meta, "image"))
+            layers.append((stack, meta, "image"))
         top += height * 1.1 if several else 0
     return layers, skipped
