@@ -73,7 +73,9 @@ def test_a_stage_whose_checkpoint_cannot_be_resumed_is_named(tmp_path: Path, cap
     capsys.readouterr()
     assert main(["lineage", str(recipe), "--out", str(out), "--quiet"]) == 2
     err = capsys.readouterr().err
-    assert "Cannot resume from" in err and "not a complete napari-deblurgan checkpoint" in err and "Traceback" not in err
+    assert (
+        "Cannot resume from" in err and "not a complete napari-deblurgan checkpoint" in err and "Traceback" not in err
+    )
 
 
 def test_a_stage_starts_from_its_init_stage(tmp_path: Path) -> None:

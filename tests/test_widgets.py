@@ -297,10 +297,16 @@ def test_training_from_layers_stop_resume_and_use_in_deblur(make_napari_viewer, 
 
     widget._resume.value = True
     widget._steps.value = stopped_at + 2
+    widget._source.value = "scikit-image"  # the run's layers are not saved with it: they must be chosen
+    widget._start.clicked.emit()
+    assert "trained on napari layers: choose 'open layers'" in errors.pop() and widget._start.enabled
+    widget._source.value = "open layers"
+    widget._preview_every.value = 1  # applies to the resumed run
     widget._start.clicked.emit()
     qtbot.waitUntil(lambda: widget._start.enabled, timeout=TIMEOUT)  # the widget saw the worker finish
     assert not errors
     assert int(read_metadata(model)["step"]) == stopped_at + 2
+    assert json.loads(read_metadata(model)["recipe"])["validate_every"] == 1
 
     deblur_widget = DeblurWidget(viewer)
     viewer.window.add_dock_widget(deblur_widget)
@@ -386,7 +392,7 @@ def test_training_can_start_from_the_shipped_model_and_resume_locks_the_recipe(
     assert widget.config().init is None
 
     widget._resume.value = True  # the saved recipe applies: its fields are locked, steps can grow
-    assert not widget._lr.enabled and not widget._source.enabled and widget._steps.enabled
+    assert not widget._lr.enabled and not widget._folder.enabled and widget._steps.enabled
     widget._resume.value = False
     assert widget._lr.enabled and widget._width.enabled
     assert errors[0].startswith("Choose the model file to start from")

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from magicgui.widgets import (
     CheckBox,
@@ -43,6 +44,8 @@ if TYPE_CHECKING:
     from napari.layers import Image
 
 FOLDER, LAYERS, SKIMAGE = "folder", "open layers", "scikit-image"
+#: How a run trained on napari layers names its data in its recipe (the layers are not saved with it).
+LAYERS_DATA = "napari layers"
 FOLDER_KINDS = [("auto-detect", "auto"), ("pairs: A/B or GOPRO", "pairs"), ("sharp images (blur synthesised)", "sharp")]
 SYNTHESES = [("one kernel per image", "kernel"), ("realistic: camera turns, moving objects, zoom", "realistic")]
 RANDOM, SHIPPED, MODEL_FILE = "random", "shipped", "file"
@@ -62,6 +65,20 @@ def next_free_dir(run_dir: Path) -> Path:
     match = re.fullmatch(r"(.+)-(\d{1,3})", run_dir.name)
     base, first = (match[1], int(match[2]) + 1) if match else (run_dir.name, 2)
     return next(p for n in range(first, first + 10_000) if not (p := run_dir.with_name(f"{base}-{n}")).exists())
+
+
+def saved_recipe(run_dir: Path) -> dict[str, Any]:
+    """The recipe a run saved with its model (read from the file's header, no weights loaded); {} where the
+    run has no model file (yet) or it holds none."""
+    from safetensors import SafetensorError
+
+    from ..gan.model.weights import read_metadata
+
+    try:
+        recipe = json.loads(read_metadata(run_dir / MODEL_NAME).get("recipe", "{}"))
+    except (OSError, ValueError, SafetensorError):
+        return {}
+    return recipe if isinstance(recipe, dict) else {}
 
 
 class TrainWidget(ScrollingContainer):
@@ -171,7 +188,8 @@ class TrainWidget(ScrollingContainer):
         )
         self._resume = CheckBox(
             text="resume from the checkpoint in the output folder",
-            tooltip="continues the saved run with its own recipe and data; only 'steps' (to extend it) applies",
+            tooltip="continues the saved run with its own recipe and data; only 'steps' (to extend it) and 'preview "
+            "every' apply, and a run trained on layers needs its two layers chosen again",
         )
         self._device = ComboBox(
             label="device",
@@ -269,9 +287,9 @@ class TrainWidget(ScrollingContainer):
         self._on_resume(self._resume.value)
 
     def _on_resume(self, resume: bool) -> None:
-        """Resuming continues the saved recipe: only the steps, preview, device and folder apply."""
-        recipe = [self._source, self._folder, self._folder_kind, self._synthesis, self._blurred, self._sharp]
-        recipe.append(self._start_from)
+        """Resuming continues the saved recipe: only the steps, preview, device and folder apply, and the
+        layers of a run trained on layers (they are not saved with it: :meth:`_resumed_on_layers`)."""
+        recipe = [self._folder, self._folder_kind, self._synthesis, self._start_from]
         recipe += [self._init_file, self._batch, self._crop, self._lr, self._content, self._adv]
         for widget in recipe:
             widget.enabled = not resume
@@ -321,9 +339,10 @@ class TrainWidget(ScrollingContainer):
 
     def _make_trainer(self, cfg: TrainConfig, run_dir: Path) -> Callable[[], Trainer]:
         device, resume = self._device.value, self._resume.value
-        if self._source.value != LAYERS:
+        make = partial(Trainer, resume_overrides=("steps", "validate_every", "log_every"))
+        if not (self._resumed_on_layers(run_dir) if resume else self._source.value == LAYERS):
             # no data workers: forking napari's process (Qt, its threads) from a thread worker risks deadlocks
-            return partial(Trainer, cfg, run_dir, device, resume, data_workers=0)
+            return partial(make, cfg, run_dir, device, resume, data_workers=0)
         blurred, sharp = self._blurred.value, self._sharp.value
         if blurred is None or sharp is None or blurred is sharp:
             raise ValueError("Choose two different image layers: the blurred one and its sharp ground truth")
@@ -335,16 +354,28 @@ class TrainWidget(ScrollingContainer):
                 raise ValueError(f"{layer.name} is a multiscale (pyramid) layer; train on a single-scale image")
         from dataclasses import replace
 
-        cfg = replace(cfg, data=f"napari layers {blurred.name!r} (blurred) and {sharp.name!r} (sharp)")
+        cfg = replace(cfg, data=f"{LAYERS_DATA} {blurred.name!r} (blurred) and {sharp.name!r} (sharp)")
         blurred_data, sharp_data, rgb = blurred.data, sharp.data, blurred.rgb
 
-        def make() -> Trainer:  # runs in the worker: ArrayPairs reads whole (maybe lazy) stacks
+        def make_on_layers() -> Trainer:  # runs in the worker: ArrayPairs reads whole (maybe lazy) stacks
             from ..gan.data.array_pairs import ArrayPairs
 
             pairs = ArrayPairs(blurred_data, sharp_data, cfg.crop, cfg.batch_size, cfg.seed, rgb)
-            return Trainer(cfg, run_dir, device, resume, source=pairs, val_pairs=pairs.validation_pairs())
+            return make(cfg, run_dir, device, resume, source=pairs, val_pairs=pairs.validation_pairs())
 
-        return make
+        return make_on_layers
+
+    def _resumed_on_layers(self, run_dir: Path) -> bool:
+        """Whether the run to resume trained on napari layers, which must then be chosen again (ValueError
+        if the source says otherwise); a run on a folder or scikit-image's images brings its own data."""
+        if not saved_recipe(run_dir).get("data", "").startswith(LAYERS_DATA):
+            return False
+        if self._source.value != LAYERS:
+            raise ValueError(
+                f"The run in {run_dir} trained on napari layers: choose 'open layers' as the data and its blurred "
+                "and sharp layers again, then Start"
+            )
+        return True
 
     def start(self) -> None:
         """Start training in a thread worker."""
@@ -373,7 +404,8 @@ class TrainWidget(ScrollingContainer):
             return
         self._stop_requested = threading.Event()
         self._run_dir = run_dir
-        self.plot.reset(self._steps.value, adversarial=self._adv.value > 0)
+        adversarial = float(saved_recipe(run_dir).get("adv_weight", 0)) if resume else self._adv.value
+        self.plot.reset(self._steps.value, adversarial=adversarial > 0)
         self._start.enabled, self._stop.enabled = False, True
         self._bar.value, self._status.value = 0, "preparing data and networks…"
         self._first_step = None
