@@ -177,6 +177,10 @@ def test_12_bit_data_can_use_its_own_range(make_napari_viewer, qtbot, tiny_model
     whole_stack = deblur(twelve_bit, tiny_model_path, tile_size=widget._tile.value, value_range="auto")
     np.testing.assert_array_equal(result, whole_stack[1])
     assert not np.array_equal(result, deblur(twelve_bit[1], tiny_model_path, tile_size=widget._tile.value))
+    full = np.random.default_rng(6).integers(0, 65535, (40, 48), dtype=np.uint16)
+    viewer.add_image(full, name="full 16-bit")
+    widget._image.value = viewer.layers["full 16-bit"]  # the next layer gets its own choice, not the last one's
+    assert widget._range.value == "16-bit range" and widget._hint.native.isHidden()
 
 
 def test_a_lazy_dask_stack_is_deblurred_frame_by_frame(make_napari_viewer, qtbot, tiny_model_path) -> None:

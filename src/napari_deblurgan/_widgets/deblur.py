@@ -202,8 +202,8 @@ class DeblurWidget(ScrollingContainer):
         sixteen_bit = layer is not None and _is_16_bit(layer)
         self._range.visible = sixteen_bit
         peak = _peak_if_12_bit(layer) if sixteen_bit else None
+        self._range.value = DTYPE_RANGE if peak is None else OWN_RANGE  # chosen again for every layer
         if peak is not None:
-            self._range.value = OWN_RANGE
             self._hint.value = f"values reach only {peak} (12-bit?): own min..max chosen"
         self._hint.visible = peak is not None
 
@@ -312,13 +312,12 @@ class DeblurWidget(ScrollingContainer):
 
 
 def _peak_if_12_bit(layer: Image) -> int | None:
-    """The highest value of a 16-bit layer if it stays within 12 bits, else None. Lazy stacks are judged by
-    their first frame (reading all of them would stall the GUI)."""
+    """The highest value of a 16-bit layer if it stays within 12 bits, else None. Stacks are judged by their
+    first frame (this runs on the GUI thread whenever a layer is chosen: reading a lazy stack, or scanning a
+    large one in memory, would stall it)."""
     if layer.multiscale:
         return None
-    data = layer.data
-    if not isinstance(data, np.ndarray):
-        data = np.asarray(data[(0,) * stack_ndim(layer)])
+    data = np.asarray(layer.data[(0,) * stack_ndim(layer)])
     peak = int(data.max()) if data.size else 0
     return peak if peak <= TWELVE_BIT_MAX else None
 
