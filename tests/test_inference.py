@@ -39,6 +39,7 @@ def test_identity_model_returns_the_input_exactly(identity_model_path, shape, dt
 
 
 NUMERIC_DTYPES = [np.dtype(t) for t in np.typecodes["AllInteger"] + np.typecodes["Float"]]
+NUMERIC_DTYPES += [np.dtype(t) for t in (">u2", ">i8", ">u8", ">f4")]  # big-endian, as FITS files load
 
 
 @pytest.mark.parametrize("dtype", NUMERIC_DTYPES, ids=str)
@@ -49,7 +50,8 @@ def test_every_dtype_round_trips_at_the_ends_of_its_range(identity_model_path, d
     info = np.iinfo(dtype) if dtype.kind in "ui" else np.finfo(dtype)
     if where == "spread":
         rng = np.random.default_rng(3)
-        image = rng.integers(info.min, info.max, (30, 31), endpoint=True, dtype=dtype) if dtype.kind in "ui" else (
+        image = rng.integers(info.min, info.max, (30, 31), endpoint=True, dtype=dtype.newbyteorder("=")).astype(
+            dtype) if dtype.kind in "ui" else (
             (rng.standard_normal((30, 31)) * (min(float(info.max), 1e308) / 8)).astype(dtype))  # fmt: skip
     else:
         value = {"lowest": info.min, "highest": info.max, "middle": info.max // 3 if dtype.kind in "ui" else 1e-3}

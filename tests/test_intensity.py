@@ -41,6 +41,25 @@ def test_frame_by_frame_extremes_give_the_whole_stacks_range() -> None:
         value_range_of(stack, (5, 1))
 
 
+@pytest.mark.parametrize("dtype", [np.int64, np.uint64])
+def test_big_endian_64_bit_planes_change_like_native_ones(dtype) -> None:
+    plane = (np.arange(300, dtype=dtype).reshape(15, 20) * 1000 + 5).astype(dtype)
+    lo, hi = value_range_of(plane)
+    unit = to_unit(plane, lo, hi)
+    changed = np.clip(unit + np.float32(0.01) * np.sin(np.arange(unit.size)).reshape(unit.shape), 0, 1)
+    native = restore_dtype(changed.astype(np.float32), unit, plane, lo, hi)
+    swapped = plane.astype(plane.dtype.newbyteorder(">"))
+    big = restore_dtype(changed.astype(np.float32), unit, swapped, lo, hi)
+    assert big.dtype == swapped.dtype and not np.array_equal(native, plane)
+    np.testing.assert_array_equal(big, native)
+
+
+def test_auto_range_of_a_large_constant_resolves_at_its_magnitude() -> None:
+    for image in (np.full((4, 4), 1e17), np.full((4, 4), 10**17, np.int64)):
+        low, high = value_range_of(image, "auto")
+        assert low < 1e17 < high
+
+
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int32, np.int64, np.float32, np.float64])
 def test_unchanged_planes_come_back_bit_for_bit(dtype) -> None:
     info = np.iinfo(dtype) if np.dtype(dtype).kind in "ui" else np.finfo(dtype)

@@ -109,7 +109,7 @@ def intensity_extremes(image: Any, channel_axis: int | None = None, rgb: bool | 
 def widened_range(low: float, high: float, dtype: np.dtype, margin: float = 0.1) -> tuple[float, float]:
     """:func:`intensity_range` from known extremes: ``margin`` wider each side, within an integer dtype."""
     if not high > low:
-        return low - 0.5, low + 0.5
+        return _constant_range(low)
     low, high = low - margin * (high - low), high + margin * (high - low)
     if np.dtype(dtype).kind in "ui":
         info = np.iinfo(dtype)
@@ -158,14 +158,18 @@ def _float_range(lo: float, hi: float) -> tuple[float, float]:
         return 0.0, 1.0
     if not np.isfinite(hi - lo):
         raise ValueError(f"The image's values span {lo:g} to {hi:g}, more than float64 can take in; scale it first")
-    if hi > lo:
-        return lo, hi
-    half = max(0.5, abs(lo) * 2.0**-20)
-    if not np.isfinite(lo - half):  # at the end of float64's range: the range goes one way only
-        return lo, lo + 2 * half
-    if not np.isfinite(lo + half):
-        return lo - 2 * half, lo
-    return lo - half, lo + half
+    return (lo, hi) if hi > lo else _constant_range(lo)
+
+
+def _constant_range(value: float) -> tuple[float, float]:
+    """The range a constant image maps by: ``value`` at mid-grey, in a range wide enough to resolve at its
+    magnitude (1e17 +- 0.5 is 1e17)."""
+    half = max(0.5, abs(value) * 2.0**-20)
+    if not np.isfinite(value - half):  # at the end of float64's range: the range goes one way only
+        return value, value + 2 * half
+    if not np.isfinite(value + half):
+        return value - 2 * half, value
+    return value - half, value + half
 
 
 #: Rows converted at a time between the input dtype and float32 (float64 temporaries stay small).
@@ -212,7 +216,9 @@ def restore_dtype(
 
 def _saturating_add(base: np.ndarray, step: NDArray[np.float64], lo: float, hi: float) -> np.ndarray:
     """``base`` (64-bit integers) plus whole-number ``step``s, saturating at [lo, hi], computed exactly
-    in uint64 on an order-preserving shift of the values (float64 cannot hold them all)."""
+    in uint64 on an order-preserving shift of the values (float64 cannot hold them all); big-endian input
+    (FITS) is worked on, and returned, in native byte order."""
+    base = base.astype(base.dtype.newbyteorder("="), copy=False)
     info = np.iinfo(base.dtype)
     shift = np.uint64(-info.min)  # int64: add 2**63 (flip the sign bit); uint64: nothing
     wide = base.view(np.uint64) ^ shift if info.min else base.view(np.uint64)
@@ -223,7 +229,7 @@ def _saturating_add(base: np.ndarray, step: NDArray[np.float64], lo: float, hi: 
     up = np.minimum(np.clip(step, 0, cap).astype(np.uint64), room_up)
     down = np.minimum(np.clip(-step, 0, cap).astype(np.uint64), room_down)
     moved = wide + up - down
-    return (moved ^ shift).view(base.dtype) if info.min else moved
+    return (moved ^ shift).view(base.dtype) if info.min else moved.view(base.dtype)
 
 
 def dtype_range(dtype: np.dtype) -> tuple[float, float]:
