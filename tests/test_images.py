@@ -93,6 +93,27 @@ def test_cmyk_jpeg_is_read_as_rgb(tmp_path: Path) -> None:
     assert abs(int(image[..., 0].mean()) - 200) < 8 and image[..., 1:].mean() < 8
 
 
+@pytest.mark.parametrize(
+    ("name", "mode", "transparent", "channels"),
+    [("gray.png", "L", 60, 2), ("rgb.png", "RGB", (60, 60, 60), 4), ("palette.png", "P", 2, 4), ("gif.gif", "P", 2, 2),
+     ("gray16.png", "I;16", 2000, 2)],
+)  # fmt: skip
+def test_a_transparent_colour_is_read_as_alpha(tmp_path: Path, name: str, mode: str, transparent, channels) -> None:
+    values = np.arange(80).reshape(8, 10) % 8
+    if mode == "I;16":
+        image = Image.fromarray((values * 1000).astype(np.uint16))
+    else:
+        image = Image.fromarray((values * 30).astype(np.uint8)).convert(mode)
+    if mode == "P":
+        image = Image.fromarray(values.astype(np.uint8), "L").convert("P")
+    image.save(tmp_path / name, transparency=transparent)
+    pixels = read_image(tmp_path / name)
+    assert pixels.shape == (8, 10, channels) and image_info(tmp_path / name)[0] == pixels.shape
+    opaque = np.iinfo(pixels.dtype).max
+    np.testing.assert_array_equal(pixels[..., -1] == 0, values == 2)  # the transparent pixels, and only they
+    assert pixels[..., -1].max() == opaque
+
+
 def test_one_bit_png_is_read_as_uint8(tmp_path: Path) -> None:
     mask = RNG.random((12, 10)) > 0.5
     Image.fromarray(mask).save(tmp_path / "mask.png")

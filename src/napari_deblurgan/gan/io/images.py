@@ -71,6 +71,7 @@ class ImageHeader:
     icc: bytes | None = None  # the embedded ICC colour profile (None: the values are sRGB)
     orientation: int = 1  # EXIF orientation of the stored pixels (1: upright)
     mode: str = ""  # Pillow's mode, for the files Pillow decodes
+    transparency: bool = False  # a transparent colour (PNG tRNS, GIF) that decodes as an alpha channel
 
     @property
     def frames(self) -> int:
@@ -214,12 +215,14 @@ def _png_header(path: Path) -> ImageHeader:
     (this costs the same for any image size); Pillow gives the shape of 8-bit ones once they pass."""
     chunks: dict[bytes, bytes] = {}
     control_seen, hidden_default = False, None  # an APNG's image data before any frame control: an extra image
+    transparency = False
     with open(path, "rb") as f:
         f.seek(len(PNG_SIGNATURE))
         while len(head := f.read(8)) == 8 and head[4:] != b"IEND":
             length, kind = int.from_bytes(head[:4], "big"), head[4:]
             if kind in _PNG_METADATA:
                 _check_metadata(path, length, f"a {kind.decode('latin-1')} chunk")
+            transparency |= kind == b"tRNS"
             if kind == b"IDAT" and hidden_default is None:
                 hidden_default = not control_seen
             control_seen |= kind == b"fcTL"
@@ -235,7 +238,7 @@ def _png_header(path: Path) -> ImageHeader:
     animation = chunks.get(b"acTL")
     kind = "APNG" if animation else "PNG"
     frames = int.from_bytes(animation[:4], "big") + bool(hidden_default) if animation else 1
-    channels = _PNG_CHANNELS.get(colour, 4)
+    channels = _PNG_CHANNELS.get(colour, 4) + (transparency and colour in (0, 2))  # tRNS decodes as alpha
     _check_pixels(path, (frames,) * (frames > 1) + (height, width, channels), kind)
     icc = _inflate_profile(path, chunks[b"iCCP"]) if b"iCCP" in chunks else None
     if depth != 16:
@@ -245,7 +248,7 @@ def _png_header(path: Path) -> ImageHeader:
         width, height = height, width
     shape = (frames,) * (frames > 1) + (height, width) + (channels,) * (channels > 1)
     axes = "T" * (frames > 1) + "YX" + "S" * (channels > 1)
-    return ImageHeader(kind, shape, np.dtype(np.uint16), axes, icc, orientation)
+    return ImageHeader(kind, shape, np.dtype(np.uint16), axes, icc, orientation, transparency=transparency)
 
 
 def _inflate_profile(path: Path, chunk: bytes) -> bytes | None:
@@ -331,17 +334,26 @@ def _pillow_header(path: Path) -> ImageHeader:
         _check_pixels(path, (frames,) * (frames > 1) + (im.height, im.width, channels), str(im.format))
         icc, orientation = im.info.get("icc_profile") or None, int(im.getexif().get(0x0112, 1))
         mode, kind = im.mode, str(im.format)
+        transparency = "transparency" in im.info and mode in _WITH_ALPHA
     if icc:
         _check_metadata(path, len(icc), "an ICC profile")
     props = iio.improps(path, plugin="pillow", index=0)
     frame, dtype = list(props.shape), np.dtype(props.dtype)
     if mode == "CMYK":
         frame[-1] = 3
+    if transparency:
+        frame = [*frame[:2], len(_WITH_ALPHA[mode])]
     if orientation in (5, 6, 7, 8):  # EXIF: rotated by 90 degrees
         frame[0], frame[1] = frame[1], frame[0]
     shape = (frames,) * (frames > 1) + tuple(frame)
     axes = "T" * (frames > 1) + "YX" + "S" * (len(frame) == 3)
-    return ImageHeader(kind, shape, np.dtype(np.uint8) if dtype.kind == "b" else dtype, axes, icc, orientation, mode)
+    dtype = np.dtype(np.uint8) if dtype.kind == "b" else dtype
+    return ImageHeader(kind, shape, dtype, axes, icc, orientation, mode, transparency)
+
+
+#: Pillow modes whose transparent colour (``info["transparency"]``) is decoded as an alpha channel, and the
+#: mode they are decoded in: the transparency is kept, as in files with an alpha channel.
+_WITH_ALPHA = {"P": "RGBA", "RGB": "RGBA", "L": "LA"}
 
 
 def _pillow_within_our_limits() -> None:
@@ -372,7 +384,7 @@ def _decode(path: Path, header: ImageHeader) -> NDArray:
 
     _pillow_within_our_limits()
     index = ... if header.frames > 1 else 0
-    mode = "RGB" if header.mode == "CMYK" else None
+    mode = "RGB" if header.mode == "CMYK" else _WITH_ALPHA[header.mode] if header.transparency else None
     return np.asarray(iio.imread(path, plugin="pillow", index=index, rotate=True, mode=mode))
 
 
@@ -505,11 +517,11 @@ def check_writable(path: Path, image_or_dtype: NDArray | np.dtype, channels: int
 
 
 def as_rgb(image: NDArray) -> NDArray:
-    """(H, W) or (H, W, 1|3|4) as (H, W, 3): gray replicated, alpha dropped."""
+    """(H, W) or (H, W, 1|2|3|4) as (H, W, 3): gray replicated, alpha (of gray + alpha, RGBA) dropped."""
     if image.ndim == 2:
         return np.repeat(image[:, :, None], 3, axis=2)
-    if image.ndim == 3 and image.shape[2] in (1, 3, 4):
-        return np.repeat(image, 3, axis=2) if image.shape[2] == 1 else image[:, :, :3]
+    if image.ndim == 3 and image.shape[2] in (1, 2, 3, 4):
+        return np.repeat(image[:, :, :1], 3, axis=2) if image.shape[2] <= 2 else image[:, :, :3]
     raise ValueError(f"Expected a grayscale or RGB(A) image, got shape {image.shape}")
 
 
