@@ -37,6 +37,22 @@ def test_exif_rotated_jpeg_is_read_upright(tmp_path: Path) -> None:
     assert image[:8].mean() > 200 and image[-8:].mean() < 50  # the left edge is now the top
 
 
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_a_tiff_is_read_upright_by_its_orientation_tag(tmp_path: Path, orientation: int) -> None:
+    import tifffile
+    from PIL import ImageOps
+
+    stored = RNG.integers(0, 256, (4, 6, 3)).astype(np.uint8)
+    tifffile.imwrite(tmp_path / "scan.tif", stored, photometric="rgb", extratags=[(274, 3, 1, orientation, True)])
+    image = read_image(tmp_path / "scan.tif")
+    with Image.open(tmp_path / "scan.tif") as pillow:  # as viewers show it
+        np.testing.assert_array_equal(image, np.asarray(ImageOps.exif_transpose(pillow)))
+    assert image_info(tmp_path / "scan.tif")[0] == image.shape
+    stack = np.stack([stored, stored[::-1]])  # pages of one TIFF: each turned alike
+    tifffile.imwrite(tmp_path / "pages.tif", stack, photometric="rgb", extratags=[(274, 3, 1, orientation, True)])
+    np.testing.assert_array_equal(read_image(tmp_path / "pages.tif")[0], image)
+
+
 def test_exif_rotated_16_bit_png_is_read_upright(tmp_path: Path) -> None:
     stored = RNG.integers(0, 65536, (20, 40)).astype(np.uint16)
     exif = Image.Exif()

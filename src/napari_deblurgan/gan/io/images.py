@@ -127,8 +127,8 @@ def read_image(path: str | Path, single: bool = False) -> NDArray:
     """Read an image file as (H, W) or (H, W, C), keeping its dtype (8- and 16-bit stay as they are);
     a file of several images (animated PNG or GIF, multi-page TIFF) as their stack, frames first.
 
-    The format is the one the bytes hold, not the one the name says. JPEGs and PNGs are turned upright
-    by their EXIF orientation and CMYK JPEGs converted to RGB, as photo viewers show them; 1-bit images
+    The format is the one the bytes hold, not the one the name says. JPEGs, PNGs and TIFFs are turned
+    upright by their EXIF or TIFF orientation and CMYK JPEGs converted to RGB, as photo viewers show them; 1-bit images
     become uint8 0/255. The header is checked first: :func:`probe`, to which ``single`` is passed.
     """
     path = Path(path)
@@ -299,12 +299,16 @@ def _tiff_header(path: Path) -> ImageHeader:
         if len(shape) == 3 and shape[-1] == 1:  # (Y, X, 1): one channel
             axes = axes[:-1] + "S"
         _check_pixels(path, shape, "TIFF")
+        orientation = int(tif.pages[0].tags.valueof(274, 1)) if {"Y", "X"} <= set(axes) else 1  # Orientation
+        if orientation in (5, 6, 7, 8):  # stored turned by 90 degrees
+            y, x = axes.index("Y"), axes.index("X")
+            shape = tuple(shape[x] if i == y else shape[y] if i == x else n for i, n in enumerate(shape))
         tag = tif.pages[0].tags.get(34675)  # InterColorProfile
         if tag is not None:
             _check_metadata(path, tag.valuebytecount, "an ICC profile")
         icc = bytes(tag.value) if tag is not None else None
-    dtype = np.dtype(first.dtype)
-    return ImageHeader("TIFF", shape, np.dtype(np.uint8) if dtype.kind == "b" else dtype, axes, icc or None)
+    dtype = np.dtype(np.uint8) if first.dtype.kind == "b" else np.dtype(first.dtype)
+    return ImageHeader("TIFF", shape, dtype, axes, icc or None, orientation)
 
 
 def _image_series(tif: Any) -> list[Any]:
@@ -372,7 +376,8 @@ def _decode(path: Path, header: ImageHeader) -> NDArray:
 
         with tifffile.TiffFile(path) as tif:
             series = _image_series(tif)
-            return series[0].asarray() if len(series) == 1 else np.stack([s.asarray() for s in series])
+            image = series[0].asarray() if len(series) == 1 else np.stack([s.asarray() for s in series])
+        return _orient(image, header.orientation, header.axes.index("Y"), header.axes.index("X"))
     if header.dtype == np.uint16 and header.format in ("PNG", "APNG"):  # Pillow decodes these to 8 bits
         import imagecodecs
 
@@ -393,12 +398,15 @@ _ORIENTATIONS = {2: (False, False, True), 3: (False, True, True), 4: (False, Tru
 _ORIENTATIONS |= {6: (True, False, True), 7: (True, True, True), 8: (True, True, False)}
 
 
-def _orient(image: NDArray, orientation: int) -> NDArray:
-    """Stored pixels (H, W[, C]) turned upright by their EXIF ``orientation`` (1: already upright)."""
+def _orient(image: NDArray, orientation: int, y: int = 0, x: int = 1) -> NDArray:
+    """Stored pixels turned upright by their EXIF/TIFF ``orientation`` (1: already upright); ``y`` and ``x``
+    are the axes of the plane ((H, W[, C]) by default)."""
     transpose, flip_y, flip_x = _ORIENTATIONS.get(orientation, (False, False, False))
     if transpose:
-        image = image.swapaxes(0, 1)
-    return np.ascontiguousarray(image[:: -1 if flip_y else 1, :: -1 if flip_x else 1])
+        image = image.swapaxes(y, x)
+    flips = [slice(None)] * image.ndim
+    flips[y], flips[x] = slice(None, None, -1 if flip_y else 1), slice(None, None, -1 if flip_x else 1)
+    return np.ascontiguousarray(image[tuple(flips)])
 
 
 def _reason(exc: BaseException) -> str:
