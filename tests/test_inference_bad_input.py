@@ -80,6 +80,8 @@ def test_unusable_arrays_are_refused_by_name(tiny, image, error, problem, fix) -
         ((20, 20), {"tile_size": 16}, "tile_size must be an int >= 32 or None for whole frames, got 16"),
         ((20, 20), {"tile_size": 64, "tile_overlap": 40}, "tile_overlap must be at least 0 and less than half"),
         ((20, 20), {"ensemble": 3}, r"ensemble must be one of \(1, 2, 4, 8\)"),
+        ((20, 20, 5), {}, "pass channel_axis=-1 to deblur each channel, or rgb=False if it is the width$"),
+        ((20, 20, 2), {}, r"for gray \+ alpha, deblur image\[..., 0\] and keep the alpha"),
     ],
 )
 def test_bad_options_are_refused_by_name(tiny, shape, options, message) -> None:

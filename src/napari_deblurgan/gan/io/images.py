@@ -456,6 +456,8 @@ def write_image(
     if not is_tiff(path) and channel_axis not in ("auto", None) and image.ndim == 3:
         image = np.moveaxis(image, channel_axis, -1)  # PNG/JPEG/BMP hold channels last, one channel as gray
         image, channel_axis = (image[..., 0], None) if image.shape[-1] == 1 else (image, -1)
+    if not is_tiff(path):  # PNG/JPEG writers take native byte order (TIFF records its own)
+        image = image.astype(image.dtype.newbyteorder("="), copy=False)
     check_writable(path, image)
     if channel_axis == "auto":
         channel_axis = -1 if image.ndim == 3 and image.shape[-1] in (3, 4) else None

@@ -41,6 +41,7 @@ def infer_layout(shape: tuple[int, ...], channel_axis: int | None, rgb: bool | N
         raise ValueError(
             f"Cannot tell whether the last axis of shape {shape} holds {shape[-1]} channels or is the image "
             "width: pass channel_axis=-1 to deblur each channel, or rgb=False if it is the width"
+            + ("; for gray + alpha, deblur image[..., 0] and keep the alpha" if shape[-1] == 2 else "")
         )
     return Layout(None, False)
 
