@@ -293,6 +293,21 @@ def test_a_broken_recipe_is_named(tmp_path, capsys, text, message) -> None:
     assert code == 2 and message in err and "bad.json" in err
 
 
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ('generator={"ngf": "16"}', "generator option ngf must be a whole number, got '16'"),
+        ('generator={"ngf": 8.0}', "generator option ngf must be a whole number, got 8.0"),
+        ('generator={"ngff": 16}', "Unknown generator options ['ngff']; the options are arch"),
+        ("synthesis=realistic", "does not exist; build the corpus with `napari-deblurgan corpus`"),
+    ],
+)
+def test_bad_generator_options_and_a_missing_photo_folder_are_named(tmp_path, capsys, setting, message) -> None:
+    missing = str(tmp_path / "no-photos")
+    code, err = _cli(capsys, "train", missing, "--out", str(tmp_path / "run"), "--set", setting, "--quiet")
+    assert code == 2 and message in err
+
+
 @pytest.fixture
 def run(tmp_path: Path, recipe: Path, capsys) -> Path:
     """A finished 2-step run trained on a folder of one sharp image."""

@@ -117,8 +117,10 @@ def test_cuda_training_with_autocast_and_resume(tmp_path: Path, amp: str) -> Non
         assert all(np.isfinite(v) for v in event.losses.values())
         if event.step == 4:
             trainer.request_stop()
+    saved_rng = torch.cuda.get_rng_state()  # what dropout on the GPU draws from next
+    torch.cuda.manual_seed(12345)  # a new process would start elsewhere
     resumed = Trainer(TrainConfig(**recipe), tmp_path / "run", device="cuda", resume=True)
-    assert resumed.step == 4
+    assert resumed.step == 4 and torch.equal(torch.cuda.get_rng_state(), saved_rng)
     resumed.fit()
     assert resumed.step == 6
     end = resumed.generator.state_dict()

@@ -72,7 +72,7 @@ def test_kill_9_mid_run_leaves_loadable_files_and_resume_continues(tmp_path, sha
         first = None
         while time.monotonic() < deadline:
             assert proc.poll() is None, log.read_text()
-            if ckpt.is_file() and model.is_file():  # the model is exported just after the checkpoint
+            if ckpt.is_file() and model.is_file():  # the model is exported just before the checkpoint
                 # read while the trainer keeps replacing it: the rename makes every read see a whole file
                 step = load_checkpoint(ckpt)["step"]
                 load_generator(model)
@@ -98,7 +98,7 @@ def test_kill_9_mid_run_leaves_loadable_files_and_resume_continues(tmp_path, sha
     last = max(logged)
     # a step is logged after its checkpoint is saved: at most one interval is lost
     assert saved % EVERY == 0 and (0 <= last - saved < EVERY or saved == last + 1), (saved, last)
-    assert int(read_metadata(model)["step"]) in (saved, saved - EVERY)  # exported just after the checkpoint
+    assert int(read_metadata(model)["step"]) in (saved, saved + EVERY)  # exported just before the checkpoint
     load_generator(model)
     leftovers = {p.name for p in run.iterdir()} - RUN_FILES
     assert all(name.startswith(".") and name.endswith(".tmp") for name in leftovers), leftovers
@@ -113,8 +113,8 @@ def test_kill_9_mid_run_leaves_loadable_files_and_resume_continues(tmp_path, sha
     )
     assert done.returncode == 0, done.stderr
     assert f"Trained to step {end}" in done.stdout
-    resumed = _logged_steps(metrics)[len(logged) :]
-    assert resumed == list(range(saved + 1, end + 1))  # continued from the checkpoint, to the end
+    after = _logged_steps(metrics)  # the rows after the checkpoint are dropped, then logged again
+    assert after == [s for s in logged if s <= saved] + list(range(saved + 1, end + 1))
     assert load_checkpoint(ckpt)["step"] == end and read_metadata(model)["step"] == str(end)
     assert {p.name for p in run.iterdir()} == RUN_FILES  # stale temp files were cleaned up on resume
 
@@ -129,6 +129,19 @@ def test_kill_9_mid_run_leaves_loadable_files_and_resume_continues(tmp_path, sha
     got = load_generator(model).state_dict()
     for key, value in straight.generator.state_dict().items():
         assert torch.equal(value, got[key]), key
+
+
+def test_rows_logged_after_the_checkpoint_are_logged_once_on_resume(tmp_path, sharp) -> None:
+    config = TrainConfig(**{**RECIPE, "data": str(sharp), "steps": 6, "checkpoint_every": 4})
+    run = tmp_path / "run"
+    trainer = Trainer(config, run, "cpu")
+    for event in trainer.steps():
+        if event.step == 5:  # checkpoint at step 4, rows up to 5: then killed
+            break
+    del trainer
+    assert load_checkpoint(run / "checkpoint.pt")["step"] == 4 and _logged_steps(run / "metrics.csv")[-1] == 5
+    Trainer(config, run, "cpu", resume=True).fit()
+    assert _logged_steps(run / "metrics.csv") == [1, 2, 3, 4, 5, 6]
 
 
 # -- out of memory --------------------------------------------------------------------------------------

@@ -73,7 +73,7 @@ def test_corrupted_weights_nan_are_refused(tmp_path, good) -> None:
         ("[1, 2]", "expected a JSON object"),
         ({**SMALL.to_dict(), "evil": 1}, "Unknown generator config keys"),
         ({**SMALL.to_dict(), "ngf": "4"}, "unreadable architecture config"),
-        ({**SMALL.to_dict(), "ngf": 4.5}, "ngf must be an integer"),
+        ({**SMALL.to_dict(), "ngf": 4.5}, "ngf must be a whole number"),
         ({**SMALL.to_dict(), "norm": "magic"}, "norm must be"),
         ({**SMALL.to_dict(), "in_channels": 1, "out_channels": 1}, r"RGB \(3 channels\)"),
     ],

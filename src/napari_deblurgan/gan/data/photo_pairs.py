@@ -23,6 +23,10 @@ def load_photos(folder: str | Path) -> list[NDArray[np.uint8]]:
     """The photos of a folder (a corpus split or a pack) as uint8 RGB arrays, in name order."""
     from ..io.images import as_rgb, is_image_file, read_image
 
+    if not Path(folder).is_dir():
+        raise FileNotFoundError(
+            f"Photo folder {folder} does not exist; build the corpus with `napari-deblurgan corpus`"
+        )
     files = sorted(p for p in Path(folder).iterdir() if is_image_file(p))
     if not files:
         raise FileNotFoundError(f"No photos (.png, .jpg) in {folder}; build them with `napari-deblurgan corpus`")

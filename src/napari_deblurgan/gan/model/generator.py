@@ -61,6 +61,14 @@ class GeneratorConfig:
         return cfg
 
     def validate(self) -> None:
+        for name in ("ngf", "n_blocks", "in_channels", "out_channels"):
+            value = getattr(self, name)
+            if type(value) is not int:  # a JSON float or string would fail later, inside torch
+                raise ValueError(f"generator option {name} must be a whole number, got {value!r}")
+        if isinstance(self.dropout, bool) or not isinstance(self.dropout, int | float):
+            raise ValueError(f"generator option dropout must be a number, got {self.dropout!r}")
+        if not isinstance(self.learn_residual, bool):
+            raise ValueError(f"generator option learn_residual must be true or false, got {self.learn_residual!r}")
         if self.arch not in ("resnet", "nafnet"):
             raise ValueError(f"arch must be 'resnet' or 'nafnet', got {self.arch!r}")
         blocks = self.encoder_blocks
@@ -123,6 +131,10 @@ def preset(name: str, **overrides: Any) -> GeneratorConfig:
     """Return the named preset, optionally with some fields replaced."""
     if name not in PRESETS:
         raise ValueError(f"Unknown generator preset {name!r}; choose one of {sorted(PRESETS)}")
+    unknown = set(overrides) - {f.name for f in fields(GeneratorConfig)}
+    if unknown:
+        known = sorted(f.name for f in fields(GeneratorConfig))
+        raise ValueError(f"Unknown generator options {sorted(unknown)}; the options are {', '.join(known)}")
     if isinstance(overrides.get("encoder_blocks"), list):  # from a JSON recipe
         overrides = {**overrides, "encoder_blocks": tuple(overrides["encoder_blocks"])}
     cfg = replace(PRESETS[name], **overrides)

@@ -139,11 +139,7 @@ def _stored_config(path: Path, text: str, n_tensors: int) -> GeneratorConfig:
         data = parse_json(text, "its architecture config")
         if not isinstance(data, dict):
             raise ValueError(f"expected a JSON object, got {type(data).__name__}")
-        config = GeneratorConfig.from_dict(data)
-        for name in ("in_channels", "out_channels", "ngf", "n_blocks"):
-            value = getattr(config, name)
-            if type(value) is not int:
-                raise ValueError(f"{name} must be an integer, got {value!r}")
+        config = GeneratorConfig.from_dict(data)  # types checked there too
     except (ValueError, TypeError) as exc:
         raise ValueError(
             f"{path} has an unreadable architecture config ({exc}); export the model again with "

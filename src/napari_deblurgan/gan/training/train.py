@@ -32,7 +32,7 @@ from ..data.pairs import aligned_pairs, find_pairs, load_pair, split_holdout
 from ..data.photo_pairs import RealisticPairs, load_photos, realistic_cases
 from ..data.prefetch import PrefetchedSource, default_data_workers
 from ..data.realistic import RealisticBlur
-from ..io.checkpoint import load_checkpoint, save_checkpoint
+from ..io.checkpoint import atomic_write, load_checkpoint, save_checkpoint
 from ..io.images import centre_crop
 from ..io.json_files import parse_json
 from ..model.critic import CriticConfig, PatchCritic
@@ -452,6 +452,8 @@ class Trainer:
         self.step = 0
         if state is not None:
             self._restore(state)
+            if self.rank == 0:  # rows logged after the checkpoint are logged again as the run repeats them
+                _trim_log(self.run_dir / METRICS_NAME, self.step)
         # The generator trains under DistributedDataParallel. The critic's gradient penalty needs
         # autograd.grad, which DDP does not support, so its gradients are all-reduced by hand.
         self.g_train: nn.Module = self.generator
@@ -484,6 +486,8 @@ class Trainer:
             "scalers": {name: scaler.state_dict() for name, scaler in self.scalers.items()},
             "ema": self.ema.state_dict() if self.ema else {},
             "torch_rng": torch.get_rng_state(),
+            # dropout on CUDA draws from the device's generator (ranks share one seed, so rank 0's serves all)
+            "cuda_rng": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else torch.empty(0),
         }
 
     def _restore(self, state: dict[str, Any]) -> None:
@@ -498,6 +502,8 @@ class Trainer:
         if self.ema is not None and state.get("ema"):
             self.ema.load_state_dict(state["ema"])
         torch.set_rng_state(state["torch_rng"])
+        if self.device.type == "cuda" and len(state.get("cuda_rng", ())):
+            torch.cuda.set_rng_state(state["cuda_rng"], self.device)
         self.step = int(state["step"])
 
     def _load_init(self, path: str) -> None:
@@ -528,11 +534,13 @@ class Trainer:
         return self.ema.module if self.ema is not None else self.generator  # type: ignore[return-value]
 
     def save(self) -> Path | None:
-        """Write the checkpoint (rank 0 only) and export the generator next to it."""
+        """Export the generator, then write the checkpoint beside it (rank 0 only): killed in between, the
+        model is the newer file, and resuming from the older checkpoint writes both again (the other way
+        round, a run resumed at its last step would keep an older model for good)."""
         if self.rank != 0:
             return None
-        save_checkpoint(self.state_dict(), self.checkpoint_path)
         self.export(self.run_dir / MODEL_NAME)
+        save_checkpoint(self.state_dict(), self.checkpoint_path)
         return self.checkpoint_path
 
     def export(self, path: str | Path) -> Path:
@@ -723,6 +731,21 @@ class Trainer:
         """Run :meth:`steps` to the end."""
         for _ in self.steps():
             pass
+
+
+def _trim_log(path: Path, step: int) -> None:
+    """Drop the rows of a run's ``metrics.csv`` logged after ``step`` (its checkpoint's), rewritten atomically."""
+    if not path.is_file():
+        return
+    lines = path.read_bytes().splitlines(keepends=True)
+
+    def logged_after(line: bytes) -> bool:
+        first = line.split(b",", 1)[0]
+        return first.isdigit() and int(first) > step
+
+    kept = lines[:1] + [line for line in lines[1:] if not logged_after(line)]
+    if len(kept) < len(lines):
+        atomic_write(path, lambda tmp: tmp.write_bytes(b"".join(kept)))
 
 
 def _refuse_foreign_log(path: Path) -> None:
