@@ -293,6 +293,11 @@ def test_a_folder_of_sharp_images_names_a_file_that_is_not_one_image(tmp_path: P
     )
     with pytest.raises(ValueError, match=r"two\.tif"):
         build_source(config)
+    (sharp / "two.tif").unlink()
+    write_image(
+        sharp / "gray_alpha.png", np.stack([skimage.data.camera()[:64, :64], np.full((64, 64), 255, np.uint8)], -1)
+    )
+    build_source(config)  # gray + alpha: its gray plane
 
 
 def test_the_trainer_never_appends_to_a_metrics_csv_that_no_run_wrote(tmp_path: Path) -> None:

@@ -87,7 +87,7 @@ def display_view(header: ImageHeader) -> View:
     a slider (on the last axis napari would take them for the image's width)."""
     if header.channel_axis != -1 or header.channels in (3, 4):
         return "as read"
-    return "gray" if header.channels == 2 and header.format != "TIFF" else "channels first"
+    return "gray" if header.gray_alpha else "channels first"
 
 
 def _viewed(image: np.ndarray, view: View) -> np.ndarray:

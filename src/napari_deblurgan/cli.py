@@ -111,7 +111,7 @@ def _deblur(args: argparse.Namespace) -> None:
                 bar.set_postfix_str(f"step {done}/{total}")
 
             axis = header.channel_axis
-            gray_alpha = axis == -1 and header.channels == 2 and header.format != "TIFF"
+            gray_alpha = header.gray_alpha
             value_range = None if args.value_range == "dtype" else args.value_range
             result = _deblur_image(
                 image,

@@ -10,7 +10,7 @@ from typing import Literal
 import numpy as np
 from numpy.typing import NDArray
 
-from ..io.images import as_rgb, is_image_file, read_image
+from ..io.images import as_rgb, is_image_file, read_opaque
 from ..io.intensity import to_float01
 
 
@@ -104,9 +104,9 @@ def load_pair(blurred_path: Path, sharp_path: Path) -> tuple[NDArray[np.float32]
     """Both images as float RGB in [0, 1]; a size mismatch is an error naming both files. The same path
     twice is an aligned A|B image, split in halves."""
     if blurred_path == sharp_path:
-        a, b = split_aligned(read_image(blurred_path, single=True))
+        a, b = split_aligned(read_opaque(blurred_path, single=True))
     else:
-        a, b = read_image(blurred_path, single=True), read_image(sharp_path, single=True)
+        a, b = read_opaque(blurred_path, single=True), read_opaque(sharp_path, single=True)
     if a.shape[:2] != b.shape[:2]:
         raise PairingError(f"Size mismatch: {blurred_path} is {a.shape[:2]} but {sharp_path} is {b.shape[:2]}")
     return as_rgb(to_float01(a)), as_rgb(to_float01(b))

@@ -21,7 +21,7 @@ from .realistic import Plan, RealisticBlur, plan_batch, render
 
 def load_photos(folder: str | Path) -> list[NDArray[np.uint8]]:
     """The photos of a folder (a corpus split or a pack) as uint8 RGB arrays, in name order."""
-    from ..io.images import as_rgb, is_image_file, read_image
+    from ..io.images import as_rgb, is_image_file, read_opaque
 
     if not Path(folder).is_dir():
         raise FileNotFoundError(
@@ -32,7 +32,7 @@ def load_photos(folder: str | Path) -> list[NDArray[np.uint8]]:
         raise FileNotFoundError(f"No photos (.png, .jpg) in {folder}; build them with `napari-deblurgan corpus`")
     photos = []
     for f in files:
-        image = as_rgb(read_image(f, single=True))[..., :3]
+        image = as_rgb(read_opaque(f, single=True))
         if image.dtype != np.uint8:
             image = np.round(image.astype(np.float64) / np.iinfo(image.dtype).max * 255).astype(np.uint8)
         photos.append(np.ascontiguousarray(image))

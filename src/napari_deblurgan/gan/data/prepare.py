@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..io.images import as_rgb, image_info, is_image_file, read_image, write_image
+from ..io.images import as_rgb, image_info, is_image_file, read_opaque, write_image
 from ..io.intensity import dtype_range, to_float01
 from .blur import blur_image, motion_kernels
 from .pairs import gopro_pairs
@@ -113,7 +113,7 @@ def synthesize_pairs(
     _check_targets([(src, dst) for src, a, b in plan for dst in (a, b)])  # before anything is written
     rng = np.random.default_rng(seed)
     for path, a_path, b_path in plan:
-        image = read_image(path, single=True)
+        image = read_opaque(path, single=True)
         if image.dtype not in (np.uint8, np.uint16):
             image = (to_float01(image) * 255).round().astype(np.uint8)
         sharp = as_rgb(image) if image.ndim == 3 else image

@@ -83,6 +83,11 @@ class ImageHeader:
         return self.shape[self.axes.index("S")] if "S" in self.axes else 1
 
     @property
+    def gray_alpha(self) -> bool:
+        """Gray + alpha (PNG, WebP, GIF with a transparent colour); two samples of a TIFF are two channels."""
+        return self.channel_axis == -1 and self.channels == 2 and self.format != "TIFF"
+
+    @property
     def channel_axis(self) -> int | None:
         """The (negative) axis of colour channels (TIFF samples), or None for grayscale; a multi-page
         grayscale TIFF (Z, Y, X) is not taken for channels, whatever its last axis's length."""
@@ -526,12 +531,19 @@ def check_writable(path: Path, image_or_dtype: NDArray | np.dtype, channels: int
             raise ValueError(f"{name} cannot hold {channels} channels; write them as .tif instead ({path})")
 
 
+def read_opaque(path: str | Path, single: bool = False) -> NDArray:
+    """:func:`read_image`, gray + alpha as its gray plane (training data: the alpha is not image content;
+    :func:`as_rgb` drops an RGBA image's)."""
+    image = read_image(path, single)
+    return image[..., 0] if probe(path, single).gray_alpha else image
+
+
 def as_rgb(image: NDArray) -> NDArray:
-    """(H, W) or (H, W, 1|2|3|4) as (H, W, 3): gray replicated, alpha (of gray + alpha, RGBA) dropped."""
+    """(H, W) or (H, W, 1|3|4) as (H, W, 3): gray replicated, alpha dropped."""
     if image.ndim == 2:
         return np.repeat(image[:, :, None], 3, axis=2)
-    if image.ndim == 3 and image.shape[2] in (1, 2, 3, 4):
-        return np.repeat(image[:, :, :1], 3, axis=2) if image.shape[2] <= 2 else image[:, :, :3]
+    if image.ndim == 3 and image.shape[2] in (1, 3, 4):
+        return np.repeat(image, 3, axis=2) if image.shape[2] == 1 else image[:, :, :3]
     raise ValueError(f"Expected a grayscale or RGB(A) image, got shape {image.shape}")
 
 

@@ -283,7 +283,7 @@ def build_source(cfg: TrainConfig) -> BatchSource:
         if mode in ("pairs", "aligned"):
             train_pairs, _ = split_holdout(folder_pairs(cfg))
             return PairedCrops(train_pairs, cfg.crop, cfg.batch_size, cfg.seed)
-        from ..io.images import as_rgb, is_image_file, read_image
+        from ..io.images import as_rgb, is_image_file, read_opaque
         from ..io.intensity import to_float01
 
         files = sorted(p for p in root.rglob("*") if is_image_file(p))
@@ -292,7 +292,7 @@ def build_source(cfg: TrainConfig) -> BatchSource:
         images = []
         for path in files:
             try:
-                images.append(as_rgb(to_float01(read_image(path, single=True))))
+                images.append(as_rgb(to_float01(read_opaque(path, single=True))))
             except ValueError as exc:  # name the file that is not one image of 1, 3 or 4 channels
                 if str(path) in str(exc):
                     raise
