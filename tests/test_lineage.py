@@ -17,7 +17,11 @@ from napari_deblurgan.gan.model.weights import read_metadata
 from napari_deblurgan.gan.training.lineage import Lineage
 
 
-def _recipe(sharp: Path) -> dict[str, Any]:
+def _recipe(tmp_path: Path) -> dict[str, Any]:
+    """A two-stage lineage on a folder of one sharp image (made in ``tmp_path``)."""
+    sharp = tmp_path / "sharp"
+    sharp.mkdir(exist_ok=True)
+    write_image(sharp / "a.png", skimage.data.astronaut()[:100, :100])
     return {
         "about": "two stages",
         "base": {**TINY_RECIPE, "data": str(sharp), "steps": 4, "ema": 0.5},
@@ -29,12 +33,14 @@ def _recipe(sharp: Path) -> dict[str, Any]:
     }
 
 
-def test_the_lineage_trains_each_stage_from_the_last_and_ships_one(tmp_path: Path, capsys) -> None:
-    sharp = tmp_path / "sharp"
-    sharp.mkdir()
-    write_image(sharp / "a.png", skimage.data.astronaut()[:100, :100])
+def _written(tmp_path: Path, data: dict[str, Any]) -> Path:
     recipe = tmp_path / "lineage.json"
-    recipe.write_text(json.dumps(_recipe(sharp)))
+    recipe.write_text(json.dumps(data))
+    return recipe
+
+
+def test_the_lineage_trains_each_stage_from_the_last_and_ships_one(tmp_path: Path, capsys) -> None:
+    recipe = _written(tmp_path, _recipe(tmp_path))
     out = tmp_path / "runs"
     assert main(["lineage", str(recipe), "--out", str(out), "--quiet"]) == 0
     first, second = (
@@ -59,11 +65,7 @@ def test_the_lineage_trains_each_stage_from_the_last_and_ships_one(tmp_path: Pat
 def test_a_stage_whose_checkpoint_cannot_be_resumed_is_named(tmp_path: Path, capsys) -> None:
     from napari_deblurgan.gan.io.checkpoint import load_checkpoint, save_checkpoint
 
-    sharp = tmp_path / "sharp"
-    sharp.mkdir()
-    write_image(sharp / "a.png", skimage.data.astronaut()[:100, :100])
-    recipe = tmp_path / "lineage.json"
-    recipe.write_text(json.dumps(_recipe(sharp)))
+    recipe = _written(tmp_path, _recipe(tmp_path))
     out = tmp_path / "runs"
     assert main(["lineage", str(recipe), "--out", str(out), "--stage", "first", "--quiet"]) == 0
     (out / "first" / "generator.safetensors").unlink()  # unfinished: the stage resumes from its checkpoint
@@ -79,14 +81,10 @@ def test_a_stage_whose_checkpoint_cannot_be_resumed_is_named(tmp_path: Path, cap
 
 
 def test_a_stage_starts_from_its_init_stage(tmp_path: Path) -> None:
-    sharp = tmp_path / "sharp"
-    sharp.mkdir()
-    write_image(sharp / "a.png", skimage.data.astronaut()[:100, :100])
-    data = _recipe(sharp)
+    data = _recipe(tmp_path)
     data["stages"][1]["set"]["lr"] = 0.0  # a stage that cannot move: it must hold the first stage's weights
     data["stages"][1]["set"]["ema"] = 0.0
-    recipe = tmp_path / "lineage.json"
-    recipe.write_text(json.dumps(data))
+    recipe = _written(tmp_path, data)
     out = tmp_path / "runs"
     assert main(["lineage", str(recipe), "--out", str(out), "--quiet"]) == 0
     first, second = (load_file(str(out / s / "generator.safetensors")) for s in ("first", "second"))
@@ -108,21 +106,15 @@ def test_a_stage_starts_from_its_init_stage(tmp_path: Path) -> None:
 def test_bad_lineages_say_what_is_wrong(tmp_path: Path, change: Any, message: str) -> None:
     data = _recipe(tmp_path)
     change(data)
-    path = tmp_path / "lineage.json"
-    path.write_text(json.dumps(data))
     with pytest.raises(ValueError, match=message):
-        Lineage.from_file(path)
+        Lineage.from_file(_written(tmp_path, data))
 
 
 def test_a_run_trains_the_ship_stages_ancestry_and_a_branch_only_when_asked(tmp_path: Path, capsys) -> None:
-    sharp = tmp_path / "sharp"
-    sharp.mkdir()
-    write_image(sharp / "a.png", skimage.data.astronaut()[:100, :100])
-    data = _recipe(sharp)
+    data = _recipe(tmp_path)
     data["stages"].insert(1, {"name": "branch", "why": "an ablation", "init": "first", "set": {"seed": 3}})
     data["stages"].append({"name": "next", "why": "in progress", "init": "second", "set": {"seed": 9}})
-    recipe = tmp_path / "lineage.json"
-    recipe.write_text(json.dumps(data))
+    recipe = _written(tmp_path, data)
     assert [s.name for s in Lineage.from_file(recipe).ancestry("next")] == ["first", "second", "next"]
     out = tmp_path / "runs"
     assert main(["lineage", str(recipe), "--out", str(out), "--quiet"]) == 0
@@ -136,13 +128,9 @@ def test_a_run_trains_the_ship_stages_ancestry_and_a_branch_only_when_asked(tmp_
 
 
 def test_a_given_stage_is_not_trained_and_the_next_starts_from_its_file(tmp_path: Path, capsys) -> None:
-    sharp = tmp_path / "sharp"
-    sharp.mkdir()
-    write_image(sharp / "a.png", skimage.data.astronaut()[:100, :100])
-    data = _recipe(sharp)
+    data = _recipe(tmp_path)
     data["stages"][1]["set"].update(lr=0.0, ema=0.0)  # holds its init's weights
-    recipe = tmp_path / "lineage.json"
-    recipe.write_text(json.dumps(data))
+    recipe = _written(tmp_path, data)
     trained = tmp_path / "trained"
     assert main(["lineage", str(recipe), "--out", str(trained), "--stage", "first", "--quiet"]) == 0
     model = tmp_path / "first.safetensors"
