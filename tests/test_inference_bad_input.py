@@ -90,6 +90,13 @@ def test_bad_options_are_refused_by_name(tiny, shape, options, message) -> None:
         deblur(image, tiny, **options)
 
 
+def test_a_tile_too_small_on_the_networks_grid_for_its_overlap_is_refused_up_front() -> None:
+    image = np.zeros((100, 100), np.uint8)  # the shipped network's grid is 16 px: tiles of 40 are 32 px
+    with _unchanged(image), pytest.raises(ValueError, match="tile_size 40 is 32 px on the network's 16 px grid"):
+        deblur(image, tile_size=40, tile_overlap=19)
+    assert deblur(image, tile_size=40, tile_overlap=7, refine=False).shape == image.shape
+
+
 @pytest.mark.parametrize(
     ("options", "message"),
     [

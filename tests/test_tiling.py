@@ -42,3 +42,9 @@ def test_balanced_tiles_avoid_waste() -> None:
         fewest = int(np.ceil((length - 68) / (tile - 68)))
         assert len(tile_starts(length, size, 64)) == fewest  # no extra row of tiles
     assert balanced_size(900, 1024, 64) == 900
+
+
+def test_a_step_under_the_grid_gives_each_tile_once() -> None:
+    starts = tile_starts(144, 32, 7, 16)  # steps of 9 px on a 16 px grid
+    assert starts == sorted(set(starts)) and starts[0] == 0 and starts[-1] == 144 - 32
+    assert all(b - a <= 32 - 7 for a, b in itertools.pairwise(starts))  # still overlapping by at least 7

@@ -64,6 +64,12 @@ class PlaneDeblurrer:
             raise ValueError(
                 f"tile_overlap must be at least 0 and less than half the tile size ({tile_size}), got {tile_overlap}"
             )
+        on_grid = None if tile_size is None else tile_size - tile_size % model.multiple  # the tiles' real size
+        if on_grid is not None and on_grid <= tile_overlap + model.multiple:
+            raise ValueError(
+                f"tile_size {tile_size} is {on_grid} px on the network's {model.multiple} px grid, too small for an "
+                f"overlap of {tile_overlap}: use a larger tile_size or a smaller tile_overlap"
+            )
         self.per_tile_statistics = model.config.norm == "instance"
         self.model = for_inference(model)
         self.multiple = model.multiple

@@ -30,7 +30,8 @@ def tile_starts(length: int, tile: int, overlap: int, multiple: int = 4) -> list
     if step <= 0:
         raise ValueError(f"tile size {tile} must be larger than the overlap {overlap} plus {multiple}")
     n = int(np.ceil((length - tile) / step)) + 1
-    return [round(i * (length - tile) / (n - 1) / multiple) * multiple for i in range(n)]
+    # rounding onto the grid can land two starts on one place (a step under the grid): each tile once
+    return sorted({round(i * (length - tile) / (n - 1) / multiple) * multiple for i in range(n)})
 
 
 def balanced_size(length: int, tile: int, overlap: int, multiple: int = 4) -> int:
