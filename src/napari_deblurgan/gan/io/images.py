@@ -382,6 +382,8 @@ def _decode(path: Path, header: ImageHeader) -> NDArray:
         with tifffile.TiffFile(path) as tif:
             series = _image_series(tif)
             image = series[0].asarray() if len(series) == 1 else np.stack([s.asarray() for s in series])
+        if header.orientation == 1:  # also for series without Y and X axes
+            return image
         return _orient(image, header.orientation, header.axes.index("Y"), header.axes.index("X"))
     if header.dtype == np.uint16 and header.format in ("PNG", "APNG"):  # Pillow decodes these to 8 bits
         import imagecodecs
