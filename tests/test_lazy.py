@@ -69,12 +69,11 @@ def test_runs_on_a_two_worker_local_cluster(tiny_model_path, stack) -> None:
 
 
 @pytest.mark.parametrize("multiple", [4, 16])
-@pytest.mark.parametrize("length", [3073, 4100, 6148, 10000])
-def test_blocks_are_balanced_without_a_thin_leftover(length, multiple) -> None:
-    from napari_deblurgan.gan.io.lazy import _block_size
+@pytest.mark.parametrize(("length", "block"), [(3073, 2048), (4100, 2048), (6148, 2048), (10000, 2048), (4097, 256)])
+def test_blocks_are_balanced_without_a_thin_leftover(length, block, multiple) -> None:
+    from napari_deblurgan.gan.io.lazy import _block_sizes
 
-    size = _block_size(length, 2048, multiple)
-    count = -(-length // size)
-    last = length - (count - 1) * size
-    assert size % multiple == 0 and size < 2048 + multiple  # e.g. 4100 on a grid of 4: 1368, 1368, 1364
-    assert last > size - multiple * count
+    sizes = _block_sizes(length, block, multiple)
+    assert sum(sizes) == length and len(set(sizes[:-1])) == 1
+    assert all(size % multiple == 0 and size <= block for size in sizes[:-1])  # blocks start on the grid
+    assert sizes[0] <= sizes[-1] < sizes[0] + multiple * len(sizes)  # e.g. 4097 by 256 on 16: 240 x 16, 257

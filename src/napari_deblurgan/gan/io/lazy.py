@@ -18,14 +18,16 @@ def is_dask_array(obj: Any) -> bool:
     return type(obj).__module__.startswith("dask.") and hasattr(obj, "map_overlap")
 
 
-def _block_size(length: int, block: int, multiple: int) -> int:
-    """Equal blocks of at most about ``block`` pixels (a multiple of ``multiple``), so that no thin leftover block
-    at the far edge lacks the context (or, for PSF refinement, the size) the others have."""
+def _block_sizes(length: int, block: int, multiple: int) -> tuple[int, ...]:
+    """Blocks of about equal size, at most about ``block`` pixels, along an axis of ``length``: each but the
+    last a multiple of ``multiple`` (the network's grid), the last the rest, never smaller than the others,
+    so that no thin leftover block at the far edge lacks the context (or, for PSF refinement, the size)
+    the others have."""
     if length <= block * 1.5:
-        return length
+        return (length,)
     count = -(-length // block)
-    size = -(-length // count)
-    return size + (-size) % multiple
+    size = max(multiple, length // count // multiple * multiple)
+    return (size,) * (count - 1) + (length - size * (count - 1),)
 
 
 def deblur_dask(
@@ -48,8 +50,8 @@ def deblur_dask(
         raise ValueError(f"context must be a multiple of {multiple} (the network's stride), got {context}")
     spatial = (arr.ndim - 3, arr.ndim - 2) if colour else (arr.ndim - 2, arr.ndim - 1)
     chunks: dict[int, Any] = {ax: 1 for ax in range(spatial[0])}
-    chunks.update({ax: _block_size(arr.shape[ax], block_size, multiple) for ax in spatial})
-    split = any(chunks[ax] < arr.shape[ax] for ax in spatial)
+    chunks.update({ax: _block_sizes(arr.shape[ax], block_size, multiple) for ax in spatial})
+    split = any(len(chunks[ax]) > 1 for ax in spatial)
     if spatial[0] > 0 and not split:
         chunks[spatial[0] - 1] = frames_per_block
     if colour:
