@@ -47,6 +47,20 @@ def test_large_planes_split_into_overlapping_blocks_without_seams(tiny_model_pat
     assert peak_signal_noise_ratio(whole, lazy.compute()) >= 45.0
 
 
+def test_frames_split_into_blocks_keep_the_generators_output_and_whole_ones_are_refined() -> None:
+    from napari_deblurgan.gan.data.blur import blur_image, linear_kernel
+
+    sharp = skimage.data.camera()[:300, :300].astype(np.float32) / 255  # a 15 px streak: refinement acts
+    image = (np.clip(blur_image(sharp, linear_kernel(15, 0)), 0, 1) * 255).round().astype(np.uint8)
+    lazy = da.from_array(image)
+    split = deblur(lazy, tile_size=64)  # blocks of 128 px: a PSF and a gate each would leave seams
+    assert max(split.numblocks) >= 2
+    np.testing.assert_array_equal(split.compute(), deblur(lazy, tile_size=64, refine=False).compute())
+    whole = deblur(lazy).compute()  # one block: refined like the in-memory frame
+    np.testing.assert_array_equal(whole, deblur(image))
+    assert not np.array_equal(whole, deblur(image, refine=False))
+
+
 def test_float_and_channel_first_dask(tiny_model_path, stack) -> None:
     chw = np.moveaxis(stack[0], -1, 0).astype(np.float32) * 3 - 100
     lazy = deblur(da.from_array(chw), tiny_model_path, channel_axis=0)

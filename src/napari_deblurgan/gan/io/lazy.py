@@ -38,13 +38,16 @@ def deblur_dask(
     context: int = 64,
     multiple: int = 4,
     frames_per_block: int = 1,
+    run_split: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> Any:
     """Lazy ``run`` over the blocks of a dask array whose channels (if any) are on the last axis.
 
     ``run`` deblurs one block (a numpy array of the same layout) and must map every block the same way:
     the whole array's value range, bound in by the caller (a block only knows its own). Blocks of at
     most ``block_size`` pixels per side overlap their neighbours by ``context`` on each side; both are
-    multiples of the network's stride, ``multiple``.
+    multiples of the network's stride, ``multiple``. ``run_split`` (default ``run``) deblurs the blocks of
+    frames that are split into several: work whose result depends on the whole block (one PSF per block)
+    would not join at the seams, since the overlaps are trimmed, not blended.
     """
     if context % multiple:
         raise ValueError(f"context must be a multiple of {multiple} (the network's stride), got {context}")
@@ -60,4 +63,5 @@ def deblur_dask(
     if not split:
         return arr.map_blocks(run, dtype=arr.dtype)
     depth = {ax: (context if ax in spatial else 0) for ax in range(arr.ndim)}
-    return arr.map_overlap(run, depth=depth, boundary="none", trim=True, dtype=arr.dtype)
+    split_run = run if run_split is None else run_split
+    return arr.map_overlap(split_run, depth=depth, boundary="none", trim=True, dtype=arr.dtype)

@@ -171,7 +171,9 @@ def deblur_lazy(
         "frames_per_block": batch_size or default_batch_size(next(net.parameters()).device.type),
     }
 
-    def per_block(colour: bool) -> Callable[[np.ndarray], np.ndarray]:
+    def per_block(colour: bool, split: bool = False) -> Callable[[np.ndarray], np.ndarray]:
+        """A block's deblurring; the blocks of frames split into several keep the generator's output
+        (refined apart, with a PSF and gate each, they would not join at the block borders)."""
         return partial(
             deblur_array,
             model=model,
@@ -182,13 +184,15 @@ def deblur_lazy(
             tile_overlap=tile_overlap,
             batch_size=batch_size,
             device=device,
-            **options,
+            **{**options, "refine": options["refine"] and not split},
         )
 
     if layout.channel_axis is None:
-        return deblur_dask(image, per_block(False), False, **blocks)
+        return deblur_dask(image, per_block(False), False, run_split=per_block(False, split=True), **blocks)
     if layout.colour:
         moved = da.moveaxis(image, layout.channel_axis, -1)
-        return da.moveaxis(deblur_dask(moved, per_block(True), True, **blocks), -1, layout.channel_axis)
+        lazy = deblur_dask(moved, per_block(True), True, run_split=per_block(True, split=True), **blocks)
+        return da.moveaxis(lazy, -1, layout.channel_axis)
     moved = da.moveaxis(image, layout.channel_axis, 0)
-    return da.moveaxis(deblur_dask(moved, per_block(False), False, **blocks), 0, layout.channel_axis)
+    lazy = deblur_dask(moved, per_block(False), False, run_split=per_block(False, split=True), **blocks)
+    return da.moveaxis(lazy, 0, layout.channel_axis)

@@ -25,7 +25,7 @@ generator changed (:func:`unexplained`; the deconvolution's weight falls from 1 
 grows, see :func:`agreement_weight`), where the deconvolution moves the image elsewhere than the
 generator did (:func:`change_agreement`, :func:`direction_weight`), or a corner region of the frame is
 explained much better by a PSF of its own (:func:`varies_across_frame`). The dask path of ``deblur``
-estimates one per block.
+estimates one per frame, and none for frames split into blocks.
 
 Planes are torch tensors on the model's device (FFTs, filters and solves run there: on a GPU as well as
 on the CPU); PSFs are small numpy arrays (41 x 41), cleaned on the CPU.
