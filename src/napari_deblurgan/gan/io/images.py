@@ -133,11 +133,14 @@ def read_image(path: str | Path, single: bool = False) -> NDArray:
     a file of several images (animated PNG or GIF, multi-page TIFF) as their stack, frames first.
 
     The format is the one the bytes hold, not the one the name says. JPEGs, PNGs and TIFFs are turned
-    upright by their EXIF or TIFF orientation and CMYK JPEGs converted to RGB, as photo viewers show them; 1-bit images
-    become uint8 0/255. The header is checked first: :func:`probe`, to which ``single`` is passed.
+    upright by their EXIF or TIFF orientation and CMYK JPEGs converted to RGB, as photo viewers show them;
+    1-bit images become uint8 0/255. The header is checked first: :func:`probe`, to which ``single`` is passed.
     """
-    path = Path(path)
-    header = probe(path, single)
+    return _read(Path(path), probe(path, single))
+
+
+def _read(path: Path, header: ImageHeader) -> NDArray:
+    """The pixels of a file whose :func:`probe` gave ``header``, checked against it."""
     try:
         image = _decode(path, header)
     except Exception as exc:
@@ -536,8 +539,9 @@ def check_writable(path: Path, image_or_dtype: NDArray | np.dtype, channels: int
 def read_opaque(path: str | Path, single: bool = False) -> NDArray:
     """:func:`read_image`, gray + alpha as its gray plane (training data: the alpha is not image content;
     :func:`as_rgb` drops an RGBA image's)."""
-    image = read_image(path, single)
-    return image[..., 0] if probe(path, single).gray_alpha else image
+    header = probe(path, single)
+    image = _read(Path(path), header)
+    return image[..., 0] if header.gray_alpha else image
 
 
 def as_rgb(image: NDArray) -> NDArray:
