@@ -441,6 +441,31 @@ def test_frames_that_run_out_of_memory_together_go_one_at_a_time(tiny_model_path
     assert np.abs(out.astype(int) - np.stack(expected)).max() <= 1
 
 
+def test_progress_reaches_its_total_when_a_frame_of_a_group_needs_smaller_tiles(
+    tiny_model_path, natural_rgb, monkeypatch
+) -> None:
+    import torch
+
+    from napari_deblurgan.gan.restoration import plane_runner
+
+    stack = np.stack([natural_rgb[:96, :128], natural_rgb[100:196, :128], natural_rgb[200:296, :128]])
+    run = plane_runner.PlaneDeblurrer._run
+    frames_run: list[int] = []
+
+    def memory_fills_after_one_frame(self, batch):  # no room for two, then none for a whole frame
+        if max(batch.shape[1:3]) > 100 and (len(batch) > 1 or frames_run):
+            raise torch.OutOfMemoryError("CUDA out of memory")
+        frames_run.append(len(batch))
+        return run(self, batch)
+
+    monkeypatch.setattr(plane_runner.PlaneDeblurrer, "_run", memory_fills_after_one_frame)
+    calls: list[tuple[int, int]] = []
+    with pytest.warns(RuntimeWarning, match="retrying with"):
+        deblur(stack, tiny_model_path, batch_size=4, progress=lambda d, t: calls.append((d, t)))
+    assert len(frames_run) > 3  # the second and third frames ran in smaller tiles
+    assert calls[-1][0] == calls[-1][1] and all(d <= t for d, t in calls)
+
+
 def test_frames_whose_refinement_runs_out_of_memory_together_are_refined_one_at_a_time(
     identity_model_path, monkeypatch, ungated_refinement
 ) -> None:

@@ -63,12 +63,13 @@ def deblur_array(
     batch = batch_size or default_batch_size(dev.type)
     runner = PlaneDeblurrer(net, dev, tile_size, tile_overlap, batch_size=batch, half=half, ensemble=ensemble)
 
-    def steps_per_plane() -> int:  # its tiles, and its PSF refinement as one more step
-        return len(runner.tiles_for(*plane_shape[:2])) + (1 if refine else 0)
+    def tiles_per_plane() -> int:
+        return len(runner.tiles_for(*plane_shape[:2]))
 
-    done = plane_start = 0
-    total = len(planes) * steps_per_plane()
-    if runner.per_tile_statistics and len(runner.tiles_for(*plane_shape[:2])) > 1:
+    # progress steps: each plane's tiles, and its PSF refinement as one more step
+    done = plane_start = current = refined = 0
+    total = len(planes) * (tiles_per_plane() + (1 if refine else 0))
+    if runner.per_tile_statistics and tiles_per_plane() > 1:
         warnings.warn(
             "This model has instance normalisation, which normalises each tile by its own statistics, so tiles "
             "can differ at their seams; deblur whole frames if memory allows (tile_size=None, --tile-size 0, or "
@@ -82,27 +83,31 @@ def deblur_array(
         if progress:
             progress(done, total)
 
-    def retile() -> None:  # smaller tiles after an out-of-memory: this plane starts over
+    def started(k: int) -> None:  # plane k of the group goes through the network on its own
+        nonlocal plane_start, current
+        plane_start, current = done, i + k
+
+    def retile() -> None:  # smaller tiles after an out-of-memory: the current plane starts over
         nonlocal done, total
         done = plane_start
-        total = plane_start + (len(planes) - i) * steps_per_plane()
+        total = done + (len(planes) - current) * tiles_per_plane() + (len(planes) - refined if refine else 0)
 
     out = np.empty(planes.shape, dtype=arr.dtype)
     # frames that are one tile each (a stack of video frames) go through the network several at a time
-    group = batch if len(runner.tiles_for(*plane_shape[:2])) == 1 else 1
+    group = batch if tiles_per_plane() == 1 else 1
     for i in range(0, len(planes), group):
-        plane_start = done
         units = [to_unit(plane, lo, hi) for plane in planes[i : i + group]]
         rgb_ins = [
             np.ascontiguousarray(u[..., :3] if layout.colour else np.repeat(u[..., None], 3, axis=2)) for u in units
         ]
-        results = runner.frames(rgb_ins, tick, retile)
+        results = runner.frames(rgb_ins, tick, retile, started)
         if not layout.colour:  # the mean change of the three channels (exactly none where there is none)
             results = [unit + (result - rgb_in).mean(axis=2) for unit, rgb_in, result in zip(units, rgb_ins, results)]
             rgb_ins = units
         if refine:
             results = _refined(rgb_ins, results, dev)
             for _ in results:
+                refined += 1
                 tick()
         for j, (unit, rgb_in, result) in enumerate(zip(units, rgb_ins, results, strict=True)):
             plane = planes[i + j]

@@ -164,9 +164,10 @@ class PlaneDeblurrer:
         planes: list[NDArray[np.float32]],
         on_tile: Callable[[], None] | None = None,
         on_retile: Callable[[], None] | None = None,
+        on_plane: Callable[[int], None] | None = None,
     ) -> list[NDArray[np.float32]]:
         """Deblur planes of one shape, each a single tile (frames of a stack), in one forward pass; out of
-        memory, one at a time (:meth:`__call__`)."""
+        memory, one at a time (:meth:`__call__`, after ``on_plane(k)`` for plane k)."""
         if len(planes) > 1:
             out = unless_out_of_memory(lambda: self._together(planes), self.device)
             if out is not None:
@@ -174,7 +175,12 @@ class PlaneDeblurrer:
                     if on_tile:
                         on_tile()
                 return list(out)
-        return [self(plane, on_tile, on_retile) for plane in planes]
+        results = []
+        for k, plane in enumerate(planes):
+            if on_plane:
+                on_plane(k)
+            results.append(self(plane, on_tile, on_retile))
+        return results
 
     def _together(self, planes: list[NDArray[np.float32]]) -> NDArray[np.float32]:
         """Planes of one shape in one pass (a helper, so that out of memory its tensors are freed on return)."""
