@@ -144,6 +144,13 @@ def test_a_generator_that_moves_coarse_structure_of_a_sharp_looking_input_is_kep
     # the same subject in a frame 16 times larger: measured where it is, not diluted by the frame
     large_still, large_moved = (np.pad(a, ((0, 768), (0, 768)), mode="reflect") for a in (noisy, moved))
     assert coarse_change(T(large_still)[None], T(large_moved)[None])[0] > STILL_CHANGE[1]
+    # ... and where it is past the last whole block counted from the top left (bottom right of 300^2)
+    edge_still, edge_moved = (
+        np.pad(a, ((0, 300 - a.shape[0]), (0, 300 - a.shape[1])), mode="reflect") for a in (noisy, noisy)
+    )
+    edge_moved = edge_moved.copy()
+    edge_moved[-64:, -64:] += 0.08 * np.exp(-((ys[:64, :64] - 44.0) ** 2 + (xs[:64, :64] - 44.0) ** 2) / (2 * 12.0**2))
+    assert coarse_change(T(edge_still)[None], T(edge_moved.astype(np.float32))[None])[0] > STILL_CHANGE[1]
     out, _ = refine(noisy, moved)
     np.testing.assert_allclose(out, moved, atol=1e-6)
 

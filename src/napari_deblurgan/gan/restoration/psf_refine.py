@@ -507,10 +507,14 @@ COARSE_SIGMA, COARSE_BLOCK = 3.0, 128
 def coarse_change(gray_blurred: Tensor, gray_restored: Tensor) -> list[float]:
     """Per frame of gray planes (F, H, W), how far the generator moved structure wider than fine detail
     and noise: its change after a Gaussian of :data:`COARSE_SIGMA` px, as the root mean square of the
-    :data:`COARSE_BLOCK` px block where it is largest (so a small moving subject counts in a large frame)."""
+    :data:`COARSE_BLOCK` px block where it is largest (so a small moving subject counts in a large frame).
+    The blocks tile the frame from each of its four corners, so every pixel is in a whole block."""
     low = gaussian_filter(gray_restored - gray_blurred, COARSE_SIGMA)
+    power = low[:, None] ** 2
     block = min(COARSE_BLOCK, *low.shape[-2:])
-    return F.avg_pool2d(low[:, None] ** 2, block).flatten(1).amax(dim=1).sqrt().tolist()
+    anchored = [power, power.flip(-1), power.flip(-2), power.flip(-2, -1)]
+    pooled = torch.cat([F.avg_pool2d(p, block).flatten(1) for p in anchored], dim=1)
+    return pooled.amax(dim=1).sqrt().tolist()
 
 
 def sharp_input_share(psf: FloatArray, coarse: float) -> float:
