@@ -65,6 +65,12 @@ def test_float_and_channel_first_dask(tiny_model_path, stack) -> None:
     chw = np.moveaxis(stack[0], -1, 0).astype(np.float32) * 3 - 100
     lazy = deblur(da.from_array(chw), tiny_model_path, channel_axis=0)
     np.testing.assert_allclose(lazy.compute(), deblur(chw, tiny_model_path, channel_axis=0), atol=1e-3)
+    two = chw[:2, :, :40]  # channels that are not colour: each deblurred as a gray plane
+    lazy = deblur(da.from_array(np.moveaxis(two, 0, -1)), tiny_model_path, channel_axis=-1, rgb=False)
+    assert lazy.shape == (*two.shape[1:], 2)
+    np.testing.assert_allclose(
+        np.moveaxis(lazy.compute(), -1, 0), deblur(two, tiny_model_path, channel_axis=0), atol=1e-3
+    )
     with pytest.raises(ValueError, match="NaN"):
         deblur(da.from_array(np.full((8, 8), np.nan)), tiny_model_path)
 

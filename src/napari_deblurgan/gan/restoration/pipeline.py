@@ -192,12 +192,8 @@ def deblur_lazy(
             **{**options, "refine": options["refine"] and not split},
         )
 
-    if layout.channel_axis is None:
-        return deblur_dask(image, per_block(False), False, run_split=per_block(False, split=True), **blocks)
-    if layout.colour:
-        moved = da.moveaxis(image, layout.channel_axis, -1)
-        lazy = deblur_dask(moved, per_block(True), True, run_split=per_block(True, split=True), **blocks)
-        return da.moveaxis(lazy, -1, layout.channel_axis)
-    moved = da.moveaxis(image, layout.channel_axis, 0)
-    lazy = deblur_dask(moved, per_block(False), False, run_split=per_block(False, split=True), **blocks)
-    return da.moveaxis(lazy, 0, layout.channel_axis)
+    # colour channels go last; other channels first, as independent planes
+    axis, colour = (-1, True) if layout.colour else (0, False)
+    moved = image if layout.channel_axis is None else da.moveaxis(image, layout.channel_axis, axis)
+    lazy = deblur_dask(moved, per_block(colour), colour, run_split=per_block(colour, split=True), **blocks)
+    return lazy if layout.channel_axis is None else da.moveaxis(lazy, axis, layout.channel_axis)
