@@ -152,12 +152,15 @@ def test_a_folder_over_the_scan_limit_is_sized_by_its_first_pair_and_never_raise
     _write(tmp_path / "p" / "B", ["b.tif"], np.zeros((5, 5), np.uint8))
     monkeypatch.setattr(_reader, "SCAN_LIMIT", 2)
     probed: list[Path] = []
-    original = _reader.image_info
-    monkeypatch.setattr(_reader, "image_info", lambda p, **kw: probed.append(p) or original(p, **kw))
+    from napari_deblurgan.gan.io import images
+
+    original = images.probe
+    for module in (images, _reader):  # every header read, whichever helper reads it
+        monkeypatch.setattr(module, "probe", lambda p, *a, **kw: probed.append(p) or original(p, *a, **kw))
     warnings: list[str] = []
     monkeypatch.setattr(_reader, "_warn", warnings.append)
     blurred = _read(tmp_path / "p")["p blurred"][0]
-    assert blurred.shape == (3, 4, 4) and len(probed) == 2  # the first pair's headers only
+    assert blurred.shape == (3, 4, 4) and len(probed) == 2  # the first pair's headers only, once each
     np.testing.assert_array_equal(np.asarray(blurred[1]), np.zeros((4, 4)))  # b.tif, 5x5: black, not an error
     assert len(warnings) == 1 and "b.tif" in warnings[0] and "(5, 5)" in warnings[0] and "one image size" in warnings[0]
     np.testing.assert_array_equal(np.asarray(blurred[2]), np.full((4, 4), 6))  # c.tif (_write adds its index)

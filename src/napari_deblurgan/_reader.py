@@ -13,7 +13,7 @@ from typing import Any, Literal
 import numpy as np
 
 from .gan.data.pairs import PairingError, find_pairs
-from .gan.io.images import ImageHeader, image_info, probe, read_image
+from .gan.io.images import ImageHeader, probe, read_image
 
 LayerData = tuple[Any, dict[str, Any], str]
 ReaderFunction = Callable[[Any], list[LayerData]]
@@ -124,7 +124,7 @@ def lazy_stack(paths: Sequence[Path], shape: tuple[int, ...], dtype: np.dtype, v
     return da.stack(frames)
 
 
-Info = tuple[tuple[int, ...], np.dtype]
+Info = tuple[tuple[int, ...], np.dtype, View]  # a frame's shape and dtype as read, and how it shows
 
 #: Folders of at most this many pairs have every file's header read when opened (a PNG's takes 1-15 ms),
 #: so that frames of several sizes open as stacks of their own. Larger folders (a whole GOPRO_Large, of one
@@ -135,7 +135,7 @@ SCAN_LIMIT = 256
 def group_pairs(
     pairs: Sequence[tuple[Path, Path]], scan_limit: int = SCAN_LIMIT
 ) -> tuple[dict[tuple[Info, Info], list[tuple[Path, Path]]], list[str]]:
-    """Pairs grouped by (blurred, sharp) shape and dtype from their headers, in order of first appearance;
+    """Pairs grouped by (blurred, sharp) shape, dtype and view from their headers, in order of first appearance;
     and why each left-out pair was left out (an unreadable header, or a blurred and sharp frame that differ
     in size). Over ``scan_limit`` pairs, the rest join the first readable pair's group unread."""
     groups: dict[tuple[Info, Info], list[tuple[Path, Path]]] = {}
@@ -145,11 +145,12 @@ def group_pairs(
             next(iter(groups.values())).extend(pairs[index:])
             break
         try:
-            infos = image_info(blurred, single=True), image_info(sharp, single=True)
+            headers = probe(blurred, single=True), probe(sharp, single=True)
         except (ValueError, OSError) as exc:
             skipped.append(str(exc))
             continue
-        (blurred_shape, _), (sharp_shape, _) = infos
+        infos = tuple((h.shape, h.dtype, display_view(h)) for h in headers)
+        (blurred_shape, *_), (sharp_shape, *_) = infos
         if blurred_shape[:2] != sharp_shape[:2]:
             skipped.append(
                 f"Size mismatch: {blurred} is {blurred_shape[:2]} but {sharp} is {sharp_shape[:2]}; a blurred "
@@ -177,11 +178,10 @@ def read_pairs(pairs: Sequence[tuple[Path, Path]], name: str) -> tuple[list[Laye
         height, width = blurred_info[0][:2]
         suffix = f" {height}x{width}" if several else ""
         suffix += f" {blurred_info[1]}" if several_dtypes else ""
-        for kind, (shape, dtype), files in (
+        for kind, (shape, dtype, view), files in (
             ("sharp", sharp_info, [s for _, s in members]),
             ("blurred", blurred_info, [b for b, _ in members]),
         ):
-            view = display_view(probe(files[0], single=True))
             stack = lazy_stack(files, shape, dtype, view)
             rgb = stack.ndim == 4 and stack.shape[-1] in (3, 4) and view == "as read"
             translate = [0.0] * (stack.ndim - rgb)
