@@ -137,12 +137,24 @@ def test_the_pack_fits_its_budget_or_says_it_cannot(built: Path, tmp_path: Path)
     Image.fromarray(_photo(9)).save(built / "train" / "extra.png")  # the split may be empty by chance
     try:
         pack = write_pack(built, tmp_path / "pack", budget=1 << 20)
-        size = sum(f.stat().st_size for f in pack.iterdir())
-        assert size <= 1 << 20 and all(f.suffix == ".jpg" for f in pack.iterdir())
+        photos = [f for f in pack.iterdir() if f.name != corpus.PACK_MARKER]
+        assert sum(f.stat().st_size for f in pack.iterdir()) <= 1 << 20 and all(f.suffix == ".jpg" for f in photos)
         with pytest.raises(ValueError, match="do not fit"):
             write_pack(built, tmp_path / "pack2", budget=1000)
     finally:
         (built / "train" / "extra.png").unlink()
+    # packed again: its own photos are replaced (extra.png's is gone), a photo the user put there is kept
+    (pack / "holiday.jpg").write_bytes(b"the user's")
+    write_pack(built, pack, budget=1 << 20)
+    assert not (pack / "extra.jpg").exists() and (pack / "holiday.jpg").read_bytes() == b"the user's"
+
+
+def test_a_pack_into_a_folder_of_other_files_is_refused(built: Path, tmp_path: Path) -> None:
+    (tmp_path / "Pictures").mkdir()
+    (tmp_path / "Pictures" / "holiday.jpg").write_bytes(b"the user's")
+    with pytest.raises(FileExistsError, match="no pack wrote"):
+        write_pack(built, tmp_path / "Pictures")
+    assert [f.name for f in (tmp_path / "Pictures").iterdir()] == ["holiday.jpg"]
 
 
 def test_a_failed_download_says_to_update_the_package_lists(tmp_path: Path) -> None:
@@ -176,6 +188,19 @@ def test_a_folder_of_other_files_is_refused_and_a_rebuild_touches_only_its_own(b
         build_corpus(tmp_path / "mine", built / ".." / "debs", packages={"fakephotos": r"usr/share/fakephotos/.+"})
     assert (tmp_path / "mine" / "holiday.png").read_bytes() == b"not the corpus's"
     assert corpus._previous_build(built) == [r["file"] for r in read_manifest(built) if r["file"]]
+
+
+def test_a_rebuild_deletes_only_split_photos_its_manifest_lists(built: Path, tmp_path: Path) -> None:
+    other = tmp_path / "dataset"
+    other.mkdir()
+    (tmp_path / "victim.txt").write_text("the user's")
+    (other / "manifest.csv").write_text("file,label\n../victim.txt,cat\n")  # someone else's manifest
+    with pytest.raises(FileExistsError, match="not a corpus manifest"):
+        build_corpus(other, built / ".." / "debs", packages={"fakephotos": r"usr/share/fakephotos/.+"})
+    columns = ",".join(corpus.MANIFEST_COLUMNS)
+    (other / "manifest.csv").write_text(f"{columns}\n../victim.txt{',' * (len(corpus.MANIFEST_COLUMNS) - 1)}\n")
+    assert corpus._previous_build(other) == []  # a path out of the corpus is never the build's own
+    assert (tmp_path / "victim.txt").read_text() == "the user's"
 
 
 def test_the_command_builds_and_packs(built: Path, tmp_path: Path, monkeypatch, capsys) -> None:

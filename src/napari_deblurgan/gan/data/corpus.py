@@ -380,10 +380,18 @@ def build_corpus(
 
 
 def _previous_build(dest: Path) -> list[str]:
-    """The photo files a previous build wrote in ``dest`` (from its manifest); a folder that holds
-    anything else is refused, so a build never deletes or mixes with files it did not write."""
+    """The photo files a previous build wrote in ``dest`` (from its manifest: split folder and PNG name,
+    nothing else); a folder that holds anything else, or a ``manifest.csv`` that is not a corpus
+    manifest, is refused, so a build never deletes or mixes with files it did not write."""
     if (dest / "manifest.csv").is_file():
-        return [row["file"] for row in read_manifest(dest) if row.get("file")]
+        with open(dest / "manifest.csv", newline="") as fh:
+            header = next(csv.reader(fh), [])
+        if not {"file", "split", "status", "source", "sha256"} <= set(header):
+            raise FileExistsError(
+                f"{dest / 'manifest.csv'} is not a corpus manifest; build the corpus in an empty folder"
+            )
+        files = [row["file"] for row in read_manifest(dest) if row.get("file")]
+        return [f for f in files if re.fullmatch(r"(train|val|test)/[^/\\]+\.png", f)]
     if dest.is_dir() and any(p.name != ".debs" for p in dest.iterdir()):
         raise FileExistsError(
             f"{dest} holds files of its own and no corpus manifest; build the corpus in an empty folder"
@@ -444,12 +452,20 @@ def read_manifest(dest: str | Path) -> list[dict[str, str]]:
         return list(csv.DictReader(fh))
 
 
+#: The file in a pack folder that lists the photos the pack wrote (a rebuild replaces those only).
+PACK_MARKER = ".napari-deblurgan-pack"
+
+
 def write_pack(corpus: str | Path, pack: str | Path, split: str = "train", budget: int = 40 << 20) -> Path:
     """Write the ``split`` photos of a corpus as JPEGs (4:4:4) into ``pack``, at the highest quality
-    (95 down to 80) that keeps the folder within ``budget`` bytes: a training set that travels."""
+    (95 down to 80) that keeps the folder within ``budget`` bytes: a training set that travels. ``pack`` is
+    a new or empty folder, or one packed before, whose photos (listed in :data:`PACK_MARKER`) are replaced."""
     from PIL import Image
 
     corpus, pack = Path(corpus), Path(pack)
+    marker = pack / PACK_MARKER
+    if pack.is_dir() and not marker.is_file() and any(pack.iterdir()):
+        raise FileExistsError(f"{pack} holds files that no pack wrote; give a new or empty folder for the pack")
     files = sorted((corpus / split).glob("*.png"))
     if not files:
         raise FileNotFoundError(f"{corpus / split} holds no photos; build the corpus first (napari-deblurgan corpus)")
@@ -464,10 +480,13 @@ def write_pack(corpus: str | Path, pack: str | Path, split: str = "train", budge
             break
     else:
         raise ValueError(f"the {split} photos do not fit {budget >> 20} MiB even at JPEG quality 80")
-    if pack.is_dir():
-        for old in pack.glob("*.jpg"):
-            old.unlink()
+    if marker.is_file():  # the last pack's photos, and nothing else
+        for name in marker.read_text().split("\n"):
+            if name and Path(name).name == name and name.endswith(".jpg"):
+                (pack / name).unlink(missing_ok=True)
     pack.mkdir(parents=True, exist_ok=True)
-    for f, blob in zip(files, blobs):
-        (pack / f"{f.stem}.jpg").write_bytes(blob)
+    names = [f"{f.stem}.jpg" for f in files]
+    for name, blob in zip(names, blobs):
+        (pack / name).write_bytes(blob)
+    marker.write_text("".join(f"{name}\n" for name in names))
     return pack
