@@ -273,6 +273,24 @@ def test_the_default_recipe_trains_without_downloads(monkeypatch: pytest.MonkeyP
     assert float(loss(x, x)) < 1e-2 < float(loss(x, -x))
 
 
+def test_sharp_images_of_a_corpus_are_its_train_split_only(tmp_path: Path) -> None:
+    import skimage.data
+
+    from napari_deblurgan.gan.io.images import write_image
+    from napari_deblurgan.gan.training.train import build_source
+
+    photo = skimage.data.astronaut()[:64, :64]
+    for i, where in enumerate(("train/a.png", "val/b.png", "test/c.png", ".debs/x/pkg/d.png", "train/.cache/e.png")):
+        (tmp_path / where).parent.mkdir(parents=True, exist_ok=True)
+        write_image(tmp_path / where, (photo // (i + 1)).astype(np.uint8))
+    source = build_source(TrainConfig.from_dict({"preset": "fast", "data": str(tmp_path), "crop": 32}))
+    assert len(source.images) == 1
+    np.testing.assert_allclose(source.images[0], photo / 255, atol=1e-6)
+    # a folder of photos without splits is all for training, its hidden folders excepted
+    source = build_source(TrainConfig.from_dict({"preset": "fast", "data": str(tmp_path / "train"), "crop": 32}))
+    assert len(source.images) == 1
+
+
 def test_a_folder_of_sharp_images_names_a_file_that_is_not_one_image(tmp_path: Path) -> None:
     import skimage.data
     import tifffile

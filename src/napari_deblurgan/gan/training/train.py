@@ -279,14 +279,18 @@ def build_source(cfg: TrainConfig) -> BatchSource:
     if mode == "skimage":
         images = skimage_images("train")
     else:
-        root = Path(cfg.data)
         if mode in ("pairs", "aligned"):
             train_pairs, _ = split_holdout(folder_pairs(cfg))
             return PairedCrops(train_pairs, cfg.crop, cfg.batch_size, cfg.seed)
         from ..io.images import as_rgb, is_image_file, read_opaque
         from ..io.intensity import to_float01
 
-        files = sorted(p for p in root.rglob("*") if is_image_file(p))
+        root = photo_folder(cfg, "train") or Path(cfg.data)  # a corpus' train/, never its val/, test/ or .debs/
+        files = sorted(
+            p
+            for p in root.rglob("*")
+            if is_image_file(p) and not any(part.startswith(".") for part in p.parts[len(root.parts) :])
+        )
         if not files:
             raise FileNotFoundError(f"No images (.png, .jpg, .tif) found in {root}")
         images = []
