@@ -74,8 +74,15 @@ def test_aligned_ab_images_load_as_pairs(tmp_path: Path) -> None:
 def test_validation_pairs_are_held_out_of_training() -> None:
     from napari_deblurgan.gan.data.pairs import split_holdout
 
-    pairs = [(Path(f"a{i}"), Path(f"b{i}")) for i in range(45)]
+    # an A/B folder of 3 videos' frames: one run from the middle, so only its two ends touch training
+    pairs = [(Path(f"A/scene{s}_{i:03d}.png"), Path(f"B/scene{s}_{i:03d}.png")) for s in range(3) for i in range(30)]
     train, val = split_holdout(pairs)
-    assert len(val) == 2 and not set(train) & set(val) and len(train) + len(val) == 45
+    assert len(val) == 4 and not set(train) & set(val) and len(train) + len(val) == 90
+    held = [pairs.index(p) for p in val]
+    assert held == list(range(held[0], held[0] + 4))
     assert split_holdout(pairs[:1]) == (pairs[:1], pairs[:1])
     assert len(split_holdout(pairs[:3])[1]) == 1
+    # GOPRO scenes (25 folders of 4 frames): whole scenes held out
+    gopro = [(Path(f"s{s:02d}/blur/{i}.png"), Path(f"s{s:02d}/sharp/{i}.png")) for s in range(25) for i in range(4)]
+    train, val = split_holdout(gopro)
+    assert {b.parent for b, _ in val} == {Path("s10/blur")} and len(train) == 96

@@ -92,11 +92,20 @@ def aligned_pairs(root: str | Path) -> list[tuple[Path, Path]]:
 
 
 def split_holdout(pairs: Sequence[tuple[Path, Path]], every: int = 20) -> tuple[list, list]:
-    """(training, validation) pairs: every ``every``-th pair (at least one) is held out for validation;
-    a single pair is used for both."""
+    """(training, validation) pairs, about one in ``every`` held out, in whole runs so that no frame next
+    to a validation frame (a video's neighbour, nearly the same image) is trained on: whole scenes where
+    the pairs come from at least ``every`` scene folders (GOPRO), else one run from the middle of the
+    sorted pairs. A single pair is used for both."""
     if len(pairs) < 2:
         return list(pairs), list(pairs)
-    held = set(range(every // 2, len(pairs), every)) or {len(pairs) // 2}
+    scenes = list(dict.fromkeys(blurred.parent for blurred, _ in pairs))
+    if len(scenes) >= every:
+        held_scenes = set(scenes[every // 2 :: every])
+        held = {i for i, (blurred, _) in enumerate(pairs) if blurred.parent in held_scenes}
+    else:
+        count = max(1, len(pairs) // every)
+        start = (len(pairs) - count) // 2
+        held = set(range(start, start + count))
     return [p for i, p in enumerate(pairs) if i not in held], [pairs[i] for i in sorted(held)]
 
 
