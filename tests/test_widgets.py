@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import time
 from pathlib import Path
@@ -66,6 +67,33 @@ def test_deblur_adds_result_with_the_source_settings(make_napari_viewer, qtbot, 
         assert result.colormap.name == source.colormap.name
     widget._beside.value = True  # side by side: shifted right by the source's width
     assert result.translate[-1] == source.translate[-1] + data.shape[1] * source.scale[-1]
+
+
+def test_a_result_keeps_the_sources_geometry_and_never_takes_over_a_users_layer(
+    make_napari_viewer, qtbot, identity_model_path
+) -> None:
+    viewer = make_napari_viewer()
+    data = np.random.default_rng(3).random((40, 48)).astype(np.float32)
+    geometry = {"rotate": 30, "shear": [0.2], "affine": np.diag([1.5, 0.5, 1.0])}
+    if "units" in inspect.signature(viewer.add_image).parameters:  # napari 0.6 and later
+        geometry.update(units=("um", "um"), axis_labels=("y", "x"))
+    source = viewer.add_image(data, name="cells", **geometry)
+    mine = viewer.add_image(np.zeros((3, 5, 5), np.float32), name="cells deblurred")  # the user's own, 3-D
+    widget = deblur_widget(viewer, identity_model_path)
+    widget._image.value = source
+    widget._beside.value = False
+    _run(qtbot, widget)
+    assert viewer.layers["cells deblurred"] is mine and not mine.data.any() and mine.metadata == {}
+    result = viewer.layers["cells deblurred 2"]
+    np.testing.assert_allclose(result.data, data, atol=1e-6)
+    np.testing.assert_allclose(result.rotate, source.rotate)
+    np.testing.assert_allclose(result.shear, source.shear)
+    np.testing.assert_allclose(result.affine.affine_matrix, source.affine.affine_matrix)
+    for key in ("units", "axis_labels"):
+        if key in geometry:
+            assert tuple(getattr(result, key)) == tuple(getattr(source, key))
+    _run(qtbot, widget)  # again: its own result is updated, the user's layer still untouched
+    assert viewer.layers["cells deblurred 2"] is result and len(viewer.layers) == 3 and not mine.data.any()
 
 
 def test_stack_current_frame_then_whole_stack_updates_in_place(make_napari_viewer, qtbot, tiny_model_path) -> None:

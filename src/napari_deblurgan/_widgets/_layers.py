@@ -56,6 +56,14 @@ def _results_of(viewer: napari.viewer.Viewer, source: Image) -> list[Image]:
     return [layer for layer in viewer.layers if layer.metadata.get(SOURCE_KEY, {}).get("source") == source.name]
 
 
+def _geometry(source: Image) -> dict[str, Any]:
+    """The source's rotation, shear, affine transform, units and axis labels (the last two where this napari
+    has them), so that a result lies where its source does, in its units."""
+    geometry = {"rotate": source.rotate, "shear": source.shear, "affine": source.affine.affine_matrix}
+    geometry.update({key: getattr(source, key) for key in ("units", "axis_labels") if hasattr(source, key)})
+    return geometry
+
+
 def show_result(
     viewer: napari.viewer.Viewer,
     source: Image,
@@ -65,7 +73,9 @@ def show_result(
     keep: bool = False,
     settings: str = "",
 ) -> Image:
-    """Add "<source> deblurred" or update it in place, with the source's geometry and colour settings.
+    """Add "<source> deblurred" or update this plugin's earlier result in place, with the source's geometry
+    and colour settings. A layer of that name that this plugin did not make for ``source`` is never
+    touched: the result takes the next free name ("... deblurred 2").
 
     ``keep``: add "<source> deblurred 2", "... 3" instead, each beside the previous when ``beside``, so that
     results of several settings (``settings``, kept in the metadata) can be compared.
@@ -73,16 +83,21 @@ def show_result(
     """
     if frame is not None:
         data = data.reshape((1,) * len(frame) + data.shape)
-    name, count = f"{source.name} deblurred", len(_results_of(viewer, source))
-    if keep and count:
-        name = next(f"{name} {n}" for n in range(count + 1, count + 1000) if f"{name} {n}" not in viewer.layers)
-    slot = count + 1 if keep and count else 1
+    base, results = f"{source.name} deblurred", _results_of(viewer, source)
+    old = None if keep else next((layer for layer in results if layer.name == base), results[0] if results else None)
+    if old is not None:
+        name = old.name
+    elif base not in viewer.layers and not (keep and results):
+        name = base
+    else:
+        first = max(2, len(results) + 1)
+        name = next(f"{base} {n}" for n in range(first, first + 1000) if f"{base} {n}" not in viewer.layers)
+    slot = len(results) + 1 if keep and results else 1
     scale, translate = _placement(source, frame, slot if beside else 0)
-    style: dict[str, Any] = {"contrast_limits": source.contrast_limits, "gamma": source.gamma}
+    style: dict[str, Any] = {"contrast_limits": source.contrast_limits, "gamma": source.gamma, **_geometry(source)}
     if not source.rgb:
         style["colormap"] = source.colormap
     meta = {SOURCE_KEY: {"source": source.name, "frame": frame, "slot": slot, "settings": settings}}
-    old = viewer.layers[name] if name in viewer.layers else None  # noqa: SIM401 (LayerList has no .get)
     if old is not None and old.data.ndim == data.ndim and old.rgb == source.rgb:
         old.data = data
         old.scale, old.translate = scale, translate
@@ -90,7 +105,7 @@ def show_result(
         for key, value in style.items():
             setattr(old, key, value)
         return old
-    if old is not None:
+    if old is not None:  # this plugin's earlier result, of another shape
         viewer.layers.remove(old)
     layer = viewer.add_image(data, name=name, rgb=source.rgb, scale=scale, translate=translate, metadata=meta, **style)
     if beside:
