@@ -209,6 +209,16 @@ def test_12_bit_data_can_use_its_own_range(make_napari_viewer, qtbot, tiny_model
     viewer.add_image(full, name="full 16-bit")
     widget._image.value = viewer.layers["full 16-bit"]  # the next layer gets its own choice, not the last one's
     assert widget._range.value == "16-bit range" and widget._hint.native.isHidden()
+    import dask
+    import dask.array as da
+
+    reads: list[int] = []
+    frame = dask.delayed(lambda: reads.append(1) or twelve_bit[0])()
+    viewer.add_image(da.from_delayed(frame, twelve_bit.shape[1:], np.uint16), name="lazy scan")
+    reads.clear()  # napari's own read, to show it
+    widget._image.value = viewer.layers["lazy scan"]  # lazy: not read on the GUI thread to guess its range
+    assert widget._range.value == "16-bit range" and not widget._range.native.isHidden()
+    assert not reads
 
 
 def test_a_lazy_dask_stack_is_deblurred_frame_by_frame(make_napari_viewer, qtbot, tiny_model_path) -> None:

@@ -312,10 +312,11 @@ class DeblurWidget(ScrollingContainer):
 
 
 def _peak_if_12_bit(layer: Image) -> int | None:
-    """The highest value of a 16-bit layer if it stays within 12 bits, else None. Stacks are judged by their
-    first frame (this runs on the GUI thread whenever a layer is chosen: reading a lazy stack, or scanning a
-    large one in memory, would stall it)."""
-    if layer.multiscale:
+    """The highest value of a 16-bit layer in memory if it stays within 12 bits, else None. Stacks are judged
+    by their first frame, and lazy data (dask, zarr: files read or computed on access) not at all: this runs
+    on the GUI thread whenever a layer is chosen, and reading a file there, or scanning a large stack, would
+    stall it."""
+    if layer.multiscale or not isinstance(layer.data, np.ndarray):
         return None
     data = np.asarray(layer.data[(0,) * stack_ndim(layer)])
     peak = int(data.max()) if data.size else 0
