@@ -503,3 +503,19 @@ def test_training_in_napari_makes_batches_in_its_own_process(make_napari_viewer,
         widget._source.value = source
         make = widget._make_trainer(TrainConfig(), tmp_path / "run")
         assert make.keywords["data_workers"] == 0  # no fork of napari's process, even on a GPU
+
+
+def test_the_loss_plot_of_a_long_run_keeps_a_bounded_number_of_evenly_spaced_points(qtbot) -> None:
+    from napari_deblurgan._widgets._plot import MAX_POINTS, LossPlot
+
+    plot = LossPlot()
+    plot.reset(100_000)
+    for step in range(1, 20_001):
+        plot.add(step, {"content": 1 / step, "critic": 0.5})
+    xs = np.asarray(plot.curves["content"].get_xdata())
+    assert MAX_POINTS // 2 <= len(xs) <= MAX_POINTS and xs[-1] > 19_980
+    assert len(set(np.diff(xs))) == 1  # evenly spaced
+    assert len(plot.curves["critic"].get_xdata()) == len(xs) and not len(plot.curves["adversarial"].get_xdata())
+    plot.reset(10)  # a new run starts with every step again
+    plot.add(1, {"content": 0.3})
+    assert list(plot.curves["content"].get_xdata()) == [1]

@@ -9,11 +9,17 @@ from matplotlib.lines import Line2D
 PANELS = (("content",), ("adversarial", "critic"))
 
 
+#: Points a curve keeps at most: past it, every other point is dropped and only every other step is
+#: added from then on, so each step costs the same however long the run (10^5 steps would otherwise
+#: cost milliseconds a step on the GUI thread).
+MAX_POINTS = 2000
+
+
 class LossPlot(FigureCanvasQTAgg):
-    """Curves of the losses of every training step; :meth:`add` appends one step and redraws lazily.
+    """Curves of the losses of training steps; :meth:`add` appends one step and redraws lazily.
 
     The step axis spans the run (0 to its last step) from the start; the loss axes start at 0..1 and fit
-    the losses as they come."""
+    the losses as they come. Long runs are thinned to :data:`MAX_POINTS` points a curve, evenly spaced."""
 
     def __init__(self, background: str = "#262930", foreground: str = "#f0f1f2") -> None:
         figure = Figure(figsize=(4, 3), layout="constrained", facecolor=background)
@@ -21,6 +27,8 @@ class LossPlot(FigureCanvasQTAgg):
         self.setMinimumHeight(220)
         self.axes = figure.subplots(2, 1, sharex=True)
         self.curves: dict[str, Line2D] = {}
+        self.points: dict[str, tuple[list[float], list[float]]] = {}
+        self.stride = 1  # steps between the points kept
         for ax, names in zip(self.axes, PANELS):
             ax.set_facecolor(background)
             ax.tick_params(colors=foreground, labelsize=8)
@@ -28,6 +36,7 @@ class LossPlot(FigureCanvasQTAgg):
                 spine.set_color(foreground)
             for name in names:
                 (self.curves[name],) = ax.plot([], [], label=name, linewidth=1)
+                self.points[name] = ([], [])
             ax.legend(loc="upper right", fontsize=8, labelcolor=foreground, facecolor=background, edgecolor=foreground)
         self.axes[-1].set_xlabel("step", color=foreground, fontsize=8)
         self.waiting = self.axes[0].text(
@@ -60,19 +69,32 @@ class LossPlot(FigureCanvasQTAgg):
 
     def reset(self, steps: int, adversarial: bool = True) -> None:
         """Empty the curves for a new run of ``steps`` steps (with or without the adversarial term)."""
-        for curve in self.curves.values():
+        for name, curve in self.curves.items():
             curve.set_data([], [])
+            self.points[name] = ([], [])
+        self.stride = 1
         self._empty_axes(steps)
         self.waiting.set_visible(True)
         self.note.set_visible(not adversarial)
         self.draw_idle()
 
     def add(self, step: int, losses: dict[str, float]) -> None:
-        """Append the losses of ``step`` (names without a curve, such as ``gp``, are ignored)."""
+        """Append the losses of ``step`` (names without a curve, such as ``gp``, are ignored; so are steps
+        between the points kept, see :data:`MAX_POINTS`)."""
+        if step % self.stride:
+            return
         for name, value in losses.items():
             if name in self.curves:
-                curve = self.curves[name]
-                curve.set_data([*curve.get_xdata(), step], [*curve.get_ydata(), value])
+                xs, ys = self.points[name]
+                xs.append(step)
+                ys.append(value)
+        if max(len(xs) for xs, _ in self.points.values()) > MAX_POINTS:
+            self.stride *= 2
+            for name, (xs, ys) in self.points.items():
+                kept = [i for i, x in enumerate(xs) if x % self.stride == 0]
+                self.points[name] = ([xs[i] for i in kept], [ys[i] for i in kept])
+        for name, (xs, ys) in self.points.items():
+            self.curves[name].set_data(xs, ys)
         self.waiting.set_visible(False)
         for ax in self.axes:
             if any(len(line.get_xdata()) for line in ax.lines):
