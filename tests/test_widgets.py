@@ -273,6 +273,30 @@ def test_cancel_stops_at_the_next_tile_and_ui_stays_responsive(make_napari_viewe
     assert not [p for p in napari_progress._all_instances if p.desc == "deblurring big"]  # closed
 
 
+def test_cancel_as_the_job_ends_says_cancelled(make_napari_viewer, qtbot, tiny_model_path, monkeypatch) -> None:
+    import threading
+
+    from napari_deblurgan._widgets import deblur as deblur_module
+
+    clicked = threading.Event()
+
+    def job_that_ends_after_its_last_step(data, model, cancel, **options):
+        yield (1, 1, "tile")
+        clicked.wait(10)
+        return data  # no yield after the click: the worker drops the result and reports no abort
+
+    monkeypatch.setattr(deblur_module, "deblur_job", job_that_ends_after_its_last_step)
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((16, 16), np.float32), name="img")
+    widget = deblur_widget(viewer, tiny_model_path)
+    widget._run.clicked.emit()
+    qtbot.waitUntil(lambda: widget._bar.value == 1, timeout=TIMEOUT)
+    widget._stop.clicked.emit()
+    clicked.set()
+    qtbot.waitUntil(lambda: widget._run.enabled, timeout=TIMEOUT)
+    assert widget._status.value == "cancelled" and widget._bar.value == 0 and "img deblurred" not in viewer.layers
+
+
 def test_errors_become_notifications(make_napari_viewer, qtbot, tmp_path, errors) -> None:
     viewer = make_napari_viewer()
     viewer.add_image(np.zeros((32, 32), np.uint8), name="img")
