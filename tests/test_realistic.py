@@ -222,6 +222,14 @@ def test_cases_are_fixed_and_rectangular_whole_frames() -> None:
     assert all(b.shape == s.shape == (100, 120, 3) for b, s in first)
 
 
+def test_a_case_cuts_its_moving_object_from_another_photo_of_a_repeating_list() -> None:
+    dark, light = np.full((96, 96, 3), 20, np.uint8), np.full((96, 96, 3), 235, np.uint8)
+    kinds = ["object"] * 4
+    cases = realistic_cases([dark, dark, light], RealisticBlur(noise=(0, 0), jpeg=0.0), None, 2, seed=3, kinds=kinds)
+    for _, sharp in cases:  # the object, from the light photo, lies over the dark one
+        assert sharp.max() > 0.5 and sharp.min() < 0.2
+
+
 def test_training_on_photos_with_realistic_blur(tmp_path: Path) -> None:
     from _helpers import TINY_RECIPE
     from napari_deblurgan.gan.training.train import TrainConfig, Trainer

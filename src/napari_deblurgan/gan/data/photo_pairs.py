@@ -162,7 +162,8 @@ def realistic_cases(
     """Fixed (blurred, sharp) float32 RGB test cases in [0, 1]. Case ``i`` blurs RGB photo ``i % len(photos)``
     (uint8, uint16 or float in [0, 1]; its central ``size`` square, or all of it with ``size=None``; the
     photo is the frame) with the blur kind ``kinds[i % len(kinds)]`` (default: drawn from
-    ``options.mix``), from the seed ``(seed, i)``; its moving objects come from the next photo."""
+    ``options.mix``), from the seed ``(seed, i)``; its moving objects come from the next photo in the list
+    that is another image (a list that repeats each photo, one case a kind, still cuts them from another)."""
     from dataclasses import replace
 
     from ..io.intensity import to_float01
@@ -178,7 +179,8 @@ def realistic_cases(
         ch, cw = (min(size, h), min(size, w)) if size else (h, w)
         top, left = (h - ch) // 2, (w - cw) // 2
         canvas = _window(photo, top - margin, left - margin, ch + 2 * margin, cw + 2 * margin)
-        objects = _window(photos[(i + 1) % len(photos)], 0, 0, *canvas.shape[:2])
+        others = (photos[(i + k) % len(photos)] for k in range(1, len(photos)))
+        objects = _window(next((p for p in others if p is not photo), photo), 0, 0, *canvas.shape[:2])
         case_options = replace(options, mix={kinds[i % len(kinds)]: 1.0}) if kinds else options
         plan = plan_batch(np.random.default_rng([seed, i]), case_options, (ch, cw), margin, [(h, w)], [(top, left)])
         blurred, sharp = render(as_tensor(canvas), as_tensor(objects), plan, (ch, cw))
