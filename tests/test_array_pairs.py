@@ -22,7 +22,7 @@ def test_batches_are_aligned_deterministic_and_in_range() -> None:
 def test_rgb_float_and_lazy_stacks() -> None:
     rgb = np.random.default_rng(1).random((2, 3, 24, 24, 3)).astype(np.float32) * 1000  # (T, Z, Y, X, C)
     pairs = ArrayPairs(da.from_array(rgb / 2), da.from_array(rgb), crop=16, rgb=True)
-    assert len(pairs) == 6 and (pairs.low, pairs.high) == (0.0, pytest.approx(rgb.max()))
+    assert len(pairs) == 6 and pairs.span == (0.0, pytest.approx(rgb.max()))
     blurred, sharp = pairs.pair(0)
     np.testing.assert_allclose(blurred * 2, sharp, atol=1e-6)
     assert [v[0].shape for v in pairs.validation_pairs(size=16)] == [(16, 16, 3)] * 4

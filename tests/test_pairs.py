@@ -71,6 +71,24 @@ def test_aligned_ab_images_load_as_pairs(tmp_path: Path) -> None:
     assert np.allclose(x, 10 / 255) and np.allclose(y, 200 / 255)
 
 
+def test_float_pairs_beyond_0_1_map_together_and_float_photos_load(tmp_path: Path) -> None:
+    import tifffile
+
+    from napari_deblurgan.gan.data.photo_pairs import load_photos
+
+    sharp = np.linspace(0, 4000, 8 * 8, dtype=np.float32).reshape(8, 8)
+    blurred = (sharp * 0.5 + 1000).astype(np.float32)
+    tifffile.imwrite(tmp_path / "a.tif", blurred)
+    tifffile.imwrite(tmp_path / "b.tif", sharp)
+    x, y = load_pair(tmp_path / "a.tif", tmp_path / "b.tif")  # used to be all white (clipped to 1)
+    np.testing.assert_allclose(y[..., 0], sharp / 4000, atol=1e-6)
+    np.testing.assert_allclose(x[..., 0], blurred / 4000, atol=1e-6)  # the pair's one mapping
+    (photos := tmp_path / "photos").mkdir()
+    tifffile.imwrite(photos / "p.tif", np.stack([sharp] * 3, -1))  # used to raise "Invalid integer data type"
+    (photo,) = load_photos(photos)
+    assert photo.dtype == np.uint8 and photo.min() == 0 and photo.max() == 255
+
+
 def test_validation_pairs_are_held_out_of_training() -> None:
     from napari_deblurgan.gan.data.pairs import split_holdout
 

@@ -12,7 +12,7 @@ import torch
 from numpy.typing import NDArray
 
 from ..io.images import as_rgb
-from ..io.intensity import to_float01
+from ..io.intensity import float_span, to_float01
 from .batches import _augment, _random_crop, _rng, _to_tensor
 from .pairs import check_same_shape
 
@@ -39,17 +39,13 @@ class ArrayPairs:
         check_same_shape(blurred.shape, sharp.shape)
         self.blurred, self.sharp = _as_stack(blurred, rgb), _as_stack(sharp, rgb)
         self.crop, self.batch_size, self.seed = crop, batch_size, seed
-        floats = [a for a in (blurred, sharp) if np.dtype(a.dtype).kind == "f"]
-        self.low = min([0.0, *(float(a.min()) for a in floats)])
-        self.high = max([1.0, *(float(a.max()) for a in floats)])
+        self.span = float_span(blurred, sharp)
 
     def __len__(self) -> int:
         return len(self.blurred)
 
     def _unit(self, image: NDArray) -> NDArray[np.float32]:
-        if image.dtype.kind == "f":
-            image = (image.astype(np.float32) - self.low) / (self.high - self.low)
-        return as_rgb(to_float01(image))
+        return as_rgb(to_float01(image, self.span))
 
     def pair(self, index: int) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
         """Frame ``index`` of both stacks as float32 RGB in [0, 1]."""

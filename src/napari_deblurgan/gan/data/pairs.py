@@ -11,7 +11,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ..io.images import as_rgb, is_image_file, read_opaque
-from ..io.intensity import to_float01
+from ..io.intensity import float_span, to_float01
 
 
 class PairingError(ValueError):
@@ -118,7 +118,8 @@ def load_pair(blurred_path: Path, sharp_path: Path) -> tuple[NDArray[np.float32]
         a, b = read_opaque(blurred_path, single=True), read_opaque(sharp_path, single=True)
     if a.shape[:2] != b.shape[:2]:
         raise PairingError(f"Size mismatch: {blurred_path} is {a.shape[:2]} but {sharp_path} is {b.shape[:2]}")
-    return as_rgb(to_float01(a)), as_rgb(to_float01(b))
+    span = float_span(a, b)  # float pairs: one mapping for both, so their intensities stay comparable
+    return as_rgb(to_float01(a, span)), as_rgb(to_float01(b, span))
 
 
 def split_aligned(image: NDArray) -> tuple[NDArray, NDArray]:

@@ -22,6 +22,7 @@ from .realistic import Plan, RealisticBlur, plan_batch, render
 def load_photos(folder: str | Path) -> list[NDArray[np.uint8]]:
     """The photos of a folder (a corpus split or a pack) as uint8 RGB arrays, in name order."""
     from ..io.images import as_rgb, is_image_file, read_opaque
+    from ..io.intensity import to_float01
 
     if not Path(folder).is_dir():
         raise FileNotFoundError(
@@ -33,8 +34,8 @@ def load_photos(folder: str | Path) -> list[NDArray[np.uint8]]:
     photos = []
     for f in files:
         image = as_rgb(read_opaque(f, single=True))
-        if image.dtype != np.uint8:
-            image = np.round(image.astype(np.float64) / np.iinfo(image.dtype).max * 255).astype(np.uint8)
+        if image.dtype != np.uint8:  # 16-bit, float (TIFF)
+            image = np.round(to_float01(image) * 255).astype(np.uint8)
         photos.append(np.ascontiguousarray(image))
     return photos
 

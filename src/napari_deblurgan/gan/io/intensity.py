@@ -14,7 +14,7 @@ it, else (like 32/64-bit integers) their own min..max; "auto": the image's own m
 out) widened by 10 % each side within an integer dtype's range.
 
 Training data has a rule of its own (:func:`dtype_range`, :func:`to_float01`): integers by their dtype's
-range, floats clipped to [0, 1].
+range, floats by [0, 1] widened to their own min..max (a blurred/sharp pair's together).
 """
 
 from __future__ import annotations
@@ -240,8 +240,18 @@ def dtype_range(dtype: np.dtype) -> tuple[float, float]:
     return 0.0, 1.0
 
 
-def to_float01(image: NDArray) -> NDArray[np.float32]:
-    """Training data: integer images scaled by their dtype range, floats clipped to [0, 1]; float32 output."""
-    lo, hi = dtype_range(image.dtype)
-    out = (image.astype(np.float32) - lo) / (hi - lo) if np.issubdtype(image.dtype, np.integer) else image
-    return np.clip(out, 0.0, 1.0).astype(np.float32)
+def float_span(*images: NDArray) -> tuple[float, float]:
+    """[0, 1] widened to the min..max of the float images among ``images`` (integers do not count)."""
+    floats = [image for image in images if image.dtype.kind == "f" and image.size]
+    return min([0.0, *(float(f.min()) for f in floats)]), max([1.0, *(float(f.max()) for f in floats)])
+
+
+def to_float01(image: NDArray, span: tuple[float, float] | None = None) -> NDArray[np.float32]:
+    """Training data as float32 in [0, 1]: integers scaled by their dtype's range, floats by ``span``
+    (default :func:`float_span` of the image: floats in [0, 1] stay as they are, others are not clipped
+    to white)."""
+    if np.issubdtype(image.dtype, np.integer):
+        lo, hi = dtype_range(image.dtype)
+    else:
+        lo, hi = span or float_span(image)
+    return np.clip((image.astype(np.float32) - lo) / (hi - lo), 0.0, 1.0).astype(np.float32)
