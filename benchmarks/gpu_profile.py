@@ -23,8 +23,10 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from napari_deblurgan import deblur, load_model
+from napari_deblurgan.gan.data.prefetch import default_data_workers
 from napari_deblurgan.gan.training.train import TrainConfig, Trainer
 from speed import natural_image
+from train_speed import steps_per_second
 
 
 def seconds(fn: Callable[[], object], device: torch.device, repeat: int) -> float:
@@ -116,12 +118,9 @@ def training(device: torch.device, steps: int, small: bool) -> None:
         torch.backends.cudnn.benchmark = benchmark
         step = seconds(trainer.train_step, device, steps)
         print(f"the step on a ready batch, cudnn.benchmark {benchmark}: {step:.3f}; with the batch: {made + step:.3f}")
-    ahead = Trainer(TrainConfig.from_dict({**recipe, "steps": 4 * steps}), tempfile.mkdtemp(), device=str(device))
-    events = iter(ahead.steps())
-    next(events)  # the workers start and the first batch is made
-    t = time.perf_counter()
-    done = sum(1 for _ in events)
-    print(f"training with {ahead.data_workers} data workers: {done / (time.perf_counter() - t):.2f} steps/s")
+    workers = default_data_workers(device)
+    rate = steps_per_second(recipe, 4 * steps, str(device), workers)  # its last, saving step never reached
+    print(f"training with {workers} data workers: {rate:.2f} steps/s")
     print("\nprofile of making a batch:")
     top_operators(lambda: source.batch(1), device)
     print("\nprofile of the step:")
