@@ -307,3 +307,16 @@ def test_a_prepared_batch_holds_object_regions_for_its_moving_objects_only() -> 
         blurred, sharp = source.finish(prepared)
         assert blurred.shape == sharp.shape == (3, 3, 32, 32) and bool(torch.isfinite(blurred).all())
         assert all(torch.equal(a, b) for a, b in zip((blurred, sharp), source.batch(0)))
+
+
+def test_realistic_pairs_of_16_bit_photos_stay_16_bit(tmp_path: Path) -> None:
+    from napari_deblurgan.gan.data.prepare import synthesize_pairs
+    from napari_deblurgan.gan.io.images import read_image, write_image
+
+    (tmp_path / "sharp").mkdir()
+    ramp = np.linspace(0, 65535, 96 * 96).reshape(96, 96).astype(np.uint16)
+    write_image(tmp_path / "sharp" / "scan.png", np.stack([ramp, ramp[::-1], ramp.T], -1))
+    synthesize_pairs(tmp_path / "sharp", tmp_path / "pairs", realistic=RealisticBlur(jpeg=0.0))
+    blurred = read_image(tmp_path / "pairs" / "A" / "scan.png")
+    assert blurred.dtype == np.uint16
+    assert np.any(blurred % 257)  # not 8-bit levels stored in 16 bits

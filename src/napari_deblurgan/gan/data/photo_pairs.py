@@ -159,12 +159,14 @@ def realistic_cases(
     count: int,
     seed: int,
     kinds: Sequence[str] | None = None,
+    eight_bit: bool = True,
 ) -> list[tuple[NDArray[np.float32], NDArray[np.float32]]]:
     """Fixed (blurred, sharp) float32 RGB test cases in [0, 1]. Case ``i`` blurs RGB photo ``i % len(photos)``
     (uint8, uint16 or float in [0, 1]; its central ``size`` square, or all of it with ``size=None``; the
     photo is the frame) with the blur kind ``kinds[i % len(kinds)]`` (default: drawn from
     ``options.mix``), from the seed ``(seed, i)``; its moving objects come from the next photo in the list
-    that is another image (a list that repeats each photo, one case a kind, still cuts them from another)."""
+    that is another image (a list that repeats each photo, one case a kind, still cuts them from another).
+    ``eight_bit``: the blurred frames rounded to 8 bits (see :func:`.realistic.render`)."""
     from dataclasses import replace
 
     from ..io.intensity import to_float01
@@ -184,6 +186,6 @@ def realistic_cases(
         objects = _window(next((p for p in others if p is not photo), photo), 0, 0, *canvas.shape[:2])
         case_options = replace(options, mix={kinds[i % len(kinds)]: 1.0}) if kinds else options
         plan = plan_batch(np.random.default_rng([seed, i]), case_options, (ch, cw), margin, [(h, w)], [(top, left)])
-        blurred, sharp = render(as_tensor(canvas), as_tensor(objects), plan, (ch, cw))
+        blurred, sharp = render(as_tensor(canvas), as_tensor(objects), plan, (ch, cw), eight_bit)
         cases.append(tuple(t[0].permute(1, 2, 0).numpy().astype(np.float32) for t in (blurred, sharp)))
     return cases  # type: ignore[return-value]

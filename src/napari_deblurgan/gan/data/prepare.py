@@ -119,7 +119,9 @@ def synthesize_pairs(
         sharp = as_rgb(image) if image.ndim == 3 else image
         if realistic is not None:
             seed_i = int(rng.integers(2**62))
-            ((blurred01, sharp01),) = realistic_cases([as_rgb(to_float01(sharp))], realistic, None, 1, seed_i)
+            sharp_rgb01 = as_rgb(to_float01(sharp))
+            eight_bit = sharp.dtype == np.uint8  # 16-bit stays 16-bit: its blurred frame is not rounded to 8 bits
+            ((blurred01, sharp01),) = realistic_cases([sharp_rgb01], realistic, None, 1, seed_i, eight_bit=eight_bit)
             if sharp.ndim == 2:
                 blurred01, sharp01 = blurred01.mean(axis=2), sharp01.mean(axis=2)
             sharp = _requantised(sharp01, sharp.dtype)

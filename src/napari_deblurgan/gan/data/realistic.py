@@ -345,12 +345,13 @@ def _softened(images: torch.Tensor, sigmas: NDArray[np.float64]) -> torch.Tensor
 
 
 def render(
-    sharp: torch.Tensor, objects: torch.Tensor, plan: Plan, out_hw: tuple[int, int]
+    sharp: torch.Tensor, objects: torch.Tensor, plan: Plan, out_hw: tuple[int, int], eight_bit: bool = True
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(blurred, sharp) float (B, 3, h, w) in [0, 1] from sharp canvases and object canvases (B, 3, H, W)
     in [0, 1] (sRGB), following ``plan``; the output is the canvases' centre. The target is the frame at
-    rest (every map the identity): the middle sub-frame, where the paths' mean also lies. Runs on the
-    canvases' device."""
+    rest (every map the identity): the middle sub-frame, where the paths' mean also lies. The blurred
+    frames are rounded to 8 bits as a photo's are (``eight_bit=False``: not, for 16-bit sources). Runs on
+    the canvases' device."""
     device = sharp.device
     h, w = out_hw
     canvas = tuple(sharp.shape[-2:])
@@ -409,7 +410,7 @@ def render(
     blurred = noisy.clamp(0, 1) ** (1 / gamma)
     sharp_out = target.clamp(0, 1) ** (1 / gamma)
     blurred = jpeg_compress(blurred, torch.as_tensor(plan.jpeg))
-    return torch.round(blurred * 255) / 255, sharp_out
+    return (torch.round(blurred * 255) / 255 if eight_bit else blurred), sharp_out
 
 
 # -- JPEG -----------------------------------------------------------------------------------------------
