@@ -62,6 +62,16 @@ def test_curriculum_and_splits() -> None:
     assert not (train & val or train & test or val & test)
 
 
+def test_gray_samples_get_gray_noise() -> None:
+    texture = np.random.default_rng(0).random((120, 120, 3)).astype(np.float32)
+    blurred, sharp = SyntheticPairs([texture], crop=32, batch_size=4, seed=2, kernel_size=15, gray_prob=1).batch(0)
+    assert (
+        torch.all(sharp[:, 0] == sharp[:, 1])
+        and torch.all(blurred[:, 0] == blurred[:, 1])
+        and torch.all(blurred[:, 0] == blurred[:, 2])
+    )
+
+
 def test_synthetic_augmentation_draws_from_dead_leaves_skips_flat_crops_and_stays_deterministic() -> None:
     flat = np.full((120, 120, 3), 0.5, np.float32)
     texture = np.random.default_rng(0).random((120, 120, 3)).astype(np.float32)

@@ -219,10 +219,11 @@ class SyntheticPairs:
     def batch(self, step: int, rank: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
         rng = _rng(self.seed, step, rank)
         r = self.kernel_size // 2
-        patches = []
+        patches, gray = [], []
         for _ in range(self.batch_size):
             patch = self._sharp_patch(rng)[:, :, rng.permutation(3)]
-            if rng.random() < self.gray_prob:
+            gray.append(rng.random() < self.gray_prob)
+            if gray[-1]:
                 patch = np.repeat(patch.mean(axis=2, keepdims=True), 3, axis=2)
             patches.append(patch)
         sharp_big = torch.from_numpy(np.stack(patches)).permute(0, 3, 1, 2)
@@ -230,6 +231,7 @@ class SyntheticPairs:
         blurred = fft_blur_valid(sharp_big, kernels)
         sigma = torch.from_numpy(rng.uniform(0, self.max_noise, (self.batch_size, 1, 1, 1)).astype(np.float32))
         noise = torch.from_numpy(rng.standard_normal(blurred.shape).astype(np.float32))
+        noise[gray] = noise[gray][:, :1].expand(-1, 3, -1, -1)  # a gray sample's noise is gray too
         blurred = torch.round(torch.clamp(blurred + sigma * noise, 0, 1) * 255) / 255
         sharp = sharp_big[:, :, r : r + self.crop, r : r + self.crop]
         return blurred * 2 - 1, sharp.contiguous() * 2 - 1
