@@ -273,6 +273,20 @@ def test_the_default_recipe_trains_without_downloads(monkeypatch: pytest.MonkeyP
     assert float(loss(x, x)) < 1e-2 < float(loss(x, -x))
 
 
+def test_a_gopro_root_with_its_test_scenes_is_refused_for_training(tmp_path: Path) -> None:
+    from napari_deblurgan.gan.io.images import write_image
+    from napari_deblurgan.gan.training.train import folder_pairs
+
+    for split in ("train", "test"):
+        for kind in ("blur", "sharp"):
+            (tmp_path / split / "GOPR0001" / kind).mkdir(parents=True)
+            write_image(tmp_path / split / "GOPR0001" / kind / "000001.png", np.zeros((8, 8, 3), np.uint8))
+    with pytest.raises(ValueError, match=r"test scenes; pass .*train"):
+        folder_pairs(TrainConfig.from_dict({"preset": "fast", "data": str(tmp_path)}))
+    config = TrainConfig.from_dict({"preset": "fast", "data": str(tmp_path / "train")})
+    assert [b.parent.parent.name for b, _ in folder_pairs(config)] == ["GOPR0001"]
+
+
 def test_sharp_images_of_a_corpus_are_its_train_split_only(tmp_path: Path) -> None:
     import skimage.data
 

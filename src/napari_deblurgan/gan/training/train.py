@@ -322,7 +322,13 @@ def folder_pairs(cfg: TrainConfig) -> list[tuple[Path, Path]]:
     """All (blurred, sharp) file pairs of a paired or aligned data folder."""
     if data_mode(cfg) == "aligned":
         return aligned_pairs(cfg.data)
-    return find_pairs(cfg.data, cfg.gopro_blur)  # type: ignore[arg-type]
+    root = Path(cfg.data)
+    if all((root / split).is_dir() for split in ("train", "test")) and not (root / "A").is_dir():
+        raise ValueError(
+            f"{root} holds train/ and test/ scenes (GOPRO_Large): training on both would train on the test "
+            f"scenes; pass {root / 'train'}"
+        )
+    return find_pairs(root, cfg.gopro_blur)  # type: ignore[arg-type]
 
 
 def validation_pairs(cfg: TrainConfig, size: int = 256) -> list[tuple[np.ndarray, np.ndarray]]:
