@@ -199,8 +199,10 @@ def check_options(**values: Any) -> None:
 
 
 def default_overlap(tile_size: int | None) -> int:
-    """``tile_overlap=None``: 96 px (tiles then match the whole frame within 2 grey levels), at most a quarter
-    of the tile."""
+    """``tile_overlap=None``: 96 px, at most a quarter of the tile. The shipped network's deepest blocks see
+    past it, so smaller tiles cost accuracy: against the whole frame (astronaut resized, default pipeline),
+    1024 px tiles on 320 x 1200 px differ by at most 2 grey levels, 512 px tiles on 1024^2 px by at most 16
+    (0.053 % of values by more than 3), 256 px tiles (overlap 64) by up to 73 (0.5 %)."""
     return 96 if tile_size is None else min(96, tile_size // 4)
 
 
