@@ -346,3 +346,17 @@ def test_the_trainer_never_appends_to_a_metrics_csv_that_no_run_wrote(tmp_path: 
     (empty / "metrics.csv").touch()
     Trainer(cfg, empty, device="cpu", source=FixedBatch()).fit()
     assert (empty / "metrics.csv").read_text().startswith("step,time,lr")
+
+
+def test_a_crop_too_small_for_the_critic_is_refused_on_load() -> None:
+    import torch
+
+    from napari_deblurgan.gan.model.critic import CriticConfig, PatchCritic
+
+    with pytest.raises(ValueError, match=r"crop 16 is too small for the critic's 3 layers: use a crop of at least 24"):
+        TrainConfig.from_dict({"preset": "fast", "crop": 16, "adv_weight": 0.001, "adv_start": 5000})
+    with pytest.raises(ValueError, match="at least 384"):
+        TrainConfig.from_dict({"preset": "fast", "crop": 256, "adv_weight": 0.01, "critic": {"n_layers": 7}})
+    TrainConfig.from_dict({"preset": "fast", "crop": 16, "adv_weight": 0.0})  # no critic: no limit
+    config = TrainConfig.from_dict({"preset": "fast", "crop": 24, "adv_weight": 0.001})
+    assert PatchCritic(CriticConfig.from_dict(config.critic))(torch.zeros(2, 3, 24, 24)).numel() > 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
@@ -62,6 +63,21 @@ class PatchCritic(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
+
+
+def smallest_input(config: CriticConfig) -> int:
+    """The smallest image side the critic scores: its last convolution needs an output, instance norm
+    more than one value per channel."""
+
+    def fits(side: int) -> bool:
+        for n in range(config.n_layers + 2):  # 4x4 convolutions, padding 1: stride 2, then two of stride 1
+            side = (side - 2) // 2 + 1 if n < config.n_layers else side - 1
+            normed = config.norm == "instance" and 0 < n <= config.n_layers
+            if side < (2 if normed else 1):
+                return False
+        return True
+
+    return next(side for side in itertools.count(1) if fits(side))
 
 
 def receptive_field(config: CriticConfig) -> int:

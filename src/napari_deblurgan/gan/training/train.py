@@ -35,7 +35,7 @@ from ..data.realistic import RealisticBlur
 from ..io.checkpoint import atomic_write, load_checkpoint, save_checkpoint
 from ..io.images import centre_crop
 from ..io.json_files import parse_json
-from ..model.critic import CriticConfig, PatchCritic
+from ..model.critic import CriticConfig, PatchCritic, smallest_input
 from ..model.deepen import deepen_generator, deepens
 from ..model.device import bf16_supported, is_out_of_memory, resolve_device
 from ..model.generator import PRESETS, GeneratorConfig, ResnetGenerator, preset
@@ -129,7 +129,12 @@ class TrainConfig:
         self.betas = tuple(self.betas)  # type: ignore[assignment]
         self.realistic_blur()  # bad engine options fail on load, naming the option
         self.generator_config()  # so do networks of absurd size, before anything is allocated
-        CriticConfig.from_dict(self.critic)
+        critic = CriticConfig.from_dict(self.critic)
+        if self.adv_weight > 0 and self.crop < smallest_input(critic):
+            raise ValueError(
+                f"crop {self.crop} is too small for the critic's {critic.n_layers} layers: use a crop of at least "
+                f"{smallest_input(critic)} or fewer critic layers (critic.n_layers)"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
