@@ -295,6 +295,17 @@ def test_devices() -> None:
         resolve_device("tpu-9000")
 
 
+def test_bfloat16_autocast_only_where_cuda_has_it_natively(monkeypatch) -> None:
+    import torch
+
+    from napari_deblurgan.gan.model.device import bf16_supported
+
+    for (major, minor), native in (((7, 5), False), ((8, 0), True), ((9, 0), True)):  # T4, A100, H100
+        monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None, m=major, n=minor: (m, n))
+        monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)  # as torch says, emulated
+        assert bf16_supported(torch.device("cuda")) is native
+
+
 def test_out_of_memory_falls_back_to_smaller_tiles(tiny_model_path, natural_rgb, monkeypatch) -> None:
     import torch
 

@@ -40,9 +40,10 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
 
 
 def bf16_supported(device: torch.device) -> bool:
-    """Whether bfloat16 autocast is fast and exact enough on ``device``."""
+    """Whether bfloat16 autocast is fast and exact enough on ``device``: on CUDA, native bfloat16 (compute
+    capability 8, Ampere, and later; torch also reports older GPUs, which emulate it slowly)."""
     if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
+        return torch.cuda.get_device_capability(device)[0] >= 8
     if device.type == "cpu":
         return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
     return False
