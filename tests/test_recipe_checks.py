@@ -133,6 +133,7 @@ def test_absurd_networks_are_refused_before_allocating(tmp_path: Path, capsys) -
     for options, message in (
         ({"generator": {"ngf": 10**6}}, "refused before allocating"),
         ({"generator": {"n_blocks": 10**7}}, "refused before allocating"),
+        ({"generator": {"ngf": 10**5, "n_blocks": 0}}, "refused before allocating"),  # its up/downsamplings
         ({"critic": {"ndf": 10**6}}, "critic.ndf must be an integer from 1 to 256"),
         ({"critic": {"layers": 3}}, "critic options are an object with keys"),
     ):

@@ -100,10 +100,12 @@ class GeneratorConfig:
 
     def approx_parameters(self) -> int:
         """The weights of the network's blocks, to within a small factor: what validation bounds before
-        anything is allocated (a ResBlock has two 3x3 convolutions at 4 x ngf channels; a NAFNet block
-        about 8 c^2 weights at its level's c channels)."""
+        anything is allocated (a ResBlock has two 3x3 convolutions at 4 x ngf channels, the two down- and
+        two upsamplings 180 ngf^2 weights together; a NAFNet block about 8 c^2 weights at its level's c
+        channels)."""
         if self.arch == "resnet":
-            return 2 * 9 * (4 * self.ngf) ** 2 * self.n_blocks + 49 * self.ngf * (self.in_channels + self.out_channels)
+            ends = 49 * self.ngf * (self.in_channels + self.out_channels)
+            return 2 * 9 * (4 * self.ngf) ** 2 * self.n_blocks + 180 * self.ngf**2 + ends
         widths = [self.ngf * 2**level for level in range(len(self.encoder_blocks) + 1)]
         blocks = [*self.encoder_blocks, self.n_blocks]
         return sum(8 * c * c * max(n, 1) for c, n in zip(widths, blocks))
