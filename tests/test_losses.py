@@ -72,6 +72,7 @@ def test_pixel_content_losses() -> None:
 def _fake_vgg_file(tmp_path: Path) -> Path:
     torch.manual_seed(0)
     state = {f"features.{k}": v for k, v in vgg19_features(CONV3_3).state_dict().items()}
+    state["features.34.weight"] = torch.zeros(512, 512, 3, 3)  # conv5_4, which VGG16 lacks
     state["classifier.0.weight"] = torch.zeros(2, 2)  # torchvision's file has more; it is ignored
     path = tmp_path / "vgg19-dcbb9e9d.pth"
     torch.save(state, path)
@@ -86,6 +87,14 @@ def test_perceptual_loss_loads_torchvision_format_weights(tmp_path: Path) -> Non
     assert loss(x, -x).item() > 0.0
     assert torch.equal(loss.features[0].weight, torch.load(path, weights_only=True)["features.0.weight"])
     assert len(loss.features) == CONV3_3 + 1  # up to conv3_3, as DeblurGAN
+
+
+def test_vgg16_weights_are_refused_as_vgg19(tmp_path: Path) -> None:
+    state = torch.load(_fake_vgg_file(tmp_path), weights_only=True)
+    del state["features.34.weight"]  # VGG16: the same layers up to conv3_3, none at 34
+    torch.save(state, tmp_path / "vgg16.pth")
+    with pytest.raises(ValueError, match="not VGG19's"):
+        PerceptualLoss(tmp_path / "vgg16.pth")
 
 
 def test_missing_vgg_weights_say_where_to_put_them(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -97,6 +97,12 @@ class PerceptualLoss(nn.Module):
         missing = [k for k in wanted if k not in ours]
         if missing:
             raise ValueError(f"VGG19 weights file lacks {missing}: is it torchvision's vgg19 state dict?")
+        deepest = ours.get("34.weight")  # conv5_4: VGG19 has it, VGG16 (the same layers up to conv3_3) not
+        if deepest is None or tuple(deepest.shape) != (512, 512, 3, 3):
+            raise ValueError(
+                "The weights file is not VGG19's (it lacks conv5_4, features.34: VGG16's?); pass torchvision's "
+                "vgg19 weights"
+            )
         self.features.load_state_dict({k: ours[k] for k in wanted})
         self.features.requires_grad_(False).eval()
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
