@@ -51,7 +51,7 @@ def read_metadata(path: str | Path) -> dict[str, str]:
         return dict(fh.metadata() or {})
 
 
-_CACHE: dict[tuple[str, str], tuple[float, Generator]] = {}  # (file, device) -> (mtime, model)
+_CACHE: dict[tuple[str, str], tuple[tuple[int, int, int] | None, Generator]] = {}  # (file, device) -> (version, model)
 _CACHE_LOCK = threading.Lock()
 
 
@@ -59,20 +59,25 @@ def load_model(path: str | Path | None = None, device: str | torch.device = "aut
     """Load (and cache) a generator from a safetensors model file; ``None`` means the shipped default.
 
     The cache keeps one model per file and device: a file rewritten since (a training run exporting as
-    it goes) is loaded again and replaces the old copy, so memory does not grow with each export.
+    it goes) is loaded again and replaces the old copy, so memory does not grow with each export. A file
+    counts as rewritten when its modification time (to the nanosecond), size or inode changed (exports
+    replace the file, so a coarse clock that repeats a time still shows a new inode).
     """
     dev = resolve_device(device)
+    if dev.type == "cuda" and dev.index is None:
+        dev = torch.device("cuda", torch.cuda.current_device())  # "cuda" and "cuda:0": one copy
     resolved = Path(path).expanduser().resolve() if path is not None else default_model_path()
-    mtime = resolved.stat().st_mtime if resolved.is_file() else 0.0
+    stat = resolved.stat() if resolved.is_file() else None
+    version = (stat.st_mtime_ns, stat.st_size, stat.st_ino) if stat else None
     key = (str(resolved), str(dev))
     with _CACHE_LOCK:
         cached = _CACHE.get(key)
-        if cached is None or cached[0] != mtime:
+        if cached is None or cached[0] != version:
             _CACHE.pop(key, None)  # free the old weights before loading the new ones
             model = load_generator(resolved, dev)
             if dev.type == "cpu":
                 model = model.to(memory_format=torch.channels_last)
-            _CACHE[key] = (mtime, model)
+            _CACHE[key] = (version, model)
         return _CACHE[key][1]
 
 
