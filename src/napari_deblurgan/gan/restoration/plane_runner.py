@@ -70,7 +70,11 @@ class PlaneDeblurrer:
                 f"tile_size {tile_size} is {on_grid} px on the network's {model.multiple} px grid, too small for an "
                 f"overlap of {tile_overlap}: use a larger tile_size or a smaller tile_overlap"
             )
-        self.per_tile_statistics = model.config.norm == "instance"
+        # per-tile statistics: normalisation layers in the network itself (a NAFNet config may carry the
+        # ResNet's norm="instance" default, which it does not use)
+        self.per_tile_statistics = any(
+            isinstance(m, torch.nn.modules.instancenorm._InstanceNorm) for m in model.modules()
+        )
         self.model = for_inference(model)
         self.multiple = model.multiple
         if device.type == "cpu":
