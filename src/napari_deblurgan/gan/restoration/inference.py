@@ -72,7 +72,7 @@ def deblur(
         tile_size: images larger than this (pixels per side) are processed in overlapping tiles of at
             most this size, bounding memory; smaller ones whole, with their 16 px border. None for whole
             frames.
-        tile_overlap: overlap of neighbouring tiles, blended so no seam shows; None: 96 px, at most a
+        tile_overlap: overlap of neighbouring tiles, blended so no seam shows; None: 128 px, at most a
             quarter of the tile.
         batch_size: tiles per forward pass; None: 1 on the CPU (measured fastest there), 4 on GPUs.
         half: float16 on CUDA/MPS, bfloat16 on CPUs that support it (faster, slightly less exact).
