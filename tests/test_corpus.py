@@ -147,6 +147,10 @@ def test_the_pack_fits_its_budget_or_says_it_cannot(built: Path, tmp_path: Path)
     (pack / "holiday.jpg").write_bytes(b"the user's")
     write_pack(built, pack, budget=1 << 20)
     assert not (pack / "extra.jpg").exists() and (pack / "holiday.jpg").read_bytes() == b"the user's"
+    # a pack made before packs listed their photos (its own photos only) is packed again
+    (pack / "holiday.jpg").unlink()
+    (pack / corpus.PACK_MARKER).unlink()
+    assert write_pack(built, pack, budget=1 << 20) == pack and (pack / corpus.PACK_MARKER).is_file()
 
 
 def test_a_pack_into_a_folder_of_other_files_is_refused(built: Path, tmp_path: Path) -> None:

@@ -119,6 +119,24 @@ def test_stack_current_frame_then_whole_stack_updates_in_place(make_napari_viewe
     assert [layer.name for layer in viewer.layers].count("movie deblurred") == 1
 
 
+def test_a_renamed_result_is_kept_and_beside_follows_the_sources_rotation(
+    make_napari_viewer, qtbot, identity_model_path
+) -> None:
+    viewer = make_napari_viewer()
+    data = np.random.default_rng(5).random((40, 48)).astype(np.float32)
+    source = viewer.add_image(data, name="img", rotate=30, scale=(2, 2))
+    widget = deblur_widget(viewer, identity_model_path)
+    widget._beside.value = True
+    _run(qtbot, widget)
+    first = viewer.layers["img deblurred"]
+    # beside: its top-left corner is the source's top-right corner, along the source's turned x axis
+    np.testing.assert_allclose(first.data_to_world((0, 0)), source.data_to_world((0, data.shape[1])), atol=1e-6)
+    first.name = "img v1"  # the user keeps it by renaming it: the next run makes a new result
+    first.data = np.zeros_like(data)
+    _run(qtbot, widget)
+    assert not viewer.layers["img v1"].data.any() and viewer.layers["img deblurred"] is not first
+
+
 def test_self_ensemble_and_strength_choices_reach_the_model(make_napari_viewer, qtbot, tiny_model_path) -> None:
     from napari_deblurgan import deblur
 

@@ -44,12 +44,17 @@ def is_ours(layer: Any) -> bool:
 def _placement(source: Image, frame: tuple[int, ...] | None, slot: int) -> tuple[np.ndarray, np.ndarray]:
     """Scale and translate of a result: on the source (slot 0) or ``slot`` widths right of it, at ``frame``
     for one frame."""
+    from napari.utils.transforms import Affine
+
     scale, translate = np.array(source.scale, float), np.array(source.translate, float)
     if frame:
         translate[: len(frame)] += np.asarray(frame) * scale[: len(frame)]
     width = source.data.shape[-2 if source.rgb else -1]
-    translate[-1] += slot * width * scale[-1]
-    return scale, translate
+    shift = np.zeros_like(translate)
+    shift[-1] = slot * width * scale[-1]
+    # along the source's own x axis, as its rotation and shear turn it
+    turn = Affine(rotate=source.rotate, shear=source.shear, ndim=len(translate)).linear_matrix
+    return scale, translate + turn @ shift
 
 
 def _results_of(viewer: napari.viewer.Viewer, source: Image) -> list[Image]:
@@ -84,7 +89,9 @@ def show_result(
     if frame is not None:
         data = data.reshape((1,) * len(frame) + data.shape)
     base, results = f"{source.name} deblurred", _results_of(viewer, source)
-    old = None if keep else next((layer for layer in results if layer.name == base), results[0] if results else None)
+    old = None if keep else next((layer for layer in results if layer.name == base), None)
+    if old is None and not keep and base in viewer.layers:  # the name is the user's: our stand-in result for it
+        old = next((layer for layer in results if not layer.metadata[SOURCE_KEY].get("keep")), None)
     if old is not None:
         name = old.name
     elif base not in viewer.layers and not (keep and results):
@@ -97,7 +104,7 @@ def show_result(
     style: dict[str, Any] = {"contrast_limits": source.contrast_limits, "gamma": source.gamma, **_geometry(source)}
     if not source.rgb:
         style["colormap"] = source.colormap
-    meta = {SOURCE_KEY: {"source": source.name, "frame": frame, "slot": slot, "settings": settings}}
+    meta = {SOURCE_KEY: {"source": source.name, "frame": frame, "slot": slot, "settings": settings, "keep": keep}}
     if old is not None and old.data.ndim == data.ndim and old.rgb == source.rgb:
         old.data = data
         old.scale, old.translate = scale, translate

@@ -277,7 +277,7 @@ class DeblurWidget(ScrollingContainer):
         return f"{model}, strength {self._strength.value:.2f}, ensemble x{self._ensemble.value}, {refine}"
 
     def _on_finished(self) -> None:
-        if self._status.value == "cancelling…":  # cancelled as the job ended: its result is dropped, unannounced
+        if self._cancel.is_set():  # cancelled as the job ended: its result is dropped, unannounced
             self._on_cancelled()
         self._set_running(False)
         if self._progress is not None:

@@ -463,10 +463,16 @@ def write_pack(corpus: str | Path, pack: str | Path, split: str = "train", budge
     from PIL import Image
 
     corpus, pack = Path(corpus), Path(pack)
-    marker = pack / PACK_MARKER
-    if pack.is_dir() and not marker.is_file() and any(pack.iterdir()):
-        raise FileExistsError(f"{pack} holds files that no pack wrote; give a new or empty folder for the pack")
     files = sorted((corpus / split).glob("*.png"))
+    marker = pack / PACK_MARKER
+    previous: list[str] = []  # the last pack's photos, and nothing else
+    if marker.is_file():
+        listed = marker.read_text().split("\n")
+        previous = [name for name in listed if name and Path(name).name == name and name.endswith(".jpg")]
+    elif pack.is_dir():
+        previous = [p.name for p in pack.iterdir()]
+        if not set(previous) <= {f"{f.stem}.jpg" for f in files}:  # a pack made before the marker holds these only
+            raise FileExistsError(f"{pack} holds files that no pack wrote; give a new or empty folder for the pack")
     if not files:
         raise FileNotFoundError(f"{corpus / split} holds no photos; build the corpus first (napari-deblurgan corpus)")
     images = [Image.open(f).convert("RGB") for f in files]
@@ -480,10 +486,8 @@ def write_pack(corpus: str | Path, pack: str | Path, split: str = "train", budge
             break
     else:
         raise ValueError(f"the {split} photos do not fit {budget >> 20} MiB even at JPEG quality 80")
-    if marker.is_file():  # the last pack's photos, and nothing else
-        for name in marker.read_text().split("\n"):
-            if name and Path(name).name == name and name.endswith(".jpg"):
-                (pack / name).unlink(missing_ok=True)
+    for name in previous:
+        (pack / name).unlink(missing_ok=True)
     pack.mkdir(parents=True, exist_ok=True)
     names = [f"{f.stem}.jpg" for f in files]
     for name, blob in zip(names, blobs):

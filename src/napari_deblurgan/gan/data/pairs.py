@@ -92,10 +92,10 @@ def aligned_pairs(root: str | Path) -> list[tuple[Path, Path]]:
 
 
 def split_holdout(pairs: Sequence[tuple[Path, Path]], every: int = 20) -> tuple[list, list]:
-    """(training, validation) pairs, about one in ``every`` held out, in whole runs so that no frame next
-    to a validation frame (a video's neighbour, nearly the same image) is trained on: whole scenes where
+    """(training, validation) pairs, about one in ``every`` held out, in whole runs so that few frames next
+    to a validation frame (a video's neighbour, nearly the same image) are trained on: whole scenes where
     the pairs come from at least ``every`` scene folders (GOPRO), else one run from the middle of the
-    sorted pairs. A single pair is used for both."""
+    sorted pairs (only its two ends border training frames). A single pair is used for both."""
     if len(pairs) < 2:
         return list(pairs), list(pairs)
     scenes = list(dict.fromkeys(blurred.parent for blurred, _ in pairs))
