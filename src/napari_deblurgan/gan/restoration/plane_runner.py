@@ -72,9 +72,7 @@ class PlaneDeblurrer:
             )
         # per-tile statistics: normalisation layers in the network itself (a NAFNet config may carry the
         # ResNet's norm="instance" default, which it does not use)
-        self.per_tile_statistics = any(
-            isinstance(m, torch.nn.modules.instancenorm._InstanceNorm) for m in model.modules()
-        )
+        self.per_tile_statistics = any(isinstance(m, torch.nn.InstanceNorm2d) for m in model.modules())
         self.model = for_inference(model)
         self.multiple = model.multiple
         if device.type == "cpu":

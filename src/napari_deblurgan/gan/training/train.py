@@ -130,10 +130,11 @@ class TrainConfig:
         self.realistic_blur()  # bad engine options fail on load, naming the option
         self.generator_config()  # so do networks of absurd size, before anything is allocated
         critic = CriticConfig.from_dict(self.critic)
-        if self.adv_weight > 0 and self.crop < smallest_input(critic):
+        smallest = smallest_input(critic)
+        if self.adv_weight > 0 and self.crop < smallest:
             raise ValueError(
                 f"crop {self.crop} is too small for the critic's {critic.n_layers} layers: use a crop of at least "
-                f"{smallest_input(critic)} or fewer critic layers (critic.n_layers)"
+                f"{smallest} or fewer critic layers (critic.n_layers)"
             )
 
     def to_dict(self) -> dict[str, Any]:
