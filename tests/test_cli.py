@@ -104,6 +104,29 @@ def test_existing_outputs_and_inputs_are_never_overwritten(images, tmp_path, ide
     assert (images / "rgb8.png").read_bytes() == before
 
 
+def test_an_output_that_is_an_input_under_another_name_is_refused(images, tmp_path, identity_model_path, capsys):
+    """On a case-insensitive disk (macOS, exFAT) out/IMG.jpg *is* photos/IMG.JPG; a hard link stands in for it
+    here: both names reach one file, which --overwrite must not replace."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "rgb8.png").hardlink_to(images / "rgb8.png")
+    before = (images / "rgb8.png").read_bytes()
+    args = ["deblur", str(images / "rgb8.png"), "-o", str(out), "--model", str(identity_model_path), "--quiet"]
+    assert main([*args, "--overwrite"]) == 2
+    assert "overwrite an input" in capsys.readouterr().err
+    assert (images / "rgb8.png").read_bytes() == before
+
+
+def test_outputs_whose_names_differ_only_in_case_are_refused(tmp_path, identity_model_path, capsys) -> None:
+    for name in ("a/IMG.png", "b/img.png"):
+        (tmp_path / name).parent.mkdir()
+        write_image(tmp_path / name, np.zeros((8, 8), np.uint8))
+    out = tmp_path / "out"
+    args = ["deblur", str(tmp_path / "a"), str(tmp_path / "b"), "-o", str(out), "--model", str(identity_model_path)]
+    assert main([*args, "--quiet"]) == 2
+    assert "would both be written" in capsys.readouterr().err and not out.exists()
+
+
 def test_deblur_overwrite_replaces_a_link_in_the_output_folder(tmp_path, victim, identity_model_path) -> None:
     src = tmp_path / "in" / "victim.png"
     src.parent.mkdir()

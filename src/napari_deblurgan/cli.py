@@ -62,12 +62,12 @@ def _plan_outputs(files: Sequence[Path], outdir: Path, suffix: str | None, overw
                 "write it as .tif (--format tif)"
             )
         check_writable(dst, header.dtype, header.channels)
-    resolved_inputs = {f.resolve() for f in files}
-    seen: dict[Path, Path] = {}
+    resolved_inputs, inputs = {f.resolve() for f in files}, {_identity(f) for f in files}
+    seen: dict[str, Path] = {}
     for src, dst in zip(files, outputs):
-        key = dst.resolve()
-        if key in resolved_inputs:
+        if dst.resolve() in resolved_inputs or (dst.exists() and _identity(dst, follow=False) in inputs):
             raise FileExistsError(f"Output {dst} would overwrite an input; choose another output folder (-o)")
+        key = str(dst.resolve()).casefold()  # names that differ only in case are one file on macOS and Windows disks
         if key in seen:
             raise FileExistsError(
                 f"{seen[key]} and {src} would both be written to {dst}; deblur them into different folders"
@@ -76,6 +76,13 @@ def _plan_outputs(files: Sequence[Path], outdir: Path, suffix: str | None, overw
         if dst.exists() and not overwrite:
             raise FileExistsError(f"Output {dst} already exists; pass --overwrite to replace it")
     return outputs
+
+
+def _identity(path: Path, follow: bool = True) -> tuple[int, int]:
+    """The file a path names (device, inode): a case-insensitive disk gives IMG.JPG and IMG.jpg one identity.
+    ``follow=False``: the entry itself, so that a symbolic link is not taken for its target."""
+    info = path.stat() if follow else path.lstat()
+    return info.st_dev, info.st_ino
 
 
 def _deblur_image(image: Any, axis: int | None, gray_alpha: bool, model: Any, **options: Any) -> Any:
