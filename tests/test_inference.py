@@ -441,6 +441,21 @@ def test_frames_of_a_stack_go_through_the_network_together(tiny_model_path, natu
     assert np.abs(together.astype(int) - apart).max() <= 1
 
 
+def test_refinement_of_a_model_on_mps_runs_on_the_cpu(monkeypatch) -> None:
+    """MPS has no float64, which the kernel estimates sum in: refinement there would raise after the network ran."""
+    import torch
+
+    from napari_deblurgan.gan.restoration import pipeline
+
+    devices: list[torch.device] = []
+    monkeypatch.setattr(pipeline, "refine_with_psf", lambda x, y, device: devices.append(device) or (y, None))
+    monkeypatch.setattr(pipeline, "refine_frames", lambda x, y, device: devices.append(device) or [(v, None) for v in y])
+    frames = [np.zeros((8, 8, 3), np.float32)] * 2
+    pipeline._refined(frames, frames, torch.device("mps"))
+    pipeline._refined(frames[:1], frames[:1], torch.device("cuda", 1))
+    assert devices == [torch.device("cpu")] * 2 + [torch.device("cuda", 1)]
+
+
 def test_frames_that_run_out_of_memory_together_go_one_at_a_time(tiny_model_path, natural_rgb, monkeypatch) -> None:
     import torch
 

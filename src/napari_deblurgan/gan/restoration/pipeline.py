@@ -134,7 +134,9 @@ def refines_together(device: torch.device) -> bool:
 
 def _refined(inputs: list[np.ndarray], outputs: list[np.ndarray], device: torch.device) -> list[np.ndarray]:
     """PSF refinement of frames of one shape, together where :func:`refines_together` (out of memory, one
-    at a time), else one at a time."""
+    at a time), else one at a time. On Apple's MPS it runs on the CPU: its kernel estimates and checks
+    sum in float64, which MPS lacks."""
+    device = torch.device("cpu") if device.type == "mps" else device
     if len(inputs) > 1 and refines_together(device):
         together = unless_out_of_memory(lambda: refine_frames(inputs, outputs, device=device), device)
         if together is not None:
