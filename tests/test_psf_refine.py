@@ -340,6 +340,10 @@ def test_the_filters_are_scipys_and_skimages() -> None:
     for sigma in (0.5, 1.0):
         expected = ndimage.gaussian_filter(image, sigma, truncate=2.0)
         np.testing.assert_allclose(gaussian_filter(T(image), sigma, 2.0), expected, atol=1e-6)
+    small = image[:7, :9]  # taps none each side (sigma 0.1), and reaching past the far side (sigma 4)
+    for sigma in (0.1, 4.0):
+        expected = ndimage.gaussian_filter(small, sigma, truncate=3.0)
+        np.testing.assert_allclose(gaussian_filter(T(small), sigma, 3.0), expected, atol=1e-6)
     np.testing.assert_allclose(psf_refine._laplace(T(image)), ndimage.laplace(image), atol=1e-6)
     half = transform.rescale(image, 0.5, order=1, anti_aliasing=True, preserve_range=True)
     np.testing.assert_allclose(psf_refine._half_scale(T(image)), half, atol=1e-5)

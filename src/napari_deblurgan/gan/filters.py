@@ -13,9 +13,12 @@ Tensor = torch.Tensor
 
 def reflect_pad(image: Tensor, r: int) -> Tensor:
     """Pad the last two axes by ``r`` mirroring about the edge, the edge pixel repeated (scipy.ndimage's
-    'reflect': ``b a | a b c``)."""
-    image = torch.cat([image[..., :r, :].flip(-2), image, image[..., -r:, :].flip(-2)], dim=-2)
-    return torch.cat([image[..., :r].flip(-1), image, image[..., -r:].flip(-1)], dim=-1)
+    'reflect': ``b a | a b c``), mirrored again where ``r`` reaches past the far side."""
+    for axis in (image.ndim - 2, image.ndim - 1):
+        n = image.shape[axis]
+        folded = torch.arange(-r, n + r, device=image.device) % (2 * n)
+        image = image.index_select(axis, torch.where(folded >= n, 2 * n - 1 - folded, folded))
+    return image
 
 
 def correlate(planes: Tensor, taps: list[float], axis: int) -> Tensor:
