@@ -146,7 +146,7 @@ def test_deblur_overwrite_replaces_a_link_in_the_output_folder(tmp_path, victim,
     ("make", "message"),
     [
         (lambda d: d / "missing.png", "does not exist"),
-        (lambda d: (d / "notes.txt").write_text("hi") and d / "notes.txt", "is not a .png"),
+        (lambda d: (d / "notes.txt").write_text("hi") and d / "notes.txt", "is not an image file (.png,"),
         (
             lambda d: (d / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage") and d / "broken.png",
             "Cannot read image",
@@ -433,6 +433,21 @@ def test_ctrl_c_saves_at_a_step_boundary_like_a_straight_run(tmp_path: Path, mon
         assert torch.equal(value, stopped_state["generator"][name]), name
 
 
+def test_gif_and_webp_inputs_are_deblurred_into_formats_that_keep_the_result(tmp_path, identity_model_path, capsys):
+    import imageio.v3 as iio
+
+    frames = np.stack([skimage.data.astronaut()[8 * i : 32 + 8 * i, :40] for i in range(3)])  # GIF merges equal frames
+    (tmp_path / "in").mkdir()
+    iio.imwrite(tmp_path / "in" / "clip.gif", frames, extension=".gif", loop=0)
+    iio.imwrite(tmp_path / "in" / "still.webp", frames[0], extension=".webp", lossless=True)
+    base = ["deblur", str(tmp_path / "in"), "--model", str(identity_model_path), "--quiet", "-o"]
+    assert main([*base, str(tmp_path / "same")]) == 2  # a GIF holds 256 colours: the output format must be chosen
+    assert "--format" in capsys.readouterr().err and not (tmp_path / "same").exists()
+    assert main([*base, str(tmp_path / "out"), "--format", "tif"]) == 0
+    assert read_image(tmp_path / "out" / "clip.tif").shape == (3, 32, 40, 3)
+    np.testing.assert_array_equal(read_image(tmp_path / "out" / "still.tif"), frames[0])
+
+
 def test_value_range_for_12_bit_data_in_16_bit_files(tmp_path: Path, tiny_model_path: Path, capsys) -> None:
     from napari_deblurgan import deblur
 
@@ -449,6 +464,10 @@ def test_value_range_for_12_bit_data_in_16_bit_files(tmp_path: Path, tiny_model_
     with pytest.raises(SystemExit):
         main([*base, "-o", str(tmp_path / "bad"), "--value-range", "4095,0"])
     assert "HI must be larger than LO" in capsys.readouterr().err
+    assert main([*base, "-o", str(tmp_path / "narrow"), "--value-range", "-1000,3000"]) == 0  # negative LO, no '='
+    err = capsys.readouterr().err
+    assert f"holds values {image.min()}..{image.max()}, outside --value-range -1000,3000" in err and "clipped" in err
+    assert read_image(tmp_path / "narrow" / "x.tif").max() <= 3000
     for infinite in ("0,inf", "-inf,1", "nan,1"):  # wrote black images with exit 0
         with pytest.raises(SystemExit):
             main([*base, "-o", str(tmp_path / "bad"), f"--value-range={infinite}"])

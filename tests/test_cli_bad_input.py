@@ -83,7 +83,7 @@ def _truncated_png(path: Path) -> Path:
 def test_an_empty_folder_is_refused(inputs, tmp_path, capsys, identity_model_path) -> None:
     _freeze(inputs)
     code, err = _deblur(capsys, identity_model_path, str(inputs), "-o", str(tmp_path / "out"))
-    assert code == 2 and "holds no .png, .jpg or .tif images" in err and str(inputs) in err
+    assert code == 2 and "holds no images (.png," in err and str(inputs) in err
     assert not (tmp_path / "out").exists()
 
 
@@ -94,7 +94,7 @@ def test_a_folder_of_non_images_is_refused(inputs, tmp_path, capsys, identity_mo
     (inputs / "folder.png").mkdir()  # a folder with an image suffix
     _freeze(inputs)
     code, err = _deblur(capsys, identity_model_path, str(inputs), "-o", str(tmp_path / "out"))
-    assert code == 2 and "holds no .png, .jpg or .tif images" in err
+    assert code == 2 and "holds no images (.png," in err
 
 
 @pytest.mark.parametrize("kind", ["png", "tif", "empty-jpg"])

@@ -25,19 +25,20 @@ from .gan.restoration.options import DEVICE, ENSEMBLE, HALF, REFINE, STRENGTH, T
 
 
 def _collect_inputs(inputs: Sequence[str]) -> list[Path]:
-    from .gan.io.images import is_image_file, special_file_kind
+    from .gan.io.images import IMAGE_SUFFIXES, READ_ONLY_SUFFIXES, is_image_file, special_file_kind
 
+    kinds = ", ".join(IMAGE_SUFFIXES + READ_ONLY_SUFFIXES)
     files: list[Path] = []
     for name in inputs:
         path = Path(name)
         if path.is_dir():
-            found = sorted(p for p in path.iterdir() if is_image_file(p))
+            found = sorted(p for p in path.iterdir() if is_image_file(p, read_only=True))
             if not found:
-                raise FileNotFoundError(f"Folder {path} holds no .png, .jpg or .tif images")
+                raise FileNotFoundError(f"Folder {path} holds no images ({kinds})")
             files += found
         elif path.is_file():
-            if not is_image_file(path):
-                raise ValueError(f"{path} is not a .png, .jpg or .tif image")
+            if not is_image_file(path, read_only=True):
+                raise ValueError(f"{path} is not an image file ({kinds})")
             files.append(path)
         elif path.exists():
             raise ValueError(f"Input {path} is {special_file_kind(path.stat().st_mode)}, not an image file")
@@ -120,6 +121,8 @@ def _deblur(args: argparse.Namespace) -> None:
             axis = header.channel_axis
             gray_alpha = header.gray_alpha
             value_range = None if args.value_range == "dtype" else args.value_range
+            if isinstance(value_range, tuple):
+                _warn_outside(src, image[..., 0] if gray_alpha else image, axis, value_range, bar)
             result = _deblur_image(
                 image,
                 axis,
@@ -139,6 +142,19 @@ def _deblur(args: argparse.Namespace) -> None:
         print(f"Wrote {len(outputs)} image(s) to {outdir}")
 
 
+def _warn_outside(src: Path, image: Any, axis: int | None, value_range: tuple[float, float], bar: Any) -> None:
+    """Say when an image holds values outside the --value-range LO,HI given: they come out clipped to it."""
+    from .gan.io.intensity import intensity_extremes
+
+    low, high = (float(v) for v in intensity_extremes(image, axis, None if axis is not None else False))
+    if low < value_range[0] or high > value_range[1]:
+        bar.write(
+            f"warning: {src.name} holds values {low:g}..{high:g}, outside --value-range {value_range[0]:g},"
+            f"{value_range[1]:g}; they are clipped to it (widen the range, or use --value-range auto)",
+            file=sys.stderr,
+        )
+
+
 def _add_deblur(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("deblur", help="deblur image files (PNG, JPEG, TIFF; 16-bit stays 16-bit)")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders of images")
@@ -150,7 +166,8 @@ def _add_deblur(sub: argparse._SubParsersAction) -> None:
         type=_value_range,
         default="dtype",
         metavar="dtype|auto|LO,HI",
-        help=VALUE_RANGE.help.replace("%", "%%") + "; written dtype (the default), auto or LO,HI (e.g. 0,4095)",
+        help=VALUE_RANGE.help.replace("%", "%%")
+        + ": dtype (the default), auto, or LO,HI such as 0,4095 or -1000,3000",
     )
     p.add_argument("--format", choices=["png", "jpg", "tif"], help="output format (default: the input's)")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files (never inputs)")
@@ -696,9 +713,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _joined_negative_ranges(argv: list[str]) -> list[str]:
+    """``--value-range -1000,3000`` as ``--value-range=-1000,3000``: argparse takes a value that starts with
+    '-' and is not a plain number for an option (signed data, e.g. CT, has negative ranges)."""
+    joined: list[str] = []
+    for arg in argv:
+        if joined and joined[-1] == VALUE_RANGE.flag and arg[:1] == "-" and arg[1:2].isdigit():
+            joined[-1] += "=" + arg
+        else:
+            joined.append(arg)
+    return joined
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_joined_negative_ranges(sys.argv[1:] if argv is None else list(argv)))
     try:
         args.func(args)
     except (ValueError, TypeError, OSError, MemoryError, FloatingPointError) as exc:

@@ -19,14 +19,18 @@ from numpy.typing import NDArray
 from .intensity import dtype_range, to_float01  # noqa: F401  (moved to .intensity; still importable from here)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+#: Read for deblurring but never written: GIF holds 256 colours, and WebP is lossy by default.
+READ_ONLY_SUFFIXES = (".gif", ".webp")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 #: Environment variables that raise the limits on what one image file may hold (:func:`probe`).
 MAX_PIXELS_VARIABLE = "NAPARI_DEBLURGAN_MAX_PIXELS"
 MAX_METADATA_VARIABLE = "NAPARI_DEBLURGAN_MAX_METADATA_BYTES"
 
 
-def is_image_file(path: Path) -> bool:
-    return path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
+def is_image_file(path: Path, read_only: bool = False) -> bool:
+    """A visible image file by its name; ``read_only``: GIF and WebP too (inputs to deblur, not training data)."""
+    suffixes = IMAGE_SUFFIXES + READ_ONLY_SUFFIXES * read_only
+    return path.is_file() and path.suffix.lower() in suffixes and not path.name.startswith(".")
 
 
 class ImageRefusedError(ValueError):
@@ -522,6 +526,8 @@ _LIMITED_FORMATS: dict[str, tuple[str, tuple[type, ...], tuple[int, ...]]] = {
 def check_writable(path: Path, image_or_dtype: NDArray | np.dtype, channels: int | None = None) -> None:
     """Raise ValueError if ``path``'s format cannot hold such an image (say which format can)."""
     suffix = path.suffix.lower()
+    if suffix in READ_ONLY_SUFFIXES:
+        raise ValueError(f"Cannot write {path}: {suffix} is read, not written; choose --format png, jpg or tif")
     if suffix not in IMAGE_SUFFIXES:
         raise ValueError(f"Cannot write {path}: unknown image format {suffix!r}; use .png, .jpg or .tif")
     dtype = np.dtype(getattr(image_or_dtype, "dtype", image_or_dtype))
