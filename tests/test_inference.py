@@ -449,7 +449,8 @@ def test_refinement_of_a_model_on_mps_runs_on_the_cpu(monkeypatch) -> None:
 
     devices: list[torch.device] = []
     monkeypatch.setattr(pipeline, "refine_with_psf", lambda x, y, device: devices.append(device) or (y, None))
-    monkeypatch.setattr(pipeline, "refine_frames", lambda x, y, device: devices.append(device) or [(v, None) for v in y])
+    together = lambda x, y, device: devices.append(device) or [(v, None) for v in y]  # noqa: E731
+    monkeypatch.setattr(pipeline, "refine_frames", together)
     frames = [np.zeros((8, 8, 3), np.float32)] * 2
     pipeline._refined(frames, frames, torch.device("mps"))
     pipeline._refined(frames[:1], frames[:1], torch.device("cuda", 1))

@@ -166,8 +166,7 @@ def _add_deblur(sub: argparse._SubParsersAction) -> None:
         type=_value_range,
         default="dtype",
         metavar="dtype|auto|LO,HI",
-        help=VALUE_RANGE.help.replace("%", "%%")
-        + ": dtype (the default), auto, or LO,HI such as 0,4095 or -1000,3000",
+        help=VALUE_RANGE.help.replace("%", "%%") + ": dtype (the default), auto, or LO,HI such as 0,4095 or -1000,3000",
     )
     p.add_argument("--format", choices=["png", "jpg", "tif"], help="output format (default: the input's)")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files (never inputs)")
