@@ -276,7 +276,8 @@ def test_cancel_stops_at_the_next_tile_and_ui_stays_responsive(make_napari_viewe
     from napari.utils import progress as napari_progress
 
     (activity,) = [p for p in napari_progress._all_instances if p.desc == "deblurring big"]  # activity dock
-    assert activity.total == progress[-1][1] and activity.n >= 3
+    qtbot.waitUntil(lambda: activity.n >= 3, timeout=TIMEOUT)  # shown a few times a second
+    assert activity.total == progress[-1][1]
     start = time.perf_counter()
     qtbot.wait(300)  # the deblur keeps running in its thread meanwhile
     assert len([t for t in ticks if t >= start]) >= 10  # the event loop kept ticking (~30 expected)
@@ -289,6 +290,52 @@ def test_cancel_stops_at_the_next_tile_and_ui_stays_responsive(make_napari_viewe
     assert "big deblurred" not in viewer.layers
     assert widget._status.value == "cancelled" and widget._bar.value == 0  # the bar does not stay part-full
     assert not [p for p in napari_progress._all_instances if p.desc == "deblurring big"]  # closed
+
+
+def test_napari_aborting_a_deblur_stops_its_helper_thread(make_napari_viewer, qtbot, tiny_model_path) -> None:
+    """napari aborts every worker when its window closes (``worker.quit``, not our Cancel button): the
+    thread that deblurs must stop too, not run the whole stack on."""
+    import threading
+
+    viewer = make_napari_viewer()
+    viewer.add_image(np.random.default_rng(4).random((40, 512, 512)).astype(np.float32), name="big")
+    widget = deblur_widget(viewer, tiny_model_path)
+    widget._tile.value = 64
+    widget._frames.value = "whole stack"
+    progress: list[tuple[int, int]] = []
+    widget._run.clicked.emit()
+    widget.worker.yielded.connect(progress.append)
+    qtbot.waitUntil(lambda: len(progress) >= 3, timeout=TIMEOUT)
+
+    def helpers() -> list[threading.Thread]:
+        return [t for t in threading.enumerate() if t.name == "napari-deblurgan-deblur"]
+
+    assert helpers()
+    widget.worker.quit()
+    qtbot.waitUntil(lambda: not helpers(), timeout=15_000)  # the stack takes minutes
+    assert "big deblurred" not in viewer.layers
+
+
+def test_the_activity_dock_bar_is_shown_a_few_times_a_second(make_napari_viewer, qtbot, monkeypatch) -> None:
+    """napari's bar processes pending Qt events when set: set at every step it re-entered the step handler
+    (RecursionError with fast steps). 1,000 steps at once show once, and closing shows the last count."""
+    from napari.utils import progress as napari_progress
+
+    from napari_deblurgan._widgets._activity import ActivityProgress
+
+    make_napari_viewer()
+    shown: list[int] = []
+    update = napari_progress.update
+    monkeypatch.setattr(napari_progress, "update", lambda self, n=1: shown.append(n) or update(self, n))
+    activity = ActivityProgress(total=10, desc="steps")
+    for step in range(1, 1001):
+        activity.update(step, 1000)
+    qtbot.waitUntil(lambda: bool(shown), timeout=TIMEOUT)
+    (bar,) = [p for p in napari_progress._all_instances if p.desc == "steps"]
+    assert shown == [1000] and bar.total == 1000
+    activity.update(1000, 1200)
+    activity.close()
+    assert bar.total == 1200 and not [p for p in napari_progress._all_instances if p.desc == "steps"]
 
 
 def test_cancel_as_the_job_ends_says_cancelled(make_napari_viewer, qtbot, tiny_model_path, monkeypatch) -> None:
@@ -399,6 +446,31 @@ def test_training_from_layers_stop_resume_and_use_in_deblur(make_napari_viewer, 
     deblur_widget._frames.value = "current frame"
     _run(qtbot, deblur_widget)
     assert viewer.layers["blurred deblurred"].data.shape == (1, 48, 48, 3)
+
+
+def test_closing_napari_mid_training_saves_the_run(make_napari_viewer, qtbot, tmp_path, errors) -> None:
+    """napari aborts its workers as its window closes: the run is saved as after Stop, not lost back to its
+    last checkpoint (every 500 steps: all of a short run)."""
+    from napari_deblurgan.gan.model.weights import read_metadata
+
+    viewer = make_napari_viewer()
+    sharp = np.random.default_rng(5).integers(0, 255, (3, 48, 48, 3), dtype=np.uint8)
+    viewer.add_image(sharp, name="sharp", rgb=True)
+    viewer.add_image((sharp // 2).astype(np.uint8), name="blurred", rgb=True)
+    out = tmp_path / "run"
+    widget = _train_widget(viewer, out, steps=500)
+    steps: list[int] = []
+
+    def on_step(event: Any) -> None:
+        steps.append(event.step)
+        if event.step == 3:
+            widget.worker.quit()  # what napari's window does on close
+
+    widget._start.clicked.emit()
+    widget.worker.yielded.connect(on_step)
+    qtbot.waitUntil(lambda: widget._start.enabled, timeout=TIMEOUT)
+    assert not errors and (out / "checkpoint.pt").is_file()
+    assert 3 <= int(read_metadata(out / "generator.safetensors")["step"]) < 500
 
 
 def test_training_from_a_folder_checks_its_inputs(make_napari_viewer, qtbot, tmp_path, errors) -> None:

@@ -5,8 +5,10 @@ Never touch layers here; the widgets update the viewer from the workers' signals
 
 from __future__ import annotations
 
+import inspect
 import queue
 import threading
+import warnings
 from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -154,6 +156,25 @@ def train_job(make_trainer: Callable[[], Trainer], stop: threading.Event) -> Gen
         return model if model.is_file() else None
 
     return (yield from user_errors(steps()))
+
+
+def run_job(job: Generator[Y, None, R]) -> Generator[Y, None, R]:
+    """A job built beforehand, for a thread worker (whose function must be a generator function)."""
+    return (yield from job)
+
+
+def finish_aborted(job: Generator[Any, None, Any], stop: threading.Event) -> None:
+    """End a :func:`train_job` that napari aborted (its window closing) the way Stop ends it: with ``stop``
+    set, resuming the job once more saves a checkpoint and the model. Connect it to the worker's
+    ``aborted`` signal directly: it then runs in the worker's thread, where the job lies suspended."""
+    stop.set()
+    if inspect.getgeneratorstate(job) != inspect.GEN_SUSPENDED:
+        return
+    try:
+        for _ in job:
+            pass
+    except JobError as exc:
+        warnings.warn(f"The training run could not be saved as napari closed: {exc}", stacklevel=1)
 
 
 def _with_inputs(event: TrainEvent, trainer: Trainer) -> TrainEvent:

@@ -21,10 +21,11 @@ from magicgui.widgets import (
     SpinBox,
 )
 from napari.qt.threading import GeneratorWorker, create_worker
-from napari.utils import progress
 from napari.utils.notifications import show_error, show_info
+from qtpy.QtCore import Qt
 
 from ..gan.restoration.options import DEVICE, ENSEMBLE, REFINE, STRENGTH, TILE_SIZE
+from ._activity import ActivityProgress
 from ._jobs import deblur_job
 from ._layers import current_frame, image_choices, is_ours, place_results, show_result, stack_ndim
 from ._scroll import ScrollingContainer
@@ -54,7 +55,7 @@ class DeblurWidget(ScrollingContainer):
         self._viewer = viewer
         self._worker: GeneratorWorker | None = None
         self._cancel = threading.Event()
-        self._progress: progress | None = None
+        self._progress: ActivityProgress | None = None
         self._image = ComboBox(
             label="image",
             choices=lambda _: image_choices(viewer),
@@ -240,7 +241,7 @@ class DeblurWidget(ScrollingContainer):
         data = layer.data if frame is None else layer.data[frame]
         self._cancel = threading.Event()
         self._set_running(True, f"deblurring {layer.name}…")
-        self._progress = progress(total=0, desc=f"deblurring {layer.name}")
+        self._progress = ActivityProgress(total=0, desc=f"deblurring {layer.name}")
         settings = self._settings()
         self._worker = create_worker(
             deblur_job,
@@ -262,6 +263,8 @@ class DeblurWidget(ScrollingContainer):
                 "finished": self._on_finished,
             },
         )
+        # napari aborts the worker when its window closes: the helper thread that deblurs stops too
+        self._worker.aborted.connect(self._cancel.set, Qt.ConnectionType.DirectConnection)
 
     def cancel(self) -> None:
         """Stop the running deblur at its next step (tile or PSF refinement)."""
@@ -295,9 +298,8 @@ class DeblurWidget(ScrollingContainer):
         done, total, unit = progress
         self._bar.max, self._bar.value = total, done
         self._status.value = f"{unit} {done} of {total}"
-        if self._progress is not None:  # last: napari's progress bar processes pending events (the next ones)
-            self._progress.total = total
-            self._progress.update(done - self._progress.n)
+        if self._progress is not None:
+            self._progress.update(done, total)
 
     def _on_cancelled(self) -> None:
         self._bar.value = 0

@@ -24,8 +24,8 @@ from magicgui.widgets import (
     SpinBox,
 )
 from napari.qt.threading import GeneratorWorker, create_worker
-from napari.utils import progress
 from napari.utils.notifications import show_error, show_info
+from qtpy.QtCore import Qt
 
 from ..gan.data.pairs import check_same_shape
 from ..gan.model.generator import PRESETS, GeneratorConfig, preset
@@ -33,7 +33,8 @@ from ..gan.model.weights import default_model_path
 from ..gan.restoration.inference import load_model
 from ..gan.training.losses import CONTENT_LOSSES
 from ..gan.training.train import CHECKPOINT_NAME, MODEL_NAME, TrainConfig, Trainer, TrainEvent
-from ._jobs import train_job
+from ._activity import ActivityProgress
+from ._jobs import finish_aborted, run_job, train_job
 from ._layers import image_choices, show_preview
 from ._plot import LossPlot
 from ._scroll import ScrollingContainer
@@ -94,7 +95,7 @@ class TrainWidget(ScrollingContainer):
         self._stop_requested = threading.Event()
         self._run_dir = self._proposed_dir = default_run_dir()
         self._preview: Image | None = None
-        self._progress: progress | None = None
+        self._progress: ActivityProgress | None = None
         self._first_step: tuple[float, int] | None = None  # (time, step) of the run's first step, for steps/s
 
         def layers(_: ComboBox) -> list[tuple[str, Image]]:
@@ -409,11 +410,11 @@ class TrainWidget(ScrollingContainer):
         self._start.enabled, self._stop.enabled = False, True
         self._bar.value, self._status.value = 0, "preparing data and networks…"
         self._first_step = None
-        self._progress = progress(total=self._steps.value, desc=f"training {run_dir.name}")
+        self._progress = ActivityProgress(total=self._steps.value, desc=f"training {run_dir.name}")
+        job = train_job(make_trainer, self._stop_requested)
         self._worker = create_worker(
-            train_job,
-            make_trainer,
-            self._stop_requested,
+            run_job,
+            job,
             _connect={
                 "yielded": self._on_step,
                 "returned": self._on_done,
@@ -421,6 +422,9 @@ class TrainWidget(ScrollingContainer):
                 "finished": self._on_finished,
             },
         )
+        # napari aborts its workers when its window closes: the run then saves, as after Stop
+        abort = partial(finish_aborted, job, self._stop_requested)
+        self._worker.aborted.connect(abort, Qt.ConnectionType.DirectConnection)
 
     def stop(self) -> None:
         """End training after the current step, saving a checkpoint and the model."""
@@ -438,9 +442,8 @@ class TrainWidget(ScrollingContainer):
             self._preview = show_preview(self._viewer, self._preview, event.preview, self._run_dir.name, event.step)
         if event.checkpoint is not None:
             trained_models.add(self._run_dir.name, self._run_dir / MODEL_NAME)
-        if self._progress is not None:  # last: napari's progress bar processes pending events (the next ones)
-            self._progress.total = event.total_steps
-            self._progress.update(event.step - self._progress.n)
+        if self._progress is not None:
+            self._progress.update(event.step, event.total_steps)
 
     def _rate(self, step: int) -> str:
         """Steps per second since this run's first step in this session (a resumed run's earlier steps, and
