@@ -353,6 +353,16 @@ def test_train_never_overwrites_another_runs_outputs_and_init_starts_a_stage(tmp
     failed.mkdir()
     (failed / "metrics.csv").write_text(log.splitlines()[0] + "\n")
     assert main([*base, "--out", str(failed)]) == 0
+    killed = tmp_path / "killed"  # killed before its first checkpoint: only a log of lost steps
+    killed.mkdir()
+    (killed / "metrics.csv").write_text(log)
+    capsys.readouterr()
+    for extra in (["--resume"], []):
+        with pytest.warns(UserWarning, match="stopped before its first checkpoint"):
+            assert main([*base, "--out", str(killed), *extra]) == 0
+        (killed / "checkpoint.pt").unlink()
+        (killed / "generator.safetensors").unlink()
+    assert (killed / "metrics-stopped-1.csv").read_text() == log and (killed / "metrics-stopped-2.csv").is_file()
     second = tmp_path / "second"
     assert main([*base, "--out", str(second), "--resume", "--init", str(first / "generator.safetensors")]) == 0
     assert "starts at step 0" in capsys.readouterr().err

@@ -15,6 +15,7 @@ import json
 import math
 import os
 import time
+import warnings
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -410,7 +411,14 @@ class Trainer:
         _refuse_foreign_log(self.run_dir / METRICS_NAME)  # training appends to it
         if state is None:  # a new run must not overwrite the model or the log another run left there
             left = [name for name in (MODEL_NAME, METRICS_NAME) if _holds_results(self.run_dir / name)]
-            if left:
+            if left == [METRICS_NAME]:  # a run killed before its first checkpoint: the steps it logged are lost
+                kept = _set_aside(self.run_dir / METRICS_NAME)
+                warnings.warn(
+                    f"{self.run_dir} holds the log of a run stopped before its first checkpoint, so nothing of it can "
+                    f"be resumed; its log is kept as {kept.name} and training starts at step 0",
+                    stacklevel=2,
+                )
+            elif left:
                 raise FileExistsError(
                     f"{self.run_dir} holds {' and '.join(left)} of another run but no checkpoint to resume; "
                     "choose another output folder"
@@ -779,6 +787,15 @@ def _refuse_foreign_log(path: Path) -> None:
         f"{path} was not written by a napari-deblurgan run (its first line is not a training log's header), and "
         "training would append to it; choose another output folder, or move the file"
     )
+
+
+def _set_aside(path: Path) -> Path:
+    """Rename ``path`` (``metrics.csv``) to the first free ``metrics-stopped-N.csv`` beside it; the new name."""
+    n = 1
+    while (kept := path.with_name(f"{path.stem}-stopped-{n}{path.suffix}")).exists():
+        n += 1
+    path.rename(kept)
+    return kept
 
 
 def _holds_results(path: Path) -> bool:
