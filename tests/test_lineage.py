@@ -80,6 +80,35 @@ def test_a_stage_whose_checkpoint_cannot_be_resumed_is_named(tmp_path: Path, cap
     )
 
 
+def test_a_stage_killed_between_its_model_and_its_checkpoint_is_trained_again(tmp_path, capsys, monkeypatch) -> None:
+    """Saving writes the model, then the checkpoint: killed in between at the stage's last step, the model is
+    ahead. The lineage must not take the stage for finished, or it would ship the older checkpoint's weights
+    while the next stage started from the newer model."""
+    from napari_deblurgan.gan.io.checkpoint import load_checkpoint
+    from napari_deblurgan.gan.training import train
+
+    recipe = _written(tmp_path, _recipe(tmp_path))
+    out = tmp_path / "runs"
+    save = train.save_checkpoint
+
+    def killed_at_step_3(state: dict[str, Any], path: Path) -> Path:
+        if state["step"] == 3:
+            raise OSError("killed")
+        return save(state, path)
+
+    monkeypatch.setattr(train, "save_checkpoint", killed_at_step_3)
+    assert main(["lineage", str(recipe), "--out", str(out), "--stage", "first", "--quiet"]) == 2
+    assert read_metadata(out / "first" / "generator.safetensors")["step"] == "3"
+    assert load_checkpoint(out / "first" / "checkpoint.pt")["step"] == 2
+    monkeypatch.setattr(train, "save_checkpoint", save)
+    capsys.readouterr()
+    assert main(["lineage", str(recipe), "--out", str(out), "--quiet"]) == 0
+    assert "stage first (from step 2)" in capsys.readouterr().out
+    assert load_checkpoint(out / "first" / "checkpoint.pt")["step"] == 3
+    second = json.loads(read_metadata(out / "second" / "generator.safetensors")["recipe"])
+    assert second["init"] == str(out / "first" / "generator.safetensors")
+
+
 def test_a_stage_starts_from_its_init_stage(tmp_path: Path) -> None:
     data = _recipe(tmp_path)
     data["stages"][1]["set"]["lr"] = 0.0  # a stage that cannot move: it must hold the first stage's weights

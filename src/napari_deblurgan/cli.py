@@ -421,11 +421,23 @@ def _run_trainer(trainer: Trainer, out: Path, until: int | None, quiet: bool, ra
         print(f"Trained to step {trainer.step}; model: {out / MODEL_NAME}")
 
 
+def _saved_step(run: Path) -> int | None:
+    """The step a run folder's checkpoint and model were both saved at; None if its model is missing or of
+    another step (a run killed between writing the two: the model is then ahead, and the export and
+    later stages would not agree)."""
+    from .gan.io.checkpoint import load_checkpoint
+    from .gan.model.weights import read_metadata
+    from .gan.training.train import CHECKPOINT_NAME, MODEL_NAME
+
+    step = int(load_checkpoint(run / CHECKPOINT_NAME, mmap=True).get("step", -1))
+    model = run / MODEL_NAME
+    return step if model.is_file() and read_metadata(model).get("step") == str(step) else None
+
+
 def _lineage(args: argparse.Namespace) -> None:
     from dataclasses import replace
 
     from .gan.io.checkpoint import remove_stale_temp_files
-    from .gan.model.weights import read_metadata
     from .gan.training.export import export_checkpoint
     from .gan.training.lineage import Lineage
     from .gan.training.train import CHECKPOINT_NAME, MODEL_NAME
@@ -442,13 +454,15 @@ def _lineage(args: argparse.Namespace) -> None:
         for path in (run / CHECKPOINT_NAME, run / MODEL_NAME):  # left by a run killed while saving
             remove_stale_temp_files(path)
         resume = (run / CHECKPOINT_NAME).is_file()
-        done = int(read_metadata(run / MODEL_NAME).get("step", 0)) if resume and (run / MODEL_NAME).is_file() else 0
-        if done >= stage.until:  # saved with its checkpoint: no trainer (photos, networks) for a finished stage
+        done = _saved_step(run) if resume else None
+        if done is not None and done >= stage.until:  # no trainer (photos, networks) for a finished stage
             print(f"stage {stage.name}: trained to step {done} already")
             continue
         config = replace(stage.config, init=lineage.init_path(stage, out, given))
         trainer = _trainer(config, run, device=args.device, resume=resume, data_workers=args.data_workers)
         print(f"stage {stage.name} ({'from step ' + str(trainer.step) if resume else 'new'}): {stage.why}")
+        if trainer.step >= stage.until:  # its model is missing or of another step than its checkpoint
+            trainer.save()
         _run_trainer(trainer, run, stage.until, args.quiet, 0)
         del trainer
     if lineage.ship_stage not in {stage.name for stage in chain}:

@@ -65,13 +65,14 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
     return atomic_write(path, lambda tmp: torch.save(state, tmp))
 
 
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Load a checkpoint with ``weights_only=True``: tensors and plain values only, no code runs."""
+def load_checkpoint(path: str | Path, mmap: bool = False) -> dict[str, Any]:
+    """Load a checkpoint with ``weights_only=True``: tensors and plain values only, no code runs.
+    ``mmap``: tensors are read from the file only when used (to read its step, say)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"Checkpoint {path} does not exist (a run folder holds checkpoint.pt)")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except Exception as exc:
         lines = str(exc).strip().splitlines()
         detail = exc.__class__.__name__ + (f": {lines[0]}" if lines else "")
