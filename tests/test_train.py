@@ -185,6 +185,19 @@ def test_resume_overrides_branch_a_run_into_its_adversarial_phase(tmp_path: Path
     assert events[-1].step == 6 and "critic" in events[-1].losses
 
 
+def test_resume_overrides_of_the_optimiser_settings_apply(tmp_path: Path) -> None:
+    """An optimiser's saved state brings back its betas and weight decay; the recipe's must win."""
+    cfg = TrainConfig(**{**TINY, "steps": 2, "adv_weight": 0.1, "adv_start": 0})
+    Trainer(cfg, tmp_path, "cpu", source=FixedBatch()).fit()
+    branch = TrainConfig(**{**TINY, "steps": 3, "betas": (0.9, 0.99), "weight_decay": 0.05})
+    trainer = Trainer(
+        branch, tmp_path, "cpu", resume=True, source=FixedBatch(), resume_overrides=("steps", "betas", "weight_decay")
+    )
+    assert [g["betas"] for g in trainer.opt_g.param_groups + trainer.opt_d.param_groups] == [(0.9, 0.99)] * 2
+    assert trainer.opt_g.param_groups[0]["weight_decay"] == 0.05 and trainer.opt_d.param_groups[0]["weight_decay"] == 0
+    assert json.loads(trainer.state_dict()["config"])["betas"] == [0.9, 0.99]
+
+
 def test_ema_tracks_the_weight_average_exports_it_and_resumes_exactly(tmp_path: Path) -> None:
     cfg = TrainConfig(**{**TINY, "steps": 4, "adv_weight": 0.0, "ema": 0.5})
     trainer = Trainer(cfg, tmp_path / "a", "cpu", source=FixedBatch())

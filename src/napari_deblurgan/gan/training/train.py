@@ -520,6 +520,14 @@ class Trainer:
         if self.critic is not None and state["critic"]:
             self.critic.load_state_dict(state["critic"])
             self.opt_d.load_state_dict(state["opt_d"])  # type: ignore[union-attr]
+        # an optimiser's state brings its settings back: the recipe's (with its resume overrides) and the
+        # device's choice of kernel apply instead (the learning rates are set at every step)
+        fused = True if self.device.type == "cuda" else None
+        for opt, decay in ((self.opt_g, self.cfg.weight_decay), (self.opt_d, None)):
+            for group in opt.param_groups if opt is not None else []:
+                group.update(betas=tuple(self.cfg.betas), fused=fused)
+                if decay is not None:
+                    group["weight_decay"] = decay
         for name, scaler_state in state.get("scalers", {}).items():
             if name in self.scalers:
                 self.scalers[name].load_state_dict(scaler_state)
