@@ -50,6 +50,33 @@ def test_round_trip_keeps_format_shape_bit_depth_and_colour_profile(
     assert icc_profile(out / "phone.jpg") == profile and icc_profile(out / "rgb8.png") is None
 
 
+def test_tiff_channels_are_colours_only_where_the_file_says_so(tmp_path, tiny_model_path, identity_model_path):
+    """Four microscope stains are deblurred one by one (not as RGB + alpha) and stay stains; gray + alpha keeps
+    its alpha bit for bit and its mark; a CMYK TIFF comes out as the RGB it shows."""
+    import tifffile
+
+    from napari_deblurgan import deblur
+    from napari_deblurgan.gan.io.images import probe
+
+    (tmp_path / "in").mkdir()
+    stains = np.stack([skimage.data.camera()[:48, 16 * i : 16 * i + 56] for i in range(4)], axis=-1).astype(np.uint16)
+    tifffile.imwrite(tmp_path / "in" / "stains.tif", stains * 200, photometric="minisblack", planarconfig="contig")
+    gray_alpha = np.stack([skimage.data.camera()[:40, :40], np.where(np.eye(40) > 0, 255, 0)], -1).astype(np.uint8)
+    tifffile.imwrite(tmp_path / "in" / "ga.tif", gray_alpha, photometric="minisblack", extrasamples=["unassalpha"])
+    out = tmp_path / "out"
+    assert main(["deblur", str(tmp_path / "in"), "-o", str(out), "--model", str(tiny_model_path), "--quiet"]) == 0
+    expected = deblur(stains * 200, tiny_model_path, channel_axis=-1, rgb=False)
+    np.testing.assert_array_equal(read_image(out / "stains.tif"), expected)
+    assert probe(out / "stains.tif").colour is False and probe(out / "ga.tif").gray_alpha
+    np.testing.assert_array_equal(read_image(out / "ga.tif")[..., 1], gray_alpha[..., 1])
+    cmyk = np.zeros((16, 16, 4), np.uint8)
+    cmyk[..., 1:3] = 255  # red
+    tifffile.imwrite(tmp_path / "cmyk.tif", cmyk, photometric="separated")
+    args = ["deblur", str(tmp_path / "cmyk.tif"), "-o", str(tmp_path / "rgb"), "--model", str(identity_model_path)]
+    assert main([*args, "--quiet", "--no-refine"]) == 0
+    assert (read_image(tmp_path / "rgb" / "cmyk.tif") == [255, 0, 0]).all()
+
+
 def test_a_real_model_changes_the_image(images: Path, tmp_path: Path, tiny_model_path: Path) -> None:
     out = tmp_path / "out"
     assert main(["deblur", str(images / "rgb8.png"), "-o", str(out), "--model", str(tiny_model_path), "--quiet"]) == 0

@@ -130,6 +130,57 @@ def test_a_transparent_colour_is_read_as_alpha(tmp_path: Path, name: str, mode: 
     assert pixels[..., -1].max() == opaque
 
 
+def test_tiffs_are_read_by_their_colour_model_as_viewers_show_them(tmp_path: Path) -> None:
+    """Palette TIFFs as their colours, CMYK as RGB, white-is-zero as black-is-zero; gray + alpha is told from
+    two channels by its extra-sample tag, three non-RGB samples from RGB; models we do not convert are refused."""
+    import tifffile
+
+    from napari_deblurgan.gan.io.images import ImageRefusedError, probe
+
+    indices = np.arange(20, dtype=np.uint8).reshape(4, 5) % 3
+    palette = np.zeros((3, 256), np.uint16)
+    palette[:, :3] = [[200 * 257, 0, 30 * 257], [30 * 257, 0, 30 * 257], [30 * 257, 255 * 257, 200 * 257]]
+    tifffile.imwrite(tmp_path / "palette.tif", indices, photometric="palette", colormap=palette)
+    np.testing.assert_array_equal(read_image(tmp_path / "palette.tif"), (palette[:, indices] // 257).transpose(1, 2, 0))
+    assert image_info(tmp_path / "palette.tif") == ((4, 5, 3), np.uint8)
+    cmyk = np.zeros((4, 5, 4), np.uint8)
+    cmyk[0, 0] = [0, 255, 255, 0]  # red
+    cmyk[0, 1] = [0, 0, 0, 255]  # black
+    tifffile.imwrite(tmp_path / "cmyk.tif", cmyk, photometric="separated")
+    rgb = read_image(tmp_path / "cmyk.tif")
+    assert rgb.shape == (4, 5, 3) and list(rgb[0, 0]) == [255, 0, 0] and list(rgb[0, 1]) == [0, 0, 0]
+    assert list(rgb[1, 1]) == [255, 255, 255]
+    tifffile.imwrite(tmp_path / "white.tif", np.array([[0, 65535]], np.uint16), photometric="miniswhite")
+    np.testing.assert_array_equal(read_image(tmp_path / "white.tif"), [[65535, 0]])
+    tifffile.imwrite(
+        tmp_path / "ga.tif",
+        np.zeros((4, 5, 2), np.uint8),
+        photometric="minisblack",
+        extrasamples=[2],
+        planarconfig="contig",
+    )
+    tifffile.imwrite(
+        tmp_path / "two.tif", np.zeros((4, 5, 2), np.uint8), photometric="minisblack", planarconfig="contig"
+    )
+    tifffile.imwrite(
+        tmp_path / "three.tif", np.zeros((4, 5, 3), np.uint8), photometric="minisblack", planarconfig="contig"
+    )
+    assert probe(tmp_path / "ga.tif").gray_alpha and not probe(tmp_path / "two.tif").gray_alpha
+    assert probe(tmp_path / "three.tif").colour is False and probe(tmp_path / "cmyk.tif").colour is True
+    tifffile.imwrite(tmp_path / "lab.tif", np.zeros((4, 5, 3), np.uint8), photometric="cielab")
+    with pytest.raises(ImageRefusedError, match="cielab colour model"):
+        read_image(tmp_path / "lab.tif")
+
+
+def test_tiff_outputs_keep_channels_of_their_own_and_alpha_marks(tmp_path: Path) -> None:
+    import tifffile
+
+    write_image(tmp_path / "three.tif", np.zeros((4, 5, 3), np.uint8), channel_axis=-1, rgb=False)
+    write_image(tmp_path / "ga.tif", np.zeros((4, 5, 2), np.uint8), channel_axis=-1, alpha=True)
+    with tifffile.TiffFile(tmp_path / "three.tif") as three, tifffile.TiffFile(tmp_path / "ga.tif") as ga:
+        assert three.pages[0].photometric.name == "MINISBLACK" and ga.pages[0].extrasamples == (2,)
+
+
 def test_one_bit_png_is_read_as_uint8(tmp_path: Path) -> None:
     mask = RNG.random((12, 10)) > 0.5
     Image.fromarray(mask).save(tmp_path / "mask.png")

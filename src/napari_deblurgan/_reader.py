@@ -85,7 +85,7 @@ def display_view(header: ImageHeader) -> View:
     """RGB(A) and grayscale show as read. napari has no gray + alpha display, so a PNG's (or WebP's) gray +
     alpha shows its gray plane; other channels on the last axis (a 2- or 5-channel TIFF) move first, under
     a slider (on the last axis napari would take them for the image's width)."""
-    if header.channel_axis != -1 or header.channels in (3, 4):
+    if header.channel_axis != -1 or (header.channels in (3, 4) and header.colour is not False):
         return "as read"
     return "gray" if header.gray_alpha else "channels first"
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from .gan.io.images import ImageHeader
     from .gan.restoration.options import Option
     from .gan.training.train import TrainConfig, Trainer
 
@@ -86,15 +87,18 @@ def _identity(path: Path, follow: bool = True) -> tuple[int, int]:
     return info.st_dev, info.st_ino
 
 
-def _deblur_image(image: Any, axis: int | None, gray_alpha: bool, model: Any, **options: Any) -> Any:
-    """Deblur one image read from a file whose channel axis is ``axis``; gray + alpha keeps its alpha."""
+def _deblur_image(image: Any, header: ImageHeader, model: Any, **options: Any) -> Any:
+    """Deblur one image read from a file with this header: 3 or 4 channels are RGB(A) unless the file says
+    they are channels of their own (a TIFF's colour model), and gray + alpha keeps its alpha."""
     from .gan.restoration.inference import deblur
 
-    if gray_alpha:
+    if header.gray_alpha:
         out = image.copy()
         out[..., 0] = deblur(image[..., 0], model, rgb=False, **options)
         return out
-    return deblur(image, model, channel_axis=axis, rgb=None if axis is not None else False, **options)
+    axis = header.channel_axis
+    rgb = False if axis is None else header.colour
+    return deblur(image, model, channel_axis=axis, rgb=rgb, **options)
 
 
 def _deblur(args: argparse.Namespace) -> None:
@@ -118,15 +122,12 @@ def _deblur(args: argparse.Namespace) -> None:
             def steps(done: int, total: int) -> None:  # tiles, then the PSF refinement
                 bar.set_postfix_str(f"step {done}/{total}")
 
-            axis = header.channel_axis
-            gray_alpha = header.gray_alpha
             value_range = None if args.value_range == "dtype" else args.value_range
             if isinstance(value_range, tuple):
-                _warn_outside(src, image[..., 0] if gray_alpha else image, axis, value_range, bar)
+                _warn_outside(src, image, header, value_range, bar)
             result = _deblur_image(
                 image,
-                axis,
-                gray_alpha,
+                header,
                 model,
                 value_range=value_range,
                 tile_size=args.tile_size,
@@ -136,17 +137,20 @@ def _deblur(args: argparse.Namespace) -> None:
                 strength=args.strength,
                 progress=steps,
             )
-            write_image(dst, result, channel_axis=axis, icc_profile=header.icc)
+            write_image(dst, result, header.channel_axis, header.icc, rgb=header.colour, alpha=header.gray_alpha)
             bar.update()
     if not args.quiet:
         print(f"Wrote {len(outputs)} image(s) to {outdir}")
 
 
-def _warn_outside(src: Path, image: Any, axis: int | None, value_range: tuple[float, float], bar: Any) -> None:
+def _warn_outside(src: Path, image: Any, header: ImageHeader, value_range: tuple[float, float], bar: Any) -> None:
     """Say when an image holds values outside the --value-range LO,HI given: they come out clipped to it."""
     from .gan.io.intensity import intensity_extremes
 
-    low, high = (float(v) for v in intensity_extremes(image, axis, None if axis is not None else False))
+    if header.gray_alpha:
+        image = image[..., 0]
+    axis = None if header.gray_alpha else header.channel_axis
+    low, high = (float(v) for v in intensity_extremes(image, axis, False if axis is None else header.colour))
     if low < value_range[0] or high > value_range[1]:
         bar.write(
             f"warning: {src.name} holds values {low:g}..{high:g}, outside --value-range {value_range[0]:g},"

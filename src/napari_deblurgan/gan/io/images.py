@@ -76,6 +76,8 @@ class ImageHeader:
     orientation: int = 1  # EXIF orientation of the stored pixels (1: upright)
     mode: str = ""  # Pillow's mode, for the files Pillow decodes
     transparency: bool = False  # a transparent colour (PNG tRNS, GIF) that decodes as an alpha channel
+    photometric: str = ""  # a TIFF's colour model as stored ("rgb", "minisblack", "palette", ...); "" for others
+    extrasamples: tuple[int, ...] = ()  # a TIFF's extra samples: 1 associated alpha, 2 unassociated, 0 other
 
     @property
     def frames(self) -> int:
@@ -88,8 +90,19 @@ class ImageHeader:
 
     @property
     def gray_alpha(self) -> bool:
-        """Gray + alpha (PNG, WebP, GIF with a transparent colour); two samples of a TIFF are two channels."""
-        return self.channel_axis == -1 and self.channels == 2 and self.format != "TIFF"
+        """Gray + alpha (PNG, WebP, GIF with a transparent colour; a TIFF whose second sample is marked as
+        alpha); two samples of another TIFF are two channels."""
+        if self.channel_axis != -1 or self.channels != 2:
+            return False
+        return self.format != "TIFF" or (self.colour is False and self.extrasamples[:1] in ((1,), (2,)))
+
+    @property
+    def colour(self) -> bool | None:
+        """Whether a TIFF's channels are colours (RGB(A); palette and CMYK files are read as RGB) or channels
+        of their own (gray, or a microscope's stains); None for other formats, where 3 or 4 are colours."""
+        if self.format != "TIFF":
+            return None
+        return self.photometric in ("rgb", "ycbcr", "palette", "separated")
 
     @property
     def channel_axis(self) -> int | None:
@@ -300,6 +313,8 @@ def _tiff_header(path: Path) -> ImageHeader:
     with tifffile.TiffFile(path) as tif:
         series = _image_series(tif)
         first = series[0]
+        page = first.keyframe
+        photometric = page.photometric.name.lower() if page.photometric is not None else ""
         if any((s.shape, s.dtype) != (first.shape, first.dtype) for s in series):
             found = ", ".join(f"{s.shape} {s.dtype}" for s in series[:3]) + (", ..." if len(series) > 3 else "")
             raise ImageRefusedError(
@@ -310,6 +325,8 @@ def _tiff_header(path: Path) -> ImageHeader:
         axes = first.axes if len(series) == 1 else "I" + first.axes
         if len(shape) == 3 and shape[-1] == 1:  # (Y, X, 1): one channel
             axes = axes[:-1] + "S"
+        dtype = np.dtype(np.uint8) if first.dtype.kind == "b" else np.dtype(first.dtype)
+        shape, axes, dtype = _read_as_rgb_or_gray(path, page, photometric, shape, axes, dtype)
         _check_pixels(path, shape, "TIFF")
         orientation = int(tif.pages[0].tags.valueof(274, 1)) if {"Y", "X"} <= set(axes) else 1  # Orientation
         if orientation in (5, 6, 7, 8):  # stored turned by 90 degrees
@@ -319,8 +336,33 @@ def _tiff_header(path: Path) -> ImageHeader:
         if tag is not None:
             _check_metadata(path, tag.valuebytecount, "an ICC profile")
         icc = bytes(tag.value) if tag is not None else None
-    dtype = np.dtype(np.uint8) if first.dtype.kind == "b" else np.dtype(first.dtype)
-    return ImageHeader("TIFF", shape, dtype, axes, icc or None, orientation)
+        extrasamples = tuple(int(e) for e in page.extrasamples)
+    return ImageHeader(
+        "TIFF", shape, dtype, axes, icc or None, orientation, photometric=photometric, extrasamples=extrasamples
+    )
+
+
+def _read_as_rgb_or_gray(
+    path: Path, page: Any, photometric: str, shape: tuple[int, ...], axes: str, dtype: np.dtype
+) -> tuple[tuple[int, ...], str, np.dtype]:
+    """Shape, axes and dtype of a TIFF read as photo viewers show it: a palette's colours (RGB; 8-bit
+    where the palette is), CMYK as RGB, white-is-zero gray as black-is-zero; other colour models refused."""
+    if photometric == "palette" and "S" not in axes:
+        palette = page.colormap
+        eight_bit = palette is not None and not (palette % 257).any()
+        return (*shape, 3), axes + "S", np.dtype(np.uint8 if eight_bit else np.uint16)
+    if photometric == "separated" and page.tags.valueof(332, 1) == 1 and "S" in axes and shape[axes.index("S")] == 4:
+        if dtype not in (np.uint8, np.uint16):
+            raise ImageRefusedError(f"{path} is a CMYK TIFF of {dtype} values; save it as 8- or 16-bit RGB")
+        return tuple(3 if a == "S" else n for a, n in zip(axes, shape)), axes, dtype
+    if photometric == "miniswhite" and dtype.kind == "u":
+        return shape, axes, dtype
+    if photometric in ("minisblack", "rgb", "ycbcr", "mask", ""):
+        return shape, axes, dtype
+    raise ImageRefusedError(
+        f"{path} stores {dtype} values in the {photometric} colour model, which napari-deblurgan does not convert; "
+        "save it as gray or RGB"
+    )
 
 
 def _image_series(tif: Any) -> list[Any]:
@@ -389,6 +431,7 @@ def _decode(path: Path, header: ImageHeader) -> NDArray:
         with tifffile.TiffFile(path) as tif:
             series = _image_series(tif)
             image = series[0].asarray() if len(series) == 1 else np.stack([s.asarray() for s in series])
+            image = _as_rgb_or_gray(image, header, series[0].keyframe)
         if header.orientation == 1:  # also for series without Y and X axes
             return image
         return _orient(image, header.orientation, header.axes.index("Y"), header.axes.index("X"))
@@ -405,6 +448,22 @@ def _decode(path: Path, header: ImageHeader) -> NDArray:
     index = ... if header.frames > 1 else 0
     mode = "RGB" if header.mode == "CMYK" else _WITH_ALPHA[header.mode] if header.transparency else None
     return np.asarray(iio.imread(path, plugin="pillow", index=index, rotate=True, mode=mode))
+
+
+def _as_rgb_or_gray(image: NDArray, header: ImageHeader, page: Any) -> NDArray:
+    """A TIFF's decoded values as :func:`_read_as_rgb_or_gray` describes them."""
+    if header.photometric == "miniswhite":
+        return ~image if image.dtype == bool else np.iinfo(image.dtype).max - image
+    if header.photometric == "palette" and image.ndim < len(header.shape):
+        palette = page.colormap // 257 if header.dtype == np.uint8 else page.colormap
+        return np.moveaxis(palette.astype(header.dtype)[:, image], 0, -1)
+    if header.photometric == "separated":  # naive CMYK -> RGB (no profile), as Pillow converts CMYK JPEGs
+        top = int(np.iinfo(image.dtype).max)
+        c, m, y, k = (plane.astype(np.uint32) for plane in np.moveaxis(image, header.axes.index("S"), 0))
+        white = top - k
+        rgb = [((top - v) * white + top // 2) // top for v in (c, m, y)]
+        return np.stack(rgb, axis=header.axes.index("S")).astype(image.dtype)
+    return image
 
 
 #: EXIF orientation -> (transpose Y and X, then flip Y, flip X) that turns the stored pixels upright.
@@ -454,6 +513,8 @@ def write_image(
     image: NDArray,
     channel_axis: int | Literal["auto"] | None = "auto",
     icc_profile: bytes | None = None,
+    rgb: bool | None = None,
+    alpha: bool = False,
 ) -> Path:
     """Write an image atomically (temp file + rename) in the format its suffix names; 16-bit stays 16-bit.
 
@@ -461,7 +522,10 @@ def write_image(
     (a TIFF of grayscale pages); "auto": the last axis of a 3D image if it is 3 or 4 long. A TIFF keeps
     the channels where they are: interleaved when last, planar when right before Y and X.
     ``icc_profile`` (from :func:`icc_profile`) is embedded in TIFF, PNG and JPEG files when its colour
-    space fits the channels written (BMP holds none). A full disk is an OSError naming ``path``.
+    space fits the channels written (BMP holds none). A TIFF's 3 or 4 channels are written as RGB(A) unless
+    ``rgb`` is False (channels of their own), and its second of 2 is marked as alpha when ``alpha``
+    (:attr:`ImageHeader.colour` and :attr:`ImageHeader.gray_alpha` of the input). A full disk is an
+    OSError naming ``path``.
     """
     from .checkpoint import atomic_write
 
@@ -488,9 +552,16 @@ def write_image(
                 return
             planar = axis == image.ndim - 3 and image.ndim >= 3
             data = image if planar or axis == image.ndim - 1 else np.moveaxis(image, axis, -1)
-            photometric = "rgb" if image.shape[axis] in (3, 4) else "minisblack"
-            planarconfig = "separate" if planar else "contig"
-            tifffile.imwrite(tmp, data, photometric=photometric, planarconfig=planarconfig, iccprofile=profile)
+            colour = image.shape[axis] in (3, 4) if rgb is None else rgb
+            extra = {"extrasamples": ["unassalpha"]} if alpha and not colour and image.shape[axis] == 2 else {}
+            tifffile.imwrite(
+                tmp,
+                data,
+                photometric="rgb" if colour else "minisblack",
+                planarconfig="separate" if planar else "contig",
+                iccprofile=profile,
+                **extra,
+            )
         elif suffix == ".png" and image.dtype == np.uint16:  # imageio (Pillow) writes 16 bits for gray only
             import imagecodecs
 
