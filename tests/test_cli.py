@@ -264,7 +264,7 @@ def test_sample_writes_the_samples_and_never_half_a_set(tmp_path: Path, capsys) 
     ).read_bytes() == b"my own"
 
 
-def test_organize_gopro_links_pairs_with_scene_prefixes(tmp_path: Path) -> None:
+def test_organize_gopro_links_pairs_with_scene_prefixes(tmp_path: Path, capsys) -> None:
     root = tmp_path / "GOPRO_Large"
     for scene in ("GOPR0372_07_00", "GOPR0384_11_01"):
         for sub in ("blur", "sharp"):
@@ -274,6 +274,9 @@ def test_organize_gopro_links_pairs_with_scene_prefixes(tmp_path: Path) -> None:
     assert main(["organize-gopro", str(root), str(out), "--quiet"]) == 0
     assert sorted(p.name for p in (out / "A").iterdir()) == ["GOPR0372_07_00_000047.png", "GOPR0384_11_01_000047.png"]
     assert (out / "B" / "GOPR0372_07_00_000047.png").is_file()
+    (root / "test" / "GOPR0384_11_00" / "blur").mkdir(parents=True)  # a whole GOPRO_Large: its test scenes too
+    assert main(["organize-gopro", str(root), str(tmp_path / "mixed"), "--quiet"]) == 2
+    assert "holds train/ and test/ scenes" in capsys.readouterr().err and not (tmp_path / "mixed").exists()
 
 
 def test_train_resume_and_export(tmp_path: Path, capsys) -> None:

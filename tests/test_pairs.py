@@ -104,3 +104,9 @@ def test_validation_pairs_are_held_out_of_training() -> None:
     gopro = [(Path(f"s{s:02d}/blur/{i}.png"), Path(f"s{s:02d}/sharp/{i}.png")) for s in range(25) for i in range(4)]
     train, val = split_holdout(gopro)
     assert {b.parent for b, _ in val} == {Path("s10/blur")} and len(train) == 96
+    # the same scenes flattened into one A/B folder by organize-gopro (SCENE_FRAME names): whole scenes still
+    flat = [
+        (Path(f"A/GOPR{s:04d}_00_{i:06d}.png"), Path(f"B/GOPR{s:04d}_00_{i:06d}.png")) for s, i in np.ndindex(25, 4)
+    ]
+    train, val = split_holdout(flat)
+    assert {b.name[:11] for b, _ in val} == {"GOPR0010_00"} and len(train) == 96

@@ -294,7 +294,7 @@ def test_a_gopro_root_with_its_test_scenes_is_refused_for_training(tmp_path: Pat
         for kind in ("blur", "sharp"):
             (tmp_path / split / "GOPR0001" / kind).mkdir(parents=True)
             write_image(tmp_path / split / "GOPR0001" / kind / "000001.png", np.zeros((8, 8, 3), np.uint8))
-    with pytest.raises(ValueError, match=r"test scenes; pass .*train"):
+    with pytest.raises(ValueError, match=r"the test scenes would be trained on; pass .*train"):
         folder_pairs(TrainConfig.from_dict({"preset": "fast", "data": str(tmp_path)}))
     config = TrainConfig.from_dict({"preset": "fast", "data": str(tmp_path / "train")})
     assert [b.parent.parent.name for b, _ in folder_pairs(config)] == ["GOPR0001"]

@@ -80,6 +80,16 @@ def find_pairs(root: str | Path, blur: Literal["blur", "blur_gamma"] = "blur") -
     return gopro_pairs(root, blur)
 
 
+def refuse_both_splits(root: Path) -> None:
+    """Refuse a GOPRO_Large root (train/ and test/ scenes) where one split is meant: training on it, or
+    merging it into one A/B folder, would mix the test scenes into training."""
+    if all((root / split).is_dir() for split in ("train", "test")) and not (root / "A").is_dir():
+        raise ValueError(
+            f"{root} holds train/ and test/ scenes (GOPRO_Large): used whole, the test scenes would be trained "
+            f"on; pass {root / 'train'} (and {root / 'test'} on its own, for evaluation)"
+        )
+
+
 def aligned_pairs(root: str | Path) -> list[tuple[Path, Path]]:
     """DeblurGAN's "aligned" layout: every image in ``root`` is A (blurred) | B (sharp) side by side.
 
@@ -95,13 +105,16 @@ def split_holdout(pairs: Sequence[tuple[Path, Path]], every: int = 20) -> tuple[
     """(training, validation) pairs, about one in ``every`` held out, in whole runs so that few frames next
     to a validation frame (a video's neighbour, nearly the same image) are trained on: whole scenes where
     the pairs come from at least ``every`` scene folders (GOPRO), else one run from the middle of the
-    sorted pairs (only its two ends border training frames). A single pair is used for both."""
+    sorted pairs (only its two ends border training frames). A single pair is used for both. A scene is a
+    folder, or in an A/B folder the names' part before their last "_" (``organize-gopro`` writes
+    SCENE_FRAME names)."""
     if len(pairs) < 2:
         return list(pairs), list(pairs)
-    scenes = list(dict.fromkeys(blurred.parent for blurred, _ in pairs))
+    keys = [(blurred.parent, blurred.stem.rpartition("_")[0]) for blurred, _ in pairs]
+    scenes = list(dict.fromkeys(keys))
     if len(scenes) >= every:
         held_scenes = set(scenes[every // 2 :: every])
-        held = {i for i, (blurred, _) in enumerate(pairs) if blurred.parent in held_scenes}
+        held = {i for i, key in enumerate(keys) if key in held_scenes}
     else:
         count = max(1, len(pairs) // every)
         start = (len(pairs) - count) // 2

@@ -12,7 +12,7 @@ import numpy as np
 from ..io.images import as_rgb, image_info, is_image_file, read_opaque, write_image
 from ..io.intensity import dtype_range, to_float01
 from .blur import blur_image, motion_kernels
-from .pairs import gopro_pairs
+from .pairs import gopro_pairs, refuse_both_splits
 from .photo_pairs import realistic_cases
 from .realistic import RealisticBlur
 
@@ -63,6 +63,7 @@ def organize_gopro(
     Returns the number of pairs.
     """
     out = Path(out)
+    refuse_both_splits(Path(root))
     pairs = gopro_pairs(root, blur)  # type: ignore[arg-type]
     plan = [
         (src, _safe_child(out / sub, f"{blurred.parent.parent.name}_{blurred.name}", out))

@@ -29,7 +29,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from ..data.batches import BatchSource, BlurCurriculum, PairedCrops, SyntheticPairs, skimage_images
 from ..data.blur import motion_kernels
-from ..data.pairs import aligned_pairs, find_pairs, load_pair, split_holdout
+from ..data.pairs import aligned_pairs, find_pairs, load_pair, refuse_both_splits, split_holdout
 from ..data.photo_pairs import RealisticPairs, load_photos, realistic_cases
 from ..data.prefetch import PrefetchedSource, default_data_workers
 from ..data.realistic import RealisticBlur
@@ -330,11 +330,7 @@ def folder_pairs(cfg: TrainConfig) -> list[tuple[Path, Path]]:
     if data_mode(cfg) == "aligned":
         return aligned_pairs(cfg.data)
     root = Path(cfg.data)
-    if all((root / split).is_dir() for split in ("train", "test")) and not (root / "A").is_dir():
-        raise ValueError(
-            f"{root} holds train/ and test/ scenes (GOPRO_Large): training on both would train on the test "
-            f"scenes; pass {root / 'train'}"
-        )
+    refuse_both_splits(root)
     return find_pairs(root, cfg.gopro_blur)  # type: ignore[arg-type]
 
 
