@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -402,6 +404,41 @@ def test_a_rewritten_model_file_is_reloaded_and_replaces_the_old_copy(tmp_path) 
     save_generator(_tiny_generator(3), path)
     os.utime(path, (0, 1002))  # the same time as the last export's (a 1-2 s clock): the file is still new
     assert not _same_weights(weights.load_model(path, "cpu"), latest)
+
+
+def test_the_cache_keeps_the_models_used_last(tmp_path) -> None:
+    from conftest import _tiny_generator
+    from napari_deblurgan.gan.model import weights
+    from napari_deblurgan.gan.model.weights import save_generator
+
+    paths = [save_generator(_tiny_generator(i), tmp_path / f"m{i}.safetensors") for i in range(6)]
+    for path in [*paths, paths[2]]:
+        weights.load_model(path, "cpu")
+    kept = [Path(file).name for file, _ in weights._CACHE]
+    assert len(kept) == weights.CACHED_MODELS and kept[-2:] == ["m5.safetensors", "m2.safetensors"]
+    assert "m0.safetensors" not in kept
+
+
+def test_a_generator_in_training_mode_runs_as_an_eval_copy_and_a_wrong_device_is_named(tmp_path) -> None:
+    """Dropout left on would make the output random and batch statistics would be updated: the caller's
+    module must come back as it was, and the output be that of its eval mode."""
+    import torch
+
+    from napari_deblurgan.gan.model.generator import GeneratorConfig
+    from napari_deblurgan.gan.model.networks import build_generator
+
+    torch.manual_seed(0)
+    net = build_generator(GeneratorConfig(ngf=8, n_blocks=1, norm="batch", dropout=0.5)).train()
+    image = np.random.default_rng(0).random((40, 40, 3)).astype(np.float32)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    outputs = [deblur(image, net, refine=False) for _ in range(2)]
+    np.testing.assert_array_equal(outputs[0], outputs[1])
+    assert net.training and all(torch.equal(before[k], v) for k, v in net.state_dict().items())
+    np.testing.assert_array_equal(outputs[0], deblur(image, net.eval(), refine=False))
+    with pytest.raises(ValueError, match="CUDA is not available|not cuda"):
+        deblur(image, net, device="cuda")  # an explicit device is checked, never ignored
+    with pytest.raises(ValueError, match="Unknown device"):
+        deblur(image, net, device="gpu0")
 
 
 def _same_weights(a, b) -> bool:

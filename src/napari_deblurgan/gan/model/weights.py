@@ -53,15 +53,19 @@ def read_metadata(path: str | Path) -> dict[str, str]:
 
 _CACHE: dict[tuple[str, str], tuple[tuple[int, int, int] | None, Generator]] = {}  # (file, device) -> (version, model)
 _CACHE_LOCK = threading.Lock()
+#: How many loaded models :func:`load_model` keeps (each file and device one; deleted files leave in turn).
+CACHED_MODELS = 4
 
 
 def load_model(path: str | Path | None = None, device: str | torch.device = "auto") -> Generator:
     """Load (and cache) a generator from a safetensors model file; ``None`` means the shipped default.
 
-    The cache keeps one model per file and device: a file rewritten since (a training run exporting as
-    it goes) is loaded again and replaces the old copy, so memory does not grow with each export. A file
-    counts as rewritten when its modification time (to the nanosecond), size or inode changed (exports
-    replace the file, so a coarse clock that repeats a time still shows a new inode).
+    The cache keeps one model per file and device, the :data:`CACHED_MODELS` used last: a file rewritten
+    since (a training run exporting as it goes) is loaded again and replaces the old copy, so memory does
+    not grow with each export. A file counts as rewritten when its modification time (to the nanosecond),
+    size or inode changed (exports replace the file, so a coarse clock that repeats a time still shows a
+    new inode). The model returned is the cached one, shared with every ``deblur`` of that file: to change
+    it (``.half()``, fine-tuning), take a copy of your own with :func:`load_generator`.
     """
     dev = resolve_device(device)
     if dev.type == "cuda" and dev.index is None:
@@ -78,6 +82,9 @@ def load_model(path: str | Path | None = None, device: str | torch.device = "aut
             if dev.type == "cpu":
                 model = model.to(memory_format=torch.channels_last)
             _CACHE[key] = (version, model)
+        _CACHE[key] = _CACHE.pop(key)  # the most recently used last
+        while len(_CACHE) > CACHED_MODELS:
+            del _CACHE[next(iter(_CACHE))]
         return _CACHE[key][1]
 
 

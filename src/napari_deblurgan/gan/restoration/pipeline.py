@@ -8,6 +8,7 @@ order. A dask array is deblurred lazily, block by block (:mod:`..io.lazy`), each
 
 from __future__ import annotations
 
+import copy
 import warnings
 from collections.abc import Callable
 from functools import partial
@@ -20,7 +21,7 @@ import torch
 from ..io.intensity import ValueRange, restore_dtype, to_unit, value_range_of
 from ..io.layout import check_array, infer_layout
 from ..io.lazy import deblur_dask
-from ..model.device import unless_out_of_memory
+from ..model.device import resolve_device, unless_out_of_memory
 from ..model.networks import Generator
 from ..model.weights import load_model
 from .options import default_batch_size, default_overlap
@@ -53,7 +54,7 @@ def deblur_array(
     check_array(arr)
     layout = infer_layout(arr.shape, channel_axis, rgb)
     lo, hi = value_range_of(arr, value_range, channel_axis, rgb)
-    net = model if isinstance(model, Generator) else load_model(model, device)
+    net = network(model, device)
     dev = next(net.parameters()).device
     work = np.moveaxis(arr, layout.channel_axis, -1) if layout.channel_axis is not None else arr
     if layout.channel_axis is not None and not layout.colour:
@@ -125,6 +126,21 @@ def deblur_array(
     return np.moveaxis(out, -1, layout.channel_axis) if layout.channel_axis is not None else out
 
 
+def network(model: str | Path | Generator | None, device: str) -> Generator:
+    """The generator to run: the (cached) model of a file, or the one given, which must be on ``device``
+    unless that is "auto"; a generator in training mode (dropout, batch statistics) runs as a copy in eval
+    mode, so that the output is deterministic and the caller's module is left as it is."""
+    if not isinstance(model, torch.nn.Module):
+        return load_model(model, device)
+    on = next(model.parameters()).device
+    if str(device) != "auto":
+        wanted = resolve_device(device)
+        if wanted.type != on.type or wanted.index not in (None, on.index):
+            move = f"model.to({str(wanted)!r})"
+            raise ValueError(f"The model is on {on}, not {device}: move it there first ({move}), or pass device='auto'")
+    return copy.deepcopy(model).eval() if model.training else model
+
+
 def refines_together(device: torch.device) -> bool:
     """Whether a group of frames is refined in one batch on ``device``: on accelerators, where the
     refinement is bound by kernel launches; not on the CPU, where one 720p frame at a time took 1.1-1.5 s
@@ -169,7 +185,7 @@ def deblur_lazy(
     layout = infer_layout(image.shape, channel_axis, rgb)
     lo, hi = value_range_of(image, value_range, channel_axis, rgb)  # the whole array's range: one pass
     overlap = default_overlap(tile_size) if tile_overlap is None else tile_overlap
-    net = model if isinstance(model, torch.nn.Module) else load_model(model, device)
+    net = network(model, device)
     m = net.multiple
     blocks = {
         "block_size": 2 * tile_size if tile_size else 4096,
@@ -183,7 +199,7 @@ def deblur_lazy(
         (refined apart, with a PSF and gate each, they would not join at the block borders)."""
         return partial(
             deblur_array,
-            model=model,
+            model=net,
             channel_axis=None,
             rgb=colour,
             value_range=(lo, hi),
