@@ -473,6 +473,36 @@ def test_closing_napari_mid_training_saves_the_run(make_napari_viewer, qtbot, tm
     assert 3 <= int(read_metadata(out / "generator.safetensors")["step"]) < 500
 
 
+def test_closing_the_training_panel_stops_its_run_saved_and_resume_shows_its_steps(
+    make_napari_viewer, qtbot, tmp_path, errors
+) -> None:
+    """A closed panel outlives its dock unseen: its run must not train on with no Stop button. Resuming then
+    shows the run's own target steps, and a target it has reached already is refused, not a silent no-op."""
+    viewer = make_napari_viewer()
+    sharp = np.random.default_rng(5).integers(0, 255, (3, 48, 48, 3), dtype=np.uint8)
+    viewer.add_image(sharp, name="sharp", rgb=True)
+    viewer.add_image((sharp // 2).astype(np.uint8), name="blurred", rgb=True)
+    out = tmp_path / "run"
+    widget = _train_widget(viewer, out, steps=300)
+    steps: list[int] = []
+
+    def on_step(event: Any) -> None:
+        steps.append(event.step)
+        if event.step == 3:
+            viewer.window.remove_dock_widget(widget.native)  # the panel's close button
+
+    widget._start.clicked.emit()
+    widget.worker.yielded.connect(on_step)
+    qtbot.waitUntil(lambda: widget._start.enabled, timeout=TIMEOUT)  # the widget saw the worker finish
+    assert not errors and (out / "checkpoint.pt").is_file() and max(steps) < 300
+    reopened = _train_widget(viewer, out, steps=2000)
+    reopened._resume.value = True
+    assert reopened._steps.value == 300  # the run's target, not the widget's default
+    reopened._steps.value = 3
+    reopened._start.clicked.emit()
+    assert f"at step {max(steps)} already" in errors.pop() and reopened.worker is None
+
+
 def test_training_from_a_folder_checks_its_inputs(make_napari_viewer, qtbot, tmp_path, errors) -> None:
     import tifffile
 
@@ -558,7 +588,7 @@ def test_training_can_start_from_the_shipped_model_and_resume_locks_the_recipe(
     assert "holds no checkpoint to resume" in errors[1] and widget.worker is None
 
 
-def test_a_finished_run_in_the_proposed_folder_proposes_a_new_one(make_napari_viewer, monkeypatch, tmp_path) -> None:
+def test_a_finished_run_in_the_proposed_folder_proposes_a_new_one(make_napari_viewer, monkeypatch, tmp_path, errors):
     monkeypatch.setattr(Path, "home", lambda: tmp_path)
     widget = TrainWidget(make_napari_viewer())
     first = Path(widget._out.value)
@@ -570,6 +600,10 @@ def test_a_finished_run_in_the_proposed_folder_proposes_a_new_one(make_napari_vi
     assert Path(widget._out.value) == tmp_path / "mine"
     widget._out.value = proposed = widget._proposed_dir
     widget._stop_requested.set()  # a stopped run stays proposed, to be resumed
+    widget._on_finished()
+    assert Path(widget._out.value) == proposed
+    widget._stop_requested.clear()
+    widget._on_error(RuntimeError("out of memory"))  # so does a failed one: its checkpoints resume it
     widget._on_finished()
     assert Path(widget._out.value) == proposed
 

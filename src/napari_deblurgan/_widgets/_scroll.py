@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from magicgui.widgets import Container
@@ -23,6 +24,11 @@ class ScrollingContainer(Container):
         self.inner.layout().addStretch()  # controls keep their height; spare room collects at the bottom
         self._fit = _FitWidth(self.root_native_widget)
         self.inner.installEventFilter(self._fit)
+        self._undocked = _Undocked(self.root_native_widget, self.on_undocked)
+        self.root_native_widget.installEventFilter(self._undocked)
+
+    def on_undocked(self) -> None:
+        """Called when napari closes the dock that held this widget (the widget outlives it, unparented)."""
 
     @property
     def native(self) -> QScrollArea:
@@ -54,4 +60,17 @@ class _FitWidth(QObject):
             area = self._area
             bar = area.verticalScrollBar().sizeHint().width()
             area.setMinimumWidth(area.widget().minimumSizeHint().width() + bar + 2 * area.frameWidth())
+        return False
+
+
+class _Undocked(QObject):
+    """Calls ``callback`` when the widget it filters loses the parent it had (napari's dock closed)."""
+
+    def __init__(self, widget: QWidget, callback: Callable[[], None]) -> None:
+        super().__init__(widget)
+        self._callback = callback
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if event.type() == QEvent.Type.ParentChange and isinstance(watched, QWidget) and watched.parent() is None:
+            self._callback()
         return False

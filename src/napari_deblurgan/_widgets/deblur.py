@@ -266,6 +266,10 @@ class DeblurWidget(ScrollingContainer):
         # napari aborts the worker when its window closes: the helper thread that deblurs stops too
         self._worker.aborted.connect(self._cancel.set, Qt.ConnectionType.DirectConnection)
 
+    def on_undocked(self) -> None:
+        """Closing the panel cancels its job, whose result would land with no panel to say so."""
+        self.cancel()
+
     def cancel(self) -> None:
         """Stop the running deblur at its next step (tile or PSF refinement)."""
         if self._worker is not None and self._worker.is_running:

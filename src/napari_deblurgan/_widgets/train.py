@@ -68,18 +68,33 @@ def next_free_dir(run_dir: Path) -> Path:
     return next(p for n in range(first, first + 10_000) if not (p := run_dir.with_name(f"{base}-{n}")).exists())
 
 
-def saved_recipe(run_dir: Path) -> dict[str, Any]:
-    """The recipe a run saved with its model (read from the file's header, no weights loaded); {} where the
-    run has no model file (yet) or it holds none."""
+def saved_metadata(run_dir: Path) -> dict[str, str]:
+    """The metadata of a run's model file (its header, no weights loaded); {} where it has none (yet)."""
     from safetensors import SafetensorError
 
     from ..gan.model.weights import read_metadata
 
     try:
-        recipe = json.loads(read_metadata(run_dir / MODEL_NAME).get("recipe", "{}"))
+        return read_metadata(run_dir / MODEL_NAME)
     except (OSError, ValueError, SafetensorError):
         return {}
+
+
+def saved_recipe(run_dir: Path) -> dict[str, Any]:
+    """The recipe a run saved with its model; {} where the run has no model file (yet) or it holds none."""
+    try:
+        recipe = json.loads(saved_metadata(run_dir).get("recipe", "{}"))
+    except ValueError:
+        return {}
     return recipe if isinstance(recipe, dict) else {}
+
+
+def _saved_step(run_dir: Path) -> int | None:
+    """The step of a run's model (read from its header); None where it has none (yet)."""
+    try:
+        return int(saved_metadata(run_dir).get("step", ""))
+    except ValueError:
+        return None
 
 
 class TrainWidget(ScrollingContainer):
@@ -94,6 +109,7 @@ class TrainWidget(ScrollingContainer):
         self._worker: GeneratorWorker | None = None
         self._stop_requested = threading.Event()
         self._run_dir = self._proposed_dir = default_run_dir()
+        self._failed = False
         self._preview: Image | None = None
         self._progress: ActivityProgress | None = None
         self._first_step: tuple[float, int] | None = None  # (time, step) of the run's first step, for steps/s
@@ -241,6 +257,8 @@ class TrainWidget(ScrollingContainer):
         self._start_from.changed.connect(self._on_start_from)
         self._init_file.changed.connect(self._on_start_from)
         self._resume.changed.connect(self._on_resume)
+        self._resume.changed.connect(self._show_saved_steps)
+        self._out.changed.connect(self._show_saved_steps)
         self._start.changed.connect(self.start)
         self._stop.changed.connect(self.stop)
         for event in (viewer.layers.events.inserted, viewer.layers.events.removed):
@@ -296,6 +314,13 @@ class TrainWidget(ScrollingContainer):
             widget.enabled = not resume
         for widget in (self._preset, self._width, self._blocks):
             widget.enabled = not resume and self._init_path() is None
+
+    def _show_saved_steps(self, *_: object) -> None:
+        """With *resume* ticked, the steps the run to resume was set to train (not this widget's default)."""
+        if self._resume.value and self._out.value is not None:
+            steps = saved_recipe(Path(self._out.value)).get("steps")
+            if isinstance(steps, int) and steps > 0:
+                self._steps.value = steps
 
     def config(self) -> TrainConfig:
         """The training options the widget shows."""
@@ -394,6 +419,10 @@ class TrainWidget(ScrollingContainer):
         if resume and not (run_dir / CHECKPOINT_NAME).is_file():
             show_error(f"{run_dir} holds no checkpoint to resume: choose the run's folder, or untick 'resume'")
             return
+        done = _saved_step(run_dir) if resume else None
+        if done is not None and self._steps.value <= done:
+            show_error(f"{run_dir.name} is at step {done} already: set steps above {done} to train it further")
+            return
         if not resume and (run_dir / CHECKPOINT_NAME).is_file():
             taken, run_dir = run_dir, next_free_dir(run_dir)
             self._out.value = run_dir
@@ -404,7 +433,7 @@ class TrainWidget(ScrollingContainer):
             show_error(str(exc))
             return
         self._stop_requested = threading.Event()
-        self._run_dir = run_dir
+        self._run_dir, self._failed = run_dir, False
         adversarial = float(saved_recipe(run_dir).get("adv_weight", 0)) if resume else self._adv.value
         self.plot.reset(self._steps.value, adversarial=adversarial > 0)
         self._start.enabled, self._stop.enabled = False, True
@@ -425,6 +454,12 @@ class TrainWidget(ScrollingContainer):
         # napari aborts its workers when its window closes: the run then saves, as after Stop
         abort = partial(finish_aborted, job, self._stop_requested)
         self._worker.aborted.connect(abort, Qt.ConnectionType.DirectConnection)
+
+    def on_undocked(self) -> None:
+        """Closing the panel stops its run, saved (else it would train on with no way to stop it)."""
+        if self._worker is not None and self._worker.is_running:
+            self.stop()
+            show_info(f"The training panel was closed: {self._run_dir.name} stops after this step, saved")
 
     def stop(self) -> None:
         """End training after the current step, saving a checkpoint and the model."""
@@ -467,6 +502,7 @@ class TrainWidget(ScrollingContainer):
 
     def _on_error(self, exc: Exception) -> None:
         self._status.value = "failed"
+        self._failed = True
         show_error(f"Training failed: {exc}")
 
     def _on_finished(self) -> None:
@@ -474,7 +510,7 @@ class TrainWidget(ScrollingContainer):
         if self._progress is not None:
             self._progress.close()
             self._progress = None
-        finished = not self._stop_requested.is_set()  # a stopped run stays proposed, to be resumed
+        finished = not (self._stop_requested.is_set() or self._failed)  # a stopped or failed run stays, to resume
         if not finished and self._status.value.startswith("saved"):
             self._status.value = f"stopped at step {self._bar.value}: tick 'resume' and Start to continue it"
         if finished and self._out.value is not None and Path(self._out.value) == self._proposed_dir:
