@@ -227,16 +227,17 @@ def test_12_bit_data_can_use_its_own_range(make_napari_viewer, qtbot, tiny_model
     viewer.add_image(full, name="full 16-bit")
     widget._image.value = viewer.layers["full 16-bit"]  # the next layer gets its own choice, not the last one's
     assert widget._range.value == "16-bit range" and widget._hint.native.isHidden()
+    import threading
+
     import dask
     import dask.array as da
 
-    reads: list[int] = []
-    frame = dask.delayed(lambda: reads.append(1) or twelve_bit[0])()
-    viewer.add_image(da.from_delayed(frame, twelve_bit.shape[1:], np.uint16), name="lazy scan")
-    reads.clear()  # napari's own read, to show it
-    widget._image.value = viewer.layers["lazy scan"]  # lazy: not read on the GUI thread to guess its range
-    assert widget._range.value == "16-bit range" and not widget._range.native.isHidden()
-    assert not reads
+    reads: list[bool] = []  # whether each read of the lazy frame was on the GUI thread
+    frame = dask.delayed(lambda: reads.append(threading.current_thread() is threading.main_thread()) or twelve_bit[0])
+    viewer.add_image(da.from_delayed(frame(), twelve_bit.shape[1:], np.uint16), name="lazy scan")
+    widget._image.value = viewer.layers["lazy scan"]  # lazy: its range is guessed from a read in a thread
+    qtbot.waitUntil(lambda: widget._range.value == "own min..max", timeout=TIMEOUT)
+    assert "12-bit?" in widget._hint.value and False in reads  # read off the GUI thread
 
 
 def test_a_lazy_dask_stack_is_deblurred_frame_by_frame(make_napari_viewer, qtbot, tiny_model_path) -> None:

@@ -200,13 +200,23 @@ class DeblurWidget(ScrollingContainer):
 
     def _on_image(self, layer: Image | None) -> None:
         self._frames.visible = layer is not None and stack_ndim(layer) > 0
-        sixteen_bit = layer is not None and _is_16_bit(layer)
+        sixteen_bit = layer is not None and _is_16_bit(layer) and not layer.multiscale
         self._range.visible = sixteen_bit
-        peak = _peak_if_12_bit(layer) if sixteen_bit else None
-        self._range.value = DTYPE_RANGE if peak is None else OWN_RANGE  # chosen again for every layer
-        if peak is not None:
+        self._range.value = DTYPE_RANGE  # chosen again for every layer
+        self._hint.visible = False
+        if not sixteen_bit:
+            return
+        if isinstance(layer.data, np.ndarray):
+            self._on_peak(layer, first_frame_peak(layer))
+        else:  # lazy (dask, zarr: read or computed on access): read in a thread, never on the GUI thread
+            create_worker(first_frame_peak, layer, _connect={"returned": partial(self._on_peak, layer)})
+
+    def _on_peak(self, layer: Image, peak: int) -> None:
+        """Choose the layer's own range where its first frame stays within 12 bits (still that layer)."""
+        if self._image.value is layer and peak <= TWELVE_BIT_MAX:
+            self._range.value = OWN_RANGE
             self._hint.value = f"values reach only {peak} (12-bit?): own min..max chosen"
-        self._hint.visible = peak is not None
+            self._hint.visible = True
 
     def _on_tile(self, size: int) -> None:
         """0 is whole frames; a size between 0 and the smallest tile becomes the smallest tile."""
@@ -319,16 +329,10 @@ class DeblurWidget(ScrollingContainer):
         show_error(f"Deblurring {name} failed: {exc}")
 
 
-def _peak_if_12_bit(layer: Image) -> int | None:
-    """The highest value of a 16-bit layer in memory if it stays within 12 bits, else None. Stacks are judged
-    by their first frame, and lazy data (dask, zarr: files read or computed on access) not at all: this runs
-    on the GUI thread whenever a layer is chosen, and reading a file there, or scanning a large stack, would
-    stall it."""
-    if layer.multiscale or not isinstance(layer.data, np.ndarray):
-        return None
+def first_frame_peak(layer: Image) -> int:
+    """The highest value of a layer's first frame (a stack is judged by it: scanning it all could take long)."""
     data = np.asarray(layer.data[(0,) * stack_ndim(layer)])
-    peak = int(data.max()) if data.size else 0
-    return peak if peak <= TWELVE_BIT_MAX else None
+    return int(data.max()) if data.size else 0
 
 
 def _is_16_bit(layer: Image) -> bool:
