@@ -250,11 +250,37 @@ def test_a_lazy_dask_stack_is_deblurred_frame_by_frame(make_napari_viewer, qtbot
     viewer.add_image(da.from_array(stack, chunks=(1, 1, 40, 48, 3)), name="lazy", rgb=True)
     widget = deblur_widget(viewer, tiny_model_path)
     widget._frames.value = "whole stack"
-    _run(qtbot, widget)
-    assert (widget._bar.value, widget._bar.max) == (6, 6)  # progress counts the 3 x 2 frames
+    steps: list[tuple[int, int, str]] = []
+    widget._run.clicked.emit()
+    widget.worker.yielded.connect(steps.append)
+    qtbot.waitUntil(lambda: widget._run.enabled, timeout=TIMEOUT)
+    assert steps[-1][2] == "frame 6/6: step" and steps[-1][0] == steps[-1][1]  # the 3 x 2 frames' steps
     result = viewer.layers["lazy deblurred"].data
     assert isinstance(result, np.ndarray)
     np.testing.assert_array_equal(result, deblur(stack, tiny_model_path, tile_size=widget._tile.value))
+
+
+def test_large_frames_of_a_lazy_stack_are_refined_as_in_memory(
+    make_napari_viewer, qtbot, identity_model_path, ungated_refinement
+) -> None:
+    """Frames over 3 tiles a side: deblurring a dask stack lazily splits them into blocks and keeps the
+    generator's output; the widget deblurs each frame in memory, refined as any frame is."""
+    import dask.array as da
+    from scipy import ndimage
+
+    from napari_deblurgan import deblur
+
+    sharp = skimage.data.camera()[:200, :200].astype(np.float32)
+    stack = np.stack([ndimage.uniform_filter1d(sharp, 9, axis=1)] * 2).round().astype(np.uint8)  # 9 px shake
+    viewer = make_napari_viewer()
+    viewer.add_image(da.from_array(stack, chunks=(1, 200, 200)), name="lazy")
+    widget = deblur_widget(viewer, identity_model_path)
+    widget._tile.value = 64
+    widget._frames.value = "whole stack"
+    _run(qtbot, widget)
+    result = viewer.layers["lazy deblurred"].data
+    np.testing.assert_array_equal(result, deblur(stack, identity_model_path, tile_size=64))
+    assert np.abs(result.astype(int) - stack).mean() > 1  # refined: the identity model alone changes nothing
 
 
 def test_cancel_stops_at_the_next_tile_and_ui_stays_responsive(make_napari_viewer, qtbot, tiny_model_path) -> None:
@@ -631,13 +657,14 @@ def test_own_range_and_float_ranges_are_scanned_frame_by_frame_with_progress(tin
     lazy = da.from_array(twelve_bit, chunks=(1, 32, 40))
     job = deblur_job(lazy, tiny_model_path, threading.Event(), own_range_of=lazy, rgb=False, device="cpu")
     events, result = _drain(job)  # a worker can be cancelled at every one of these yields
-    assert events == [(i, 4, "frame scanned") for i in range(1, 5)] + [(i, 4, "frame") for i in range(1, 5)]
+    assert events[:4] == [(i, 4, "frame scanned") for i in range(1, 5)]
+    assert [e for e in events[4:] if e[0] == e[1]] == [(2, 2, f"frame {i}/4: step") for i in range(1, 5)]
     expected = deblur(twelve_bit, tiny_model_path, value_range=intensity_range(twelve_bit))
     np.testing.assert_array_equal(result, expected)  # the same mapping as scanning the whole stack at once
 
     floats = da.from_array(np.random.default_rng(7).random((3, 32, 40)).astype(np.float32) * 5, chunks=(1, 32, 40))
     events, result = _drain(deblur_job(floats, tiny_model_path, threading.Event(), rgb=False, device="cpu"))
-    assert [e[2] for e in events] == ["frame scanned"] * 3 + ["frame"] * 3
+    assert [e[2] for e in events[:3]] == ["frame scanned"] * 3 and events[-1][2] == "frame 3/3: step"
     np.testing.assert_allclose(result, deblur(floats.compute(), tiny_model_path), atol=1e-5)
     broken = da.from_array(np.full((2, 32, 40), np.nan, np.float32), chunks=(1, 32, 40))
     with pytest.raises(JobError, match="NaN"):

@@ -44,10 +44,10 @@ def user_errors(job: Generator[Y, None, R]) -> Generator[Y, None, R]:
 
 
 def with_progress(
-    func: Callable[[Callable[[int, int], None]], R], cancel: threading.Event
+    func: Callable[[Callable[[int, int], None]], R], cancel: threading.Event, unit: str = "step"
 ) -> Generator[Progress, None, R]:
-    """Run ``func(progress)`` in a helper thread and yield every ``(done, total)`` it reports, as steps
-    (``deblur``'s: each tile, and each plane's PSF refinement).
+    """Run ``func(progress)`` in a helper thread and yield every ``(done, total)`` it reports, as ``unit``
+    (``deblur``'s steps: each tile, and each plane's PSF refinement).
 
     Returns what ``func`` returns. Once ``cancel`` is set, the next progress report raises
     :class:`Cancelled` inside ``func``, so it stops within one step.
@@ -55,7 +55,7 @@ def with_progress(
     events: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
 
     def progress(done: int, total: int) -> None:
-        events.put(("progress", (done, total, "step")))
+        events.put(("progress", (done, total, unit)))
         if cancel.is_set():
             raise Cancelled
 
@@ -85,8 +85,8 @@ def deblur_job(
     so a single frame gets the same mapping as the whole stack), scanned here frame by frame, off the GUI
     thread, with progress (a worker can be cancelled at each yield).
 
-    A dask stack (a lazy layer, e.g. from our reader) is deblurred lazily and computed frame by frame, so
-    only one input frame is in memory at a time; progress then counts frames.
+    A dask stack (a lazy layer, e.g. from our reader) is deblurred frame by frame, by the whole stack's value
+    range, so that only one input frame is in memory at a time; progress counts each frame's steps.
     """
     return (yield from user_errors(_deblur_steps(data, model, cancel, own_range_of, options)))
 
@@ -96,7 +96,6 @@ def _deblur_steps(
 ) -> Generator[Progress, None, np.ndarray]:
     from ..gan.io.intensity import reads_data, resolve_range
     from ..gan.io.lazy import is_dask_array
-    from ..gan.restoration.inference import deblur
 
     rgb = options.get("rgb")
     if own_range_of is not None:
@@ -108,8 +107,16 @@ def _deblur_steps(
         if reads_data(value_range, data.dtype):  # else deblur scans it in one pass, uncancellable
             found = yield from _extremes_by_frame(data, value_range, rgb)
             options["value_range"] = resolve_range(value_range, data.dtype, found)
-        return (yield from _frame_by_frame(deblur(data, model, **options), stack_axes))
-    return (yield from with_progress(lambda p: deblur(np.asarray(data), model, progress=p, **options), cancel))
+        return (yield from _frame_by_frame(data, model, cancel, options, stack_axes))
+    return (yield from _deblurred(np.asarray(data), model, cancel, options))
+
+
+def _deblurred(
+    image: np.ndarray, model: Path | None, cancel: threading.Event, options: dict[str, Any], unit: str = "step"
+) -> Generator[Progress, None, np.ndarray]:
+    from ..gan.restoration.inference import deblur
+
+    return (yield from with_progress(lambda p: deblur(image, model, progress=p, **options), cancel, unit))
 
 
 def _extremes_by_frame(data: Any, value_range: Any, rgb: bool | None) -> Generator[Progress, None, tuple[float, float]]:
@@ -127,12 +134,16 @@ def _extremes_by_frame(data: Any, value_range: Any, rgb: bool | None) -> Generat
     return low, high
 
 
-def _frame_by_frame(lazy: Any, stack_axes: int) -> Generator[Progress, None, np.ndarray]:
-    out = np.empty(lazy.shape, dtype=lazy.dtype)
-    frames = list(np.ndindex(lazy.shape[:stack_axes]))
+def _frame_by_frame(
+    data: Any, model: Path | None, cancel: threading.Event, options: dict[str, Any], stack_axes: int
+) -> Generator[Progress, None, np.ndarray]:
+    """A lazy stack read and deblurred one frame at a time, each as an array in memory: refined however large
+    (lazy deblurring keeps the generator's output in frames split into blocks) and cancelled within a frame."""
+    out = np.empty(data.shape, dtype=data.dtype)
+    frames = list(np.ndindex(data.shape[:stack_axes]))
     for done, index in enumerate(frames, 1):
-        out[index] = np.asarray(lazy[index])
-        yield done, len(frames), "frame"
+        unit = f"frame {done}/{len(frames)}: step"
+        out[index] = yield from _deblurred(np.asarray(data[index]), model, cancel, options, unit)
     return out
 
 
