@@ -583,15 +583,20 @@ def test_training_on_sharp_photos_with_realistic_blur(make_napari_viewer, qtbot,
 
 
 def test_training_can_start_from_the_shipped_model_and_resume_locks_the_recipe(
-    make_napari_viewer, tmp_path, errors
+    make_napari_viewer, tmp_path, errors, monkeypatch
 ) -> None:
+    from napari_deblurgan.gan.model import weights
     from napari_deblurgan.gan.model.weights import default_model_path, load_generator
 
     viewer = make_napari_viewer()
     widget = TrainWidget(viewer)
     viewer.window.add_dock_widget(widget)
     widget._preset.value = "paper"
+    reads: list[str] = []
+    load_file = weights.load_file
+    monkeypatch.setattr(weights, "load_file", lambda path: reads.append(path) or load_file(path))
     widget._start_from.value = "shipped"  # fine-tune the default model: its architecture, locked
+    assert not reads  # read from the file's header: no weights loaded on the GUI thread
     shipped = load_generator(default_model_path()).config
     assert (widget._width.value, widget._blocks.value) == (shipped.ngf, shipped.n_blocks)
     assert not widget._width.enabled and not widget._preset.enabled

@@ -29,8 +29,7 @@ from qtpy.QtCore import Qt
 
 from ..gan.data.pairs import check_same_shape
 from ..gan.model.generator import PRESETS, GeneratorConfig, preset
-from ..gan.model.weights import default_model_path
-from ..gan.restoration.inference import load_model
+from ..gan.model.weights import default_model_path, model_config
 from ..gan.training.losses import CONTENT_LOSSES
 from ..gan.training.train import CHECKPOINT_NAME, MODEL_NAME, TrainConfig, Trainer, TrainEvent
 from ._activity import ActivityProgress
@@ -290,7 +289,7 @@ class TrainWidget(ScrollingContainer):
 
     def _init_config(self) -> GeneratorConfig | None:
         path = self._init_path()
-        return None if path is None or not path.is_file() else load_model(path, "cpu").config  # cached
+        return None if path is None or not path.is_file() else model_config(path)  # its header: no weights read
 
     def _on_start_from(self, *_: object) -> None:
         """A model to start from fixes the architecture: show it, and lock the architecture fields."""

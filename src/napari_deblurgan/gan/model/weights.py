@@ -97,6 +97,25 @@ def load_generator(path: str | Path | None = None, device: str | torch.device = 
     weights that are not finite (a corrupted file) are refused.
     """
     path = Path(path) if path is not None else default_model_path()
+    config = model_config(path)
+    try:
+        state = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ValueError(f"{path} is not a valid safetensors model file ({exc})") from exc
+    corrupt = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if corrupt:
+        raise ValueError(
+            f"{path} is corrupt: {corrupt[:5]} hold NaN or infinite weights; re-export or re-download the model"
+        )
+    model = build_generator(config)
+    model.load_state_dict(state)
+    return model.to(device).eval()
+
+
+def model_config(path: str | Path | None = None) -> GeneratorConfig:
+    """The architecture of a model file, read from its header and checked against its tensors' shapes (no
+    weights read: for a widget to show it at once). Errors as :func:`load_generator`'s."""
+    path = Path(path) if path is not None else default_model_path()
     if not path.is_file():
         if path == default_model_path():
             raise FileNotFoundError(
@@ -131,18 +150,7 @@ def load_generator(path: str | Path | None = None, device: str | torch.device = 
         raise ValueError(
             f"{path} does not match its stored architecture: bad or missing {problems[:5]}, unexpected {extra[:5]}"
         )
-    try:
-        state = load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise ValueError(f"{path} is not a valid safetensors model file ({exc})") from exc
-    corrupt = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
-    if corrupt:
-        raise ValueError(
-            f"{path} is corrupt: {corrupt[:5]} hold NaN or infinite weights; re-export or re-download the model"
-        )
-    model = build_generator(config)
-    model.load_state_dict(state)
-    return model.to(device).eval()
+    return config
 
 
 def _stored_config(path: Path, text: str, n_tensors: int) -> GeneratorConfig:
