@@ -366,6 +366,27 @@ def test_cuda_runs_autotune_cudnn_without_changing_the_users_settings() -> None:
     with _cudnn_autotune(torch.device("cpu")):
         assert torch.backends.cudnn.benchmark == before[0]
     assert (torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic) == before
+    first, second = _cudnn_autotune(torch.device("cuda")), _cudnn_autotune(torch.device("cuda"))
+    first.__enter__()  # two deblurs in two threads, the first ending while the second runs
+    second.__enter__()
+    first.__exit__(None, None, None)
+    assert torch.backends.cudnn.benchmark  # still autotuning for the second
+    second.__exit__(None, None, None)
+    assert torch.backends.cudnn.benchmark == before[0]  # the user's setting, restored by the last one out
+
+
+def test_half_on_a_torch_without_mps_autocast_runs_in_full_precision(monkeypatch) -> None:
+    import contextlib
+
+    import torch
+
+    from napari_deblurgan.gan.restoration import plane_runner
+
+    def no_mps(device_type: str, **kwargs: object) -> object:
+        raise RuntimeError(f"User specified an unsupported autocast device_type '{device_type}'")
+
+    monkeypatch.setattr(plane_runner.torch, "autocast", no_mps)
+    assert isinstance(plane_runner._precision_context(torch.device("mps"), True), contextlib.nullcontext)
 
 
 def test_value_range_auto_uses_the_images_own_range_without_alpha(tiny_model_path, natural_rgb) -> None:

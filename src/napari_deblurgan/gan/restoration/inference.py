@@ -82,7 +82,7 @@ def deblur(
         refine: estimate the blur's PSF with the help of the generator's output and deconvolve the
             input with it, regularised towards that output; an image with no blur found keeps the input
             (:mod:`.psf_refine`; 1-2 s/MP more).
-            One PSF per plane: for uniform camera shake (dask frames larger than 2 x ``tile_size``,
+            One PSF per plane: for uniform camera shake (dask frames more than 3 x ``tile_size`` a side,
             deblurred in blocks, keep the generator's output: blocks refined apart would not join). False gives the
             generator's output alone.
         strength: how much of the model's correction to apply, 0 to 1: ``input + strength * (output -

@@ -6,6 +6,7 @@ Out of memory, tiles shrink (or frames go one at a time) and the plane starts ov
 from __future__ import annotations
 
 import contextlib
+import threading
 import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -29,19 +30,43 @@ def _precision_context(device: torch.device, half: bool) -> contextlib.AbstractC
     if device.type == "cpu" and bf16_supported(device):
         return torch.autocast("cpu", dtype=torch.bfloat16)
     if device.type == "mps":
-        return torch.autocast("mps", dtype=torch.float16)
+        try:
+            return torch.autocast("mps", dtype=torch.float16)
+        except RuntimeError:  # torch before 2.5 has no autocast on MPS: full precision
+            return contextlib.nullcontext()
     return contextlib.nullcontext()
 
 
-def _cudnn_autotune(device: torch.device) -> contextlib.AbstractContextManager[Any]:
-    """On CUDA, let cuDNN time its algorithms once per tile shape (tiles repeat the same few shapes);
-    the user's other cuDNN settings are kept and the global flag is restored afterwards."""
-    if device.type != "cuda":
-        return contextlib.nullcontext()
-    cudnn = torch.backends.cudnn
-    return cudnn.flags(
-        enabled=cudnn.enabled, benchmark=True, deterministic=cudnn.deterministic, allow_tf32=cudnn.allow_tf32
-    )
+class _CudnnAutotune:
+    """cuDNN's autotuning on while any deblur runs on CUDA: it times its algorithms once per tile shape
+    (tiles repeat the same few shapes). The flag is process-wide, so calls in several threads count
+    themselves in and out, and the last one out restores the user's setting."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._running = 0
+        self._saved = False
+
+    @contextlib.contextmanager
+    def __call__(self, device: torch.device) -> Iterator[None]:
+        if device.type != "cuda":
+            yield
+            return
+        cudnn = torch.backends.cudnn
+        with self._lock:
+            if self._running == 0:
+                self._saved, cudnn.benchmark = cudnn.benchmark, True
+            self._running += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._running -= 1
+                if self._running == 0:
+                    cudnn.benchmark = self._saved
+
+
+_cudnn_autotune = _CudnnAutotune()
 
 
 class PlaneDeblurrer:
