@@ -44,6 +44,8 @@ def test_every_shipped_recipe_passes(path: Path) -> None:
         ("generator", [16]),
         ("init", 3),
         ("data", ""),
+        ("channels_last", "false"),  # a string: it was taken for True
+        ("small_blur", 0.85),  # with defocus 0.1: failed only once a stage's data was built, hours in
     ],
 )
 def test_a_bad_value_is_refused_naming_its_option(name: str, value: Any) -> None:

@@ -56,6 +56,7 @@ NUMBERS: dict[str, tuple[float, float, bool]] = {
     "small_blur": (0.0, 1.0, True),
 }
 
+FLAGS = ("channels_last",)  # true or false
 OBJECTS = ("generator", "critic", "realistic")  # options that hold an object of further options
 PATHS = ("init", "vgg_weights")  # a file name, or null
 
@@ -75,6 +76,15 @@ def check_options(options: dict[str, Any]) -> None:
         if not ok or value > high:
             bound = f"from {low:g}" if low_allowed else f"above {low:g}"
             raise ValueError(f"{name} must be a number {bound} to {high:g}; got {value!r}")
+    if options["synthesis"] == "kernel" and options["defocus"] + options["small_blur"] > 0.9:
+        name, other = ("small_blur", "defocus") if options["small_blur"] > 0 else ("defocus", "small_blur")
+        raise ValueError(
+            f"{name} must be at most {0.9 - options[other]:g} with {other} {options[other]:g}: they are fractions "
+            f"of the blur kernels, 0.9 at most together; got {options[name]!r}"
+        )
+    for name in FLAGS:
+        if type(options[name]) is not bool:
+            raise ValueError(f"{name} must be true or false; got {options[name]!r}")
     for name in OBJECTS:
         if not isinstance(options[name], dict):
             raise ValueError(f"{name} must be an object of options; got {options[name]!r}")
