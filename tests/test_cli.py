@@ -154,6 +154,39 @@ def test_outputs_whose_names_differ_only_in_case_are_refused(tmp_path, identity_
     assert "would both be written" in capsys.readouterr().err and not out.exists()
 
 
+def test_skip_existing_continues_a_stopped_batch_and_sigterm_leaves_no_partial_file(
+    images, tmp_path, identity_model_path, capsys, monkeypatch
+) -> None:
+    import os
+    import signal
+
+    from napari_deblurgan.gan.io import checkpoint
+
+    out = tmp_path / "out"
+    args = ["deblur", str(images), "-o", str(out), "--model", str(identity_model_path)]
+    fsync = checkpoint.os.fsync
+    written: list[int] = []
+
+    def terminated_at_the_second_file(fd: int) -> None:  # as `timeout` or a scheduler stops a batch
+        written.append(fd)
+        if len(written) == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+        fsync(fd)
+
+    monkeypatch.setattr(checkpoint.os, "fsync", terminated_at_the_second_file)
+    assert main([*args, "--quiet"]) == 130
+    assert "interrupted" in capsys.readouterr().err
+    assert [p.name for p in out.iterdir()] == ["gray16.tif"]  # the first; the second's temp file removed
+    monkeypatch.setattr(checkpoint.os, "fsync", fsync)
+    before = (out / "gray16.tif").stat().st_mtime_ns
+    assert main([*args, "--skip-existing"]) == 0
+    assert "Skipping 1 image(s)" in capsys.readouterr().out
+    assert sorted(p.name for p in out.iterdir()) == ["gray16.tif", "rgb16.tif", "rgb8.png"]
+    assert (out / "gray16.tif").stat().st_mtime_ns == before  # left as it was
+    assert main([*args, "--skip-existing", "--overwrite", "--quiet"]) == 2
+    assert "contradict" in capsys.readouterr().err
+
+
 def test_deblur_overwrite_replaces_a_link_in_the_output_folder(tmp_path, victim, identity_model_path) -> None:
     src = tmp_path / "in" / "victim.png"
     src.parent.mkdir()

@@ -50,9 +50,11 @@ def _collect_inputs(inputs: Sequence[str]) -> list[Path]:
     return files
 
 
-def _plan_outputs(files: Sequence[Path], outdir: Path, suffix: str | None, overwrite: bool) -> list[Path]:
+def _plan_outputs(
+    files: Sequence[Path], outdir: Path, suffix: str | None, overwrite: bool, skip_existing: bool = False
+) -> list[Path]:
     """Output paths, checked before any work: never an input, never two the same, existing ones only with
-    --overwrite, and in a format that can hold the image."""
+    --overwrite (or left as they are with --skip-existing), and in a format that can hold the image."""
     from .gan.io.images import check_writable, is_tiff, probe
 
     outputs = [outdir / (f.stem + (suffix or f.suffix)) for f in files]
@@ -75,8 +77,10 @@ def _plan_outputs(files: Sequence[Path], outdir: Path, suffix: str | None, overw
                 f"{seen[key]} and {src} would both be written to {dst}; deblur them into different folders"
             )
         seen[key] = src
-        if dst.exists() and not overwrite:
-            raise FileExistsError(f"Output {dst} already exists; pass --overwrite to replace it")
+        if dst.exists() and not (overwrite or skip_existing):
+            raise FileExistsError(
+                f"Output {dst} already exists; pass --overwrite to replace it, or --skip-existing to keep it"
+            )
     return outputs
 
 
@@ -104,6 +108,7 @@ def _deblur_image(image: Any, header: ImageHeader, model: Any, **options: Any) -
 def _deblur(args: argparse.Namespace) -> None:
     from tqdm import tqdm
 
+    from .gan.io.checkpoint import remove_stale_temp_files
     from .gan.io.images import probe, read_image, write_image
     from .gan.restoration.inference import load_model
 
@@ -111,11 +116,23 @@ def _deblur(args: argparse.Namespace) -> None:
     outdir = Path(args.output)
     if outdir.exists() and not outdir.is_dir():
         raise NotADirectoryError(f"Output {outdir} is a file, not a folder; pass a folder with -o")
-    outputs = _plan_outputs(files, outdir, args.format and "." + args.format.lstrip("."), args.overwrite)
+    if args.overwrite and args.skip_existing:
+        raise ValueError("--overwrite and --skip-existing contradict each other; pass one of them")
+    suffix = args.format and "." + args.format.lstrip(".")
+    outputs = _plan_outputs(files, outdir, suffix, args.overwrite, args.skip_existing)
+    if args.skip_existing:
+        todo = [(src, dst) for src, dst in zip(files, outputs) if not dst.exists()]
+        if not args.quiet and len(todo) < len(files):
+            print(f"Skipping {len(files) - len(todo)} image(s) already in {outdir}")
+        files, outputs = [src for src, _ in todo], [dst for _, dst in todo]
     model = load_model(args.model, args.device)
     outdir.mkdir(parents=True, exist_ok=True)
-    with tqdm(total=len(files), unit="image", dynamic_ncols=True, disable=args.quiet) as bar:
+    with (
+        tqdm(total=len(files), unit="image", dynamic_ncols=True, disable=args.quiet) as bar,
+        _terminated_as_interrupt(),
+    ):
         for src, dst in zip(files, outputs):
+            remove_stale_temp_files(dst)  # left by a run killed while writing it
             header, image = probe(src), read_image(src)
             bar.set_description(src.name)
 
@@ -141,6 +158,23 @@ def _deblur(args: argparse.Namespace) -> None:
             bar.update()
     if not args.quiet:
         print(f"Wrote {len(outputs)} image(s) to {outdir}")
+
+
+@contextlib.contextmanager
+def _terminated_as_interrupt() -> Iterator[None]:
+    """SIGTERM (``timeout``, a cluster's scheduler) ends the batch as Ctrl-C does: the output being written
+    is removed, not left half-written under a temp name (in the main thread only, where signals arrive)."""
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, interrupt) if main_thread else None
+    try:
+        yield
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def _warn_outside(src: Path, image: Any, header: ImageHeader, value_range: tuple[float, float], bar: Any) -> None:
@@ -174,6 +208,9 @@ def _add_deblur(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--format", choices=["png", "jpg", "tif"], help="output format (default: the input's)")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files (never inputs)")
+    p.add_argument(
+        "--skip-existing", action="store_true", help="leave existing outputs as they are: continue a stopped batch"
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_deblur)
 
