@@ -77,6 +77,37 @@ def test_tiff_channels_are_colours_only_where_the_file_says_so(tmp_path, tiny_mo
     assert (read_image(tmp_path / "rgb" / "cmyk.tif") == [255, 0, 0]).all()
 
 
+def test_outputs_keep_pixel_size_compression_imagej_axes_and_exif(tmp_path, identity_model_path) -> None:
+    """A microscopist's pixel size and Z spacing, and a photographer's date taken, survive deblurring."""
+    import tifffile
+    from PIL import Image
+
+    (tmp_path / "in").mkdir()
+    stack = (np.random.default_rng(3).random((3, 2, 24, 20)) * 4000).astype(np.uint16)
+    calibration = {"axes": "ZCYX", "spacing": 0.5, "unit": "um"}
+    tifffile.imwrite(
+        tmp_path / "in" / "cells.tif",
+        stack,
+        imagej=True,
+        metadata=calibration,
+        resolution=(4.0, 4.0),
+        compression="zlib",
+    )
+    exif = Image.Exif()
+    exif[0x0132], exif[0x0112] = "2026:12:06 09:30:00", 6  # DateTime; stored turned by 90 degrees
+    Image.fromarray(skimage.data.astronaut()[:40, :64]).save(tmp_path / "in" / "photo.jpg", exif=exif, dpi=(300, 300))
+    out = tmp_path / "out"
+    assert main(["deblur", str(tmp_path / "in"), "-o", str(out), "--model", str(identity_model_path), "--quiet"]) == 0
+    with tifffile.TiffFile(out / "cells.tif") as tif:
+        assert tif.series[0].axes == "ZCYX" and tif.imagej_metadata["spacing"] == 0.5
+        assert tif.imagej_metadata["unit"] == "um" and tif.pages[0].resolution == (4.0, 4.0)
+        assert tif.pages[0].compression.name == "ADOBE_DEFLATE"
+    np.testing.assert_array_equal(read_image(out / "cells.tif"), stack)  # the identity model
+    with Image.open(out / "photo.jpg") as photo:
+        assert photo.getexif()[0x0132] == "2026:12:06 09:30:00" and photo.getexif()[0x0112] == 1  # upright
+        assert photo.size == (40, 64) and round(photo.info["dpi"][0]) == 300
+
+
 def test_a_real_model_changes_the_image(images: Path, tmp_path: Path, tiny_model_path: Path) -> None:
     out = tmp_path / "out"
     assert main(["deblur", str(images / "rgb8.png"), "-o", str(out), "--model", str(tiny_model_path), "--quiet"]) == 0

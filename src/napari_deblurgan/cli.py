@@ -154,7 +154,9 @@ def _deblur(args: argparse.Namespace) -> None:
                 strength=args.strength,
                 progress=steps,
             )
-            write_image(dst, result, header.channel_axis, header.icc, rgb=header.colour, alpha=header.gray_alpha)
+            write_image(
+                dst, result, header.channel_axis, header.icc, header.colour, header.gray_alpha, keep=header.keep
+            )
             bar.update()
     if not args.quiet:
         print(f"Wrote {len(outputs)} image(s) to {outdir}")

@@ -4,12 +4,13 @@ Value ranges and dtype conversions live in :mod:`.intensity`."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import math
 import os
 import stat
 import warnings
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -78,6 +79,9 @@ class ImageHeader:
     transparency: bool = False  # a transparent colour (PNG tRNS, GIF) that decodes as an alpha channel
     photometric: str = ""  # a TIFF's colour model as stored ("rgb", "minisblack", "palette", ...); "" for others
     extrasamples: tuple[int, ...] = ()  # a TIFF's extra samples: 1 associated alpha, 2 unassociated, 0 other
+    #: what :func:`write_image` carries to an output of the same kind (``keep``): a TIFF's resolution,
+    #: lossless compression and ImageJ axes and calibration; a JPEG's or PNG's EXIF (upright) and DPI
+    keep: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @property
     def frames(self) -> int:
@@ -337,9 +341,40 @@ def _tiff_header(path: Path) -> ImageHeader:
             _check_metadata(path, tag.valuebytecount, "an ICC profile")
         icc = bytes(tag.value) if tag is not None else None
         extrasamples = tuple(int(e) for e in page.extrasamples)
+        keep = _tiff_keep(tif, page, axes if len(series) == 1 else "", orientation)
     return ImageHeader(
-        "TIFF", shape, dtype, axes, icc or None, orientation, photometric=photometric, extrasamples=extrasamples
+        "TIFF",
+        shape,
+        dtype,
+        axes,
+        icc or None,
+        orientation,
+        photometric=photometric,
+        extrasamples=extrasamples,
+        keep=keep,
     )
+
+
+#: TIFF compressions written again as they were (the lossy ones, such as JPEG, as zlib)
+_LOSSLESS = {"ADOBE_DEFLATE": "zlib", "DEFLATE": "zlib", "LZW": "lzw", "ZSTD": "zstd", "LZMA": "lzma"}
+
+
+def _tiff_keep(tif: Any, page: Any, axes: str, orientation: int) -> dict[str, Any]:
+    """What an output TIFF keeps of this one: resolution (a microscope's pixel size), lossless compression,
+    and an ImageJ file's axes and calibration (its Z spacing, unit, frame interval)."""
+    keep: dict[str, Any] = {}
+    if page.tags.get(282) is not None and page.tags.get(283) is not None:
+        x, y = page.resolution
+        keep["resolution"] = (y, x) if orientation in (5, 6, 7, 8) else (x, y)
+        keep["resolutionunit"] = int(page.resolutionunit)
+    if page.compression.name != "NONE":
+        keep["compression"] = _LOSSLESS.get(page.compression.name, "zlib")
+    if tif.is_imagej and axes:
+        calibration = tif.imagej_metadata or {}
+        keep["imagej"] = {"axes": axes} | {
+            k: calibration[k] for k in ("spacing", "unit", "finterval") if k in calibration
+        }
+    return keep
 
 
 def _read_as_rgb_or_gray(
@@ -393,6 +428,7 @@ def _pillow_header(path: Path) -> ImageHeader:
         icc, orientation = im.info.get("icc_profile") or None, int(im.getexif().get(0x0112, 1))
         mode, kind = im.mode, str(im.format)
         transparency = "transparency" in im.info and mode in _WITH_ALPHA
+        keep = _photo_keep(im)
     if icc:
         _check_metadata(path, len(icc), "an ICC profile")
     props = iio.improps(path, plugin="pillow", index=0)
@@ -406,7 +442,21 @@ def _pillow_header(path: Path) -> ImageHeader:
     shape = (frames,) * (frames > 1) + tuple(frame)
     axes = "T" * (frames > 1) + "YX" + "S" * (len(frame) == 3)
     dtype = np.dtype(np.uint8) if dtype.kind == "b" else dtype
-    return ImageHeader(kind, shape, dtype, axes, icc, orientation, mode, transparency)
+    return ImageHeader(kind, shape, dtype, axes, icc, orientation, mode, transparency, keep=keep)
+
+
+def _photo_keep(im: Any) -> dict[str, Any]:
+    """What an output JPEG or PNG keeps of this photo: its EXIF (camera, date taken; marked upright, as the
+    pixels are written) and DPI."""
+    keep: dict[str, Any] = {}
+    if im.info.get("dpi"):
+        keep["dpi"] = tuple(float(v) for v in im.info["dpi"])
+    exif = im.getexif()
+    if len(exif):
+        exif[0x0112] = 1  # Orientation: the pixels are read and written upright
+        with contextlib.suppress(Exception):  # only metadata: a damaged block is left out
+            keep["exif"] = exif.tobytes()
+    return keep
 
 
 #: Pillow modes whose transparent colour (``info["transparency"]``) is decoded as an alpha channel, and the
@@ -515,6 +565,7 @@ def write_image(
     icc_profile: bytes | None = None,
     rgb: bool | None = None,
     alpha: bool = False,
+    keep: dict[str, Any] | None = None,
 ) -> Path:
     """Write an image atomically (temp file + rename) in the format its suffix names; 16-bit stays 16-bit.
 
@@ -524,8 +575,9 @@ def write_image(
     ``icc_profile`` (from :func:`icc_profile`) is embedded in TIFF, PNG and JPEG files when its colour
     space fits the channels written (BMP holds none). A TIFF's 3 or 4 channels are written as RGB(A) unless
     ``rgb`` is False (channels of their own), and its second of 2 is marked as alpha when ``alpha``
-    (:attr:`ImageHeader.colour` and :attr:`ImageHeader.gray_alpha` of the input). A full disk is an
-    OSError naming ``path``.
+    (:attr:`ImageHeader.colour` and :attr:`ImageHeader.gray_alpha` of the input). ``keep``
+    (:attr:`ImageHeader.keep` of the input) carries its resolution, compression and ImageJ calibration to a
+    TIFF, its EXIF and DPI to a JPEG or 8-bit PNG. A full disk is an OSError naming ``path``.
     """
     from .checkpoint import atomic_write
 
@@ -543,12 +595,20 @@ def write_image(
     channels = 1 if axis is None else image.shape[axis]
     profile = icc_profile if icc_profile and _profile_fits(icc_profile, channels) else None
 
+    tiff_keep = {k: v for k, v in (keep or {}).items() if k in ("resolution", "resolutionunit", "compression")}
+    imagej = (keep or {}).get("imagej") if image.dtype in (np.uint8, np.uint16, np.float32) else None
+    photo_keep = {k: v for k, v in (keep or {}).items() if k in ("exif", "dpi")}
+
     def write(tmp: Path) -> None:
-        if is_tiff(path):
+        if is_tiff(path) and imagej and len(imagej["axes"]) == image.ndim:
+            import tifffile
+
+            tifffile.imwrite(tmp, image, imagej=True, metadata=imagej, iccprofile=profile, **tiff_keep)
+        elif is_tiff(path):
             import tifffile
 
             if axis is None or image.shape[axis] == 1:  # tifffile takes one sample per pixel as no channel axis
-                tifffile.imwrite(tmp, image, photometric="minisblack", iccprofile=profile)
+                tifffile.imwrite(tmp, image, photometric="minisblack", iccprofile=profile, **tiff_keep)
                 return
             planar = axis == image.ndim - 3 and image.ndim >= 3
             data = image if planar or axis == image.ndim - 1 else np.moveaxis(image, axis, -1)
@@ -561,6 +621,7 @@ def write_image(
                 planarconfig="separate" if planar else "contig",
                 iccprofile=profile,
                 **extra,
+                **tiff_keep,
             )
         elif suffix == ".png" and image.dtype == np.uint16:  # imageio (Pillow) writes 16 bits for gray only
             import imagecodecs
@@ -573,6 +634,8 @@ def write_image(
             extra: dict[str, object] = {"quality": 95} if suffix in (".jpg", ".jpeg") else {}
             if profile and suffix != ".bmp":
                 extra["icc_profile"] = profile
+            if suffix != ".bmp":
+                extra |= photo_keep
             iio.imwrite(tmp, image, extension=suffix, **extra)
 
     try:
