@@ -103,6 +103,13 @@ def test_outputs_keep_pixel_size_compression_imagej_axes_and_exif(tmp_path, iden
         assert tif.imagej_metadata["unit"] == "um" and tif.pages[0].resolution == (4.0, 4.0)
         assert tif.pages[0].compression.name == "ADOBE_DEFLATE"
     np.testing.assert_array_equal(read_image(out / "cells.tif"), stack)  # the identity model
+    odd = tmp_path / "odd"  # ImageJ metadata whose axes ImageJ could not take back: written as a plain TIFF
+    odd.mkdir()
+    with tifffile.TiffWriter(odd / "images.tif") as tif:  # read as axes IYX
+        tif.write(stack[:, 0], description="ImageJ=1.54f\nimages=3\n", metadata=None, photometric="minisblack")
+    args = ["deblur", str(odd), "-o", str(tmp_path / "odd-out"), "--model", str(identity_model_path), "--quiet"]
+    assert main(args) == 0
+    np.testing.assert_array_equal(read_image(tmp_path / "odd-out" / "images.tif"), stack[:, 0])
     with Image.open(out / "photo.jpg") as photo:
         assert photo.getexif()[0x0132] == "2026:12:06 09:30:00" and photo.getexif()[0x0112] == 1  # upright
         assert photo.size == (40, 64) and round(photo.info["dpi"][0]) == 300

@@ -172,13 +172,46 @@ def test_tiffs_are_read_by_their_colour_model_as_viewers_show_them(tmp_path: Pat
         read_image(tmp_path / "lab.tif")
 
 
+def test_tiff_colour_models_at_their_edges(tmp_path: Path) -> None:
+    """ImageJ LUTs stay gray values; Pillow's 8-bit palettes (v x 256) stay 8-bit; white-is-zero of 4 bits is
+    inverted against 15; RGB with extra samples is not taken for RGB(A)."""
+    import tifffile
+
+    from napari_deblurgan.gan.io.images import probe
+
+    values = np.arange(20, dtype=np.uint8).reshape(4, 5)
+    lut = np.zeros((3, 256), np.uint16)
+    lut[1] = np.arange(256) * 257  # ImageJ's "Green"
+    tifffile.imwrite(tmp_path / "ij.tif", values, imagej=True, photometric="palette", colormap=lut)
+    np.testing.assert_array_equal(read_image(tmp_path / "ij.tif"), values)
+    Image.fromarray(values * 10, mode="L").convert("P").save(tmp_path / "pil.tif")
+    assert read_image(tmp_path / "pil.tif").dtype == np.uint8
+    tifffile.imwrite(tmp_path / "w4.tif", np.array([[0, 15]], np.uint8), photometric="miniswhite", bitspersample=4)
+    np.testing.assert_array_equal(read_image(tmp_path / "w4.tif"), [[15, 0]])
+    tifffile.imwrite(
+        tmp_path / "rgb5.tif",
+        np.zeros((4, 5, 5), np.uint8),
+        photometric="rgb",
+        planarconfig="contig",
+        extrasamples=[0, 0],
+    )
+    assert probe(tmp_path / "rgb5.tif").colour is False
+
+
 def test_tiff_outputs_keep_channels_of_their_own_and_alpha_marks(tmp_path: Path) -> None:
     import tifffile
 
     write_image(tmp_path / "three.tif", np.zeros((4, 5, 3), np.uint8), channel_axis=-1, rgb=False)
     write_image(tmp_path / "ga.tif", np.zeros((4, 5, 2), np.uint8), channel_axis=-1, alpha=True)
+    associated = {"extrasamples": [1]}  # premultiplied alpha stays so marked
+    write_image(tmp_path / "pre.tif", np.zeros((4, 5, 2), np.uint8), channel_axis=-1, alpha=True, keep=associated)
     with tifffile.TiffFile(tmp_path / "three.tif") as three, tifffile.TiffFile(tmp_path / "ga.tif") as ga:
         assert three.pages[0].photometric.name == "MINISBLACK" and ga.pages[0].extrasamples == (2,)
+    with tifffile.TiffFile(tmp_path / "pre.tif") as pre:
+        assert pre.pages[0].extrasamples == (1,)
+    big_exif = {"exif": b"Exif\x00\x00" + bytes(70_000)}  # from a PNG: more than a JPEG's segment holds
+    write_image(tmp_path / "photo.jpg", np.zeros((8, 8, 3), np.uint8), keep=big_exif)
+    assert read_image(tmp_path / "photo.jpg").shape == (8, 8, 3)
 
 
 def test_one_bit_png_is_read_as_uint8(tmp_path: Path) -> None:

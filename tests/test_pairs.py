@@ -110,3 +110,7 @@ def test_validation_pairs_are_held_out_of_training() -> None:
     ]
     train, val = split_holdout(flat)
     assert {b.name[:11] for b, _ in val} == {"GOPR0010_00"} and len(train) == 96
+    # names whose last part is no frame number are one folder's frames: one run, not every 20th frame
+    named = [(Path(f"A/{i:06d}_blur.png"), Path(f"B/{i:06d}_blur.png")) for i in range(100)]
+    held = [named.index(p) for p in split_holdout(named)[1]]
+    assert held == list(range(held[0], held[0] + 5))

@@ -104,7 +104,7 @@ def _deblur_steps(
     stack_axes = data.ndim - (3 if rgb else 2)
     if is_dask_array(data) and stack_axes > 0:
         value_range = options.get("value_range")
-        if reads_data(value_range, data.dtype):  # else deblur scans it in one pass, uncancellable
+        if reads_data(value_range, data.dtype):  # the whole stack's range, for every frame
             found = yield from _extremes_by_frame(data, value_range, rgb)
             options["value_range"] = resolve_range(value_range, data.dtype, found)
         return (yield from _frame_by_frame(data, model, cancel, options, stack_axes))

@@ -212,8 +212,10 @@ class DeblurWidget(ScrollingContainer):
             create_worker(first_frame_peak, layer, _connect={"returned": partial(self._on_peak, layer)})
 
     def _on_peak(self, layer: Image, peak: int) -> None:
-        """Choose the layer's own range where its first frame stays within 12 bits (still that layer)."""
-        if self._image.value is layer and peak <= TWELVE_BIT_MAX:
+        """Choose the layer's own range where its first frame stays within 12 bits (still that layer, and no
+        job started meanwhile with the choice shown before)."""
+        running = self._worker is not None and self._worker.is_running
+        if self._image.value is layer and peak <= TWELVE_BIT_MAX and not running:
             self._range.value = OWN_RANGE
             self._hint.value = f"values reach only {peak} (12-bit?): own min..max chosen"
             self._hint.visible = True

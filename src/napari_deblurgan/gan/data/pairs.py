@@ -106,11 +106,11 @@ def split_holdout(pairs: Sequence[tuple[Path, Path]], every: int = 20) -> tuple[
     to a validation frame (a video's neighbour, nearly the same image) are trained on: whole scenes where
     the pairs come from at least ``every`` scene folders (GOPRO), else one run from the middle of the
     sorted pairs (only its two ends border training frames). A single pair is used for both. A scene is a
-    folder, or in an A/B folder the names' part before their last "_" (``organize-gopro`` writes
+    folder, or in an A/B folder the names' part before a last "_NUMBER" (``organize-gopro`` writes
     SCENE_FRAME names)."""
     if len(pairs) < 2:
         return list(pairs), list(pairs)
-    keys = [(blurred.parent, blurred.stem.rpartition("_")[0]) for blurred, _ in pairs]
+    keys = [(blurred.parent, _scene_of(blurred.stem)) for blurred, _ in pairs]
     scenes = list(dict.fromkeys(keys))
     if len(scenes) >= every:
         held_scenes = set(scenes[every // 2 :: every])
@@ -120,6 +120,12 @@ def split_holdout(pairs: Sequence[tuple[Path, Path]], every: int = 20) -> tuple[
         start = (len(pairs) - count) // 2
         held = set(range(start, start + count))
     return [p for i, p in enumerate(pairs) if i not in held], [pairs[i] for i in sorted(held)]
+
+
+def _scene_of(stem: str) -> str:
+    """The scene of a frame named SCENE_NUMBER; "" (the folder's one scene) for other names."""
+    scene, _, frame = stem.rpartition("_")
+    return scene if frame.isdigit() else ""
 
 
 def load_pair(blurred_path: Path, sharp_path: Path) -> tuple[NDArray[np.float32], NDArray[np.float32]]:

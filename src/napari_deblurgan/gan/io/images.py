@@ -106,7 +106,7 @@ class ImageHeader:
         of their own (gray, or a microscope's stains); None for other formats, where 3 or 4 are colours."""
         if self.format != "TIFF":
             return None
-        return self.photometric in ("rgb", "ycbcr", "palette", "separated")
+        return self.photometric in ("rgb", "ycbcr", "palette", "separated") and self.channels in (3, 4)
 
     @property
     def channel_axis(self) -> int | None:
@@ -330,7 +330,7 @@ def _tiff_header(path: Path) -> ImageHeader:
         if len(shape) == 3 and shape[-1] == 1:  # (Y, X, 1): one channel
             axes = axes[:-1] + "S"
         dtype = np.dtype(np.uint8) if first.dtype.kind == "b" else np.dtype(first.dtype)
-        shape, axes, dtype = _read_as_rgb_or_gray(path, page, photometric, shape, axes, dtype)
+        shape, axes, dtype = _read_as_rgb_or_gray(path, page, photometric, shape, axes, dtype, tif.is_imagej)
         _check_pixels(path, shape, "TIFF")
         orientation = int(tif.pages[0].tags.valueof(274, 1)) if {"Y", "X"} <= set(axes) else 1  # Orientation
         if orientation in (5, 6, 7, 8):  # stored turned by 90 degrees
@@ -359,6 +359,12 @@ def _tiff_header(path: Path) -> ImageHeader:
 _LOSSLESS = {"ADOBE_DEFLATE": "zlib", "DEFLATE": "zlib", "LZW": "lzw", "ZSTD": "zstd", "LZMA": "lzma"}
 
 
+def _in_order(axes: str, order: str) -> bool:
+    """Whether every letter of ``axes`` is in ``order``, in that order (each once)."""
+    positions = [order.find(a) for a in axes]
+    return -1 not in positions and positions == sorted(set(positions))
+
+
 def _tiff_keep(tif: Any, page: Any, axes: str, orientation: int) -> dict[str, Any]:
     """What an output TIFF keeps of this one: resolution (a microscope's pixel size), lossless compression,
     and an ImageJ file's axes and calibration (its Z spacing, unit, frame interval)."""
@@ -369,7 +375,9 @@ def _tiff_keep(tif: Any, page: Any, axes: str, orientation: int) -> dict[str, An
         keep["resolutionunit"] = int(page.resolutionunit)
     if page.compression.name != "NONE":
         keep["compression"] = _LOSSLESS.get(page.compression.name, "zlib")
-    if tif.is_imagej and axes:
+    if page.extrasamples:
+        keep["extrasamples"] = [int(e) for e in page.extrasamples]
+    if tif.is_imagej and axes and _in_order(axes, "TZCYXS"):  # else tifffile could not write it as ImageJ
         calibration = tif.imagej_metadata or {}
         keep["imagej"] = {"axes": axes} | {
             k: calibration[k] for k in ("spacing", "unit", "finterval") if k in calibration
@@ -378,13 +386,15 @@ def _tiff_keep(tif: Any, page: Any, axes: str, orientation: int) -> dict[str, An
 
 
 def _read_as_rgb_or_gray(
-    path: Path, page: Any, photometric: str, shape: tuple[int, ...], axes: str, dtype: np.dtype
+    path: Path, page: Any, photometric: str, shape: tuple[int, ...], axes: str, dtype: np.dtype, imagej: bool
 ) -> tuple[tuple[int, ...], str, np.dtype]:
     """Shape, axes and dtype of a TIFF read as photo viewers show it: a palette's colours (RGB; 8-bit
-    where the palette is), CMYK as RGB, white-is-zero gray as black-is-zero; other colour models refused."""
+    where the palette is), CMYK as RGB, white-is-zero gray as black-is-zero; other colour models refused.
+    An ImageJ file's palette is a display LUT ("Green", "Fire") over measured values: they stay gray."""
+    if photometric == "palette" and imagej:
+        return shape, axes, dtype
     if photometric == "palette" and "S" not in axes:
-        palette = page.colormap
-        eight_bit = palette is not None and not (palette % 257).any()
+        eight_bit = _eight_bit_palette(page.colormap)
         return (*shape, 3), axes + "S", np.dtype(np.uint8 if eight_bit else np.uint16)
     if photometric == "separated" and page.tags.valueof(332, 1) == 1 and "S" in axes and shape[axes.index("S")] == 4:
         if dtype not in (np.uint8, np.uint16):
@@ -500,12 +510,17 @@ def _decode(path: Path, header: ImageHeader) -> NDArray:
     return np.asarray(iio.imread(path, plugin="pillow", index=index, rotate=True, mode=mode))
 
 
+def _eight_bit_palette(palette: NDArray | None) -> bool:
+    """Whether a TIFF palette's 16-bit entries hold 8-bit colours (v x 257, or Pillow's v x 256)."""
+    return palette is not None and (not (palette % 257).any() or not (palette & 0xFF).any())
+
+
 def _as_rgb_or_gray(image: NDArray, header: ImageHeader, page: Any) -> NDArray:
     """A TIFF's decoded values as :func:`_read_as_rgb_or_gray` describes them."""
-    if header.photometric == "miniswhite":
-        return ~image if image.dtype == bool else np.iinfo(image.dtype).max - image
+    if header.photometric == "miniswhite":  # white is the largest value its bits hold (4-bit: 15)
+        return ~image if image.dtype == bool else ((1 << int(page.bitspersample)) - 1 - image).astype(image.dtype)
     if header.photometric == "palette" and image.ndim < len(header.shape):
-        palette = page.colormap // 257 if header.dtype == np.uint8 else page.colormap
+        palette = page.colormap >> 8 if header.dtype == np.uint8 else page.colormap
         return np.moveaxis(palette.astype(header.dtype)[:, image], 0, -1)
     if header.photometric == "separated":  # naive CMYK -> RGB (no profile), as Pillow converts CMYK JPEGs
         top = int(np.iinfo(image.dtype).max)
@@ -613,7 +628,8 @@ def write_image(
             planar = axis == image.ndim - 3 and image.ndim >= 3
             data = image if planar or axis == image.ndim - 1 else np.moveaxis(image, axis, -1)
             colour = image.shape[axis] in (3, 4) if rgb is None else rgb
-            extra = {"extrasamples": ["unassalpha"]} if alpha and not colour and image.shape[axis] == 2 else {}
+            kind = (keep or {}).get("extrasamples", [2])[:1]  # associated (1) or unassociated (2) alpha
+            extra = {"extrasamples": kind} if alpha and not colour and image.shape[axis] == 2 else {}
             tifffile.imwrite(
                 tmp,
                 data,
@@ -636,6 +652,8 @@ def write_image(
                 extra["icc_profile"] = profile
             if suffix != ".bmp":
                 extra |= photo_keep
+            if suffix in (".jpg", ".jpeg") and len(photo_keep.get("exif", b"")) > 65533:
+                del extra["exif"]  # a JPEG's EXIF segment holds 64 kB (a PNG's may hold more)
             iio.imwrite(tmp, image, extension=suffix, **extra)
 
     try:

@@ -408,12 +408,13 @@ class Trainer:
         if state is None:  # a new run must not overwrite the model or the log another run left there
             left = [name for name in (MODEL_NAME, METRICS_NAME) if _holds_results(self.run_dir / name)]
             if left == [METRICS_NAME]:  # a run killed before its first checkpoint: the steps it logged are lost
-                kept = _set_aside(self.run_dir / METRICS_NAME)
-                warnings.warn(
-                    f"{self.run_dir} holds the log of a run stopped before its first checkpoint, so nothing of it can "
-                    f"be resumed; its log is kept as {kept.name} and training starts at step 0",
-                    stacklevel=2,
-                )
+                with contextlib.suppress(FileNotFoundError):  # another rank of a distributed run set it aside
+                    kept = _set_aside(self.run_dir / METRICS_NAME)
+                    warnings.warn(
+                        f"{self.run_dir} holds the log of a run stopped before its first checkpoint, so nothing of it "
+                        f"can be resumed; its log is kept as {kept.name} and training starts at step 0",
+                        stacklevel=2,
+                    )
             elif left:
                 raise FileExistsError(
                     f"{self.run_dir} holds {' and '.join(left)} of another run but no checkpoint to resume; "
@@ -512,18 +513,10 @@ class Trainer:
 
     def _restore(self, state: dict[str, Any]) -> None:
         self.generator.load_state_dict(state["generator"])
-        self.opt_g.load_state_dict(state["opt_g"])
+        self.opt_g.load_state_dict(self._with_recipe_settings(state["opt_g"], self.cfg.weight_decay))
         if self.critic is not None and state["critic"]:
             self.critic.load_state_dict(state["critic"])
-            self.opt_d.load_state_dict(state["opt_d"])  # type: ignore[union-attr]
-        # an optimiser's state brings its settings back: the recipe's (with its resume overrides) and the
-        # device's choice of kernel apply instead (the learning rates are set at every step)
-        fused = True if self.device.type == "cuda" else None
-        for opt, decay in ((self.opt_g, self.cfg.weight_decay), (self.opt_d, None)):
-            for group in opt.param_groups if opt is not None else []:
-                group.update(betas=tuple(self.cfg.betas), fused=fused)
-                if decay is not None:
-                    group["weight_decay"] = decay
+            self.opt_d.load_state_dict(self._with_recipe_settings(state["opt_d"]))  # type: ignore[union-attr]
         for name, scaler_state in state.get("scalers", {}).items():
             if name in self.scalers:
                 self.scalers[name].load_state_dict(scaler_state)
@@ -533,6 +526,16 @@ class Trainer:
         if self.device.type == "cuda" and len(state.get("cuda_rng", ())):
             torch.cuda.set_rng_state(state["cuda_rng"], self.device)
         self.step = int(state["step"])
+
+    def _with_recipe_settings(self, saved: dict[str, Any], weight_decay: float | None = None) -> dict[str, Any]:
+        """A saved optimiser state with the recipe's betas and weight decay (resume overrides included) and
+        this device's choice of fused kernels, set before it is loaded: torch places the restored step
+        counters by the groups' ``fused`` flag (the learning rates are set at every step)."""
+        fused = True if self.device.type == "cuda" else None
+        groups = [{**g, "betas": tuple(self.cfg.betas), "fused": fused} for g in saved["param_groups"]]
+        if weight_decay is not None:
+            groups = [{**g, "weight_decay": weight_decay} for g in groups]
+        return {**saved, "param_groups": groups}
 
     def _load_init(self, path: str) -> None:
         """Start the generator from a model file of the same architecture (e.g. an earlier stage), of the
