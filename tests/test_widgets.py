@@ -475,28 +475,36 @@ def test_training_from_layers_stop_resume_and_use_in_deblur(make_napari_viewer, 
     assert viewer.layers["blurred deblurred"].data.shape == (1, 48, 48, 3)
 
 
+def _interrupted_at_step_3(
+    viewer: Any, qtbot: Any, out: Path, steps: int, interrupt: Any
+) -> tuple[Any, TrainWidget, list[int]]:
+    """Train on two layers of ``viewer`` into ``out``, call ``interrupt(widget)`` at step 3 and wait until the
+    widget has seen its worker finish; the steps it saw."""
+    sharp = np.random.default_rng(5).integers(0, 255, (3, 48, 48, 3), dtype=np.uint8)
+    viewer.add_image(sharp, name="sharp", rgb=True)
+    viewer.add_image((sharp // 2).astype(np.uint8), name="blurred", rgb=True)
+    widget = _train_widget(viewer, out, steps=steps)
+    seen: list[int] = []
+
+    def on_step(event: Any) -> None:
+        seen.append(event.step)
+        if event.step == 3:
+            interrupt(widget)
+
+    widget._start.clicked.emit()
+    widget.worker.yielded.connect(on_step)
+    qtbot.waitUntil(lambda: widget._start.enabled, timeout=TIMEOUT)
+    return viewer, widget, seen
+
+
 def test_closing_napari_mid_training_saves_the_run(make_napari_viewer, qtbot, tmp_path, errors) -> None:
     """napari aborts its workers as its window closes: the run is saved as after Stop, not lost back to its
     last checkpoint (every 500 steps: all of a short run)."""
     from napari_deblurgan.gan.model.weights import read_metadata
 
-    viewer = make_napari_viewer()
-    sharp = np.random.default_rng(5).integers(0, 255, (3, 48, 48, 3), dtype=np.uint8)
-    viewer.add_image(sharp, name="sharp", rgb=True)
-    viewer.add_image((sharp // 2).astype(np.uint8), name="blurred", rgb=True)
     out = tmp_path / "run"
-    widget = _train_widget(viewer, out, steps=500)
-    steps: list[int] = []
-
-    def on_step(event: Any) -> None:
-        steps.append(event.step)
-        if event.step == 3:
-            widget.worker.quit()  # what napari's window does on close
-
-    widget._start.clicked.emit()
-    widget.worker.yielded.connect(on_step)
-    qtbot.waitUntil(lambda: widget._start.enabled, timeout=TIMEOUT)
-    assert not errors and (out / "checkpoint.pt").is_file()
+    _interrupted_at_step_3(make_napari_viewer(), qtbot, out, 500, lambda w: w.worker.quit())
+    assert not errors and (out / "checkpoint.pt").is_file()  # quit(): what napari's window does on close
     assert 3 <= int(read_metadata(out / "generator.safetensors")["step"]) < 500
 
 
@@ -505,22 +513,9 @@ def test_closing_the_training_panel_stops_its_run_saved_and_resume_shows_its_ste
 ) -> None:
     """A closed panel outlives its dock unseen: its run must not train on with no Stop button. Resuming then
     shows the run's own target steps, and a target it has reached already is refused, not a silent no-op."""
-    viewer = make_napari_viewer()
-    sharp = np.random.default_rng(5).integers(0, 255, (3, 48, 48, 3), dtype=np.uint8)
-    viewer.add_image(sharp, name="sharp", rgb=True)
-    viewer.add_image((sharp // 2).astype(np.uint8), name="blurred", rgb=True)
-    out = tmp_path / "run"
-    widget = _train_widget(viewer, out, steps=300)
-    steps: list[int] = []
-
-    def on_step(event: Any) -> None:
-        steps.append(event.step)
-        if event.step == 3:
-            viewer.window.remove_dock_widget(widget.native)  # the panel's close button
-
-    widget._start.clicked.emit()
-    widget.worker.yielded.connect(on_step)
-    qtbot.waitUntil(lambda: widget._start.enabled, timeout=TIMEOUT)  # the widget saw the worker finish
+    viewer, out = make_napari_viewer(), tmp_path / "run"
+    close_panel = lambda w: viewer.window.remove_dock_widget(w.native)  # noqa: E731  (its close button)
+    viewer, _, steps = _interrupted_at_step_3(viewer, qtbot, out, 300, close_panel)
     assert not errors and (out / "checkpoint.pt").is_file() and max(steps) < 300
     reopened = _train_widget(viewer, out, steps=2000)
     reopened._resume.value = True
