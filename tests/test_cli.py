@@ -552,11 +552,13 @@ def test_gif_and_webp_inputs_are_deblurred_into_formats_that_keep_the_result(tmp
     iio.imwrite(tmp_path / "in" / "clip.gif", frames, extension=".gif", loop=0)
     iio.imwrite(tmp_path / "in" / "still.webp", frames[0], extension=".webp", lossless=True)
     base = ["deblur", str(tmp_path / "in"), "--model", str(identity_model_path), "--quiet", "-o"]
-    assert main([*base, str(tmp_path / "same")]) == 2  # a GIF holds 256 colours: the output format must be chosen
-    assert "--format" in capsys.readouterr().err and not (tmp_path / "same").exists()
+    assert main([*base, str(tmp_path / "default")]) == 0  # never written as GIF (256 colours): PNG, TIFF if animated
+    assert sorted(p.name for p in (tmp_path / "default").iterdir()) == ["clip.tif", "still.png"]
     assert main([*base, str(tmp_path / "out"), "--format", "tif"]) == 0
     assert read_image(tmp_path / "out" / "clip.tif").shape == (3, 32, 40, 3)
     np.testing.assert_array_equal(read_image(tmp_path / "out" / "still.tif"), frames[0])
+    assert main([*base, str(tmp_path / "jpg"), "--format", "jpg"]) == 2  # an animation needs a stack format
+    assert "write it as .tif" in capsys.readouterr().err
 
 
 def test_value_range_for_12_bit_data_in_16_bit_files(tmp_path: Path, tiny_model_path: Path, capsys) -> None:

@@ -168,8 +168,17 @@ def test_a_failed_download_says_to_update_the_package_lists(tmp_path: Path) -> N
     class Result:
         stderr = "E: Unable to locate package nosuchpackage"
 
-    with pytest.raises(RuntimeError, match="apt-get update"):
+    with pytest.raises(OSError, match="apt-get update"):
         corpus.download_packages(["nosuchpackage"], tmp_path, run=lambda *a, **k: Result())
+
+
+def test_a_machine_without_apt_get_gets_one_line_from_the_command(tmp_path: Path, monkeypatch, capsys) -> None:
+    from napari_deblurgan.cli import main
+
+    monkeypatch.setattr(corpus.shutil, "which", lambda name: None)
+    assert main(["corpus", str(tmp_path / "corpus"), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "apt-get is needed" in err
 
 
 def test_largest_rectangle() -> None:

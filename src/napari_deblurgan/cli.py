@@ -1,4 +1,4 @@
-"""Command line: ``napari-deblurgan deblur|train|evaluate|export|synthesize|organize-gopro|corpus``.
+"""Command line: napari-deblurgan deblur|train|lineage|evaluate|export|synthesize|organize-gopro|corpus|sample.
 
 Each sub-command is a thin front end over the Qt-free core; errors print one line and exit non-zero.
 """
@@ -57,9 +57,9 @@ def _plan_outputs(
     --overwrite (or left as they are with --skip-existing), and in a format that can hold the image."""
     from .gan.io.images import check_writable, is_tiff, probe
 
-    outputs = [outdir / (f.stem + (suffix or f.suffix)) for f in files]
-    for src, dst in zip(files, outputs):
-        header = probe(src)
+    headers = [probe(f) for f in files]
+    outputs = [outdir / (f.stem + (suffix or _written_suffix(f, h))) for f, h in zip(files, headers)]
+    for src, dst, header in zip(files, outputs, headers):
         if header.frames > 1 and not is_tiff(dst):
             raise ValueError(
                 f"{src} is a stack of {header.frames} images and {dst.suffix} holds one ({header.stack_kind()}); "
@@ -82,6 +82,16 @@ def _plan_outputs(
                 f"Output {dst} already exists; pass --overwrite to replace it, or --skip-existing to keep it"
             )
     return outputs
+
+
+def _written_suffix(path: Path, header: ImageHeader) -> str:
+    """The output format of an input when --format is not given: its own, but PNG for a GIF or WebP image
+    (TIFF for an animation), which are read and never written."""
+    from .gan.io.images import READ_ONLY_SUFFIXES
+
+    if path.suffix.lower() not in READ_ONLY_SUFFIXES:
+        return path.suffix
+    return ".tif" if header.frames > 1 else ".png"
 
 
 def _identity(path: Path, follow: bool = True) -> tuple[int, int]:
@@ -208,7 +218,11 @@ def _add_deblur(sub: argparse._SubParsersAction) -> None:
         metavar="dtype|auto|LO,HI",
         help=VALUE_RANGE.help.replace("%", "%%") + ": dtype (the default), auto, or LO,HI such as 0,4095 or -1000,3000",
     )
-    p.add_argument("--format", choices=["png", "jpg", "tif"], help="output format (default: the input's)")
+    p.add_argument(
+        "--format",
+        choices=["png", "jpg", "tif"],
+        help="output format (default: the input's; PNG for GIF and WebP inputs, TIFF for animated ones)",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace existing output files (never inputs)")
     p.add_argument(
         "--skip-existing", action="store_true", help="leave existing outputs as they are: continue a stopped batch"

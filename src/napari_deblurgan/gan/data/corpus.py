@@ -131,12 +131,12 @@ def download_packages(packages: list[str], cache: Path, run: Callable[..., objec
         found = sorted(cache.glob(f"{pkg}_*.deb"))
         if not found:
             if shutil.which("apt-get") is None:
-                raise RuntimeError("the corpus is built from Debian packages: apt-get is needed (Debian or Ubuntu)")
+                raise OSError("the corpus is built from Debian packages: apt-get is needed (Debian or Ubuntu)")
             result = run(["apt-get", "download", pkg], cwd=cache, capture_output=True, text=True)
             found = sorted(cache.glob(f"{pkg}_*.deb"))
             if not found:
                 reason = (getattr(result, "stderr", "") or "").strip().splitlines()[-1:] or ["no .deb written"]
-                raise RuntimeError(
+                raise OSError(
                     f"apt-get download {pkg} failed ({reason[0]}); update the package lists once "
                     "(sudo apt-get update) and run the command again"
                 )
@@ -149,7 +149,7 @@ def unpack(deb: Path, into: Path) -> Path:
     done = into / ".unpacked"
     if not done.exists():
         if shutil.which("dpkg") is None:
-            raise RuntimeError("the corpus is built from Debian packages: dpkg is needed (Debian or Ubuntu)")
+            raise OSError("the corpus is built from Debian packages: dpkg is needed (Debian or Ubuntu)")
         into.mkdir(parents=True, exist_ok=True)
         subprocess.run(["dpkg", "-x", str(deb), str(into)], check=True)
         done.touch()
