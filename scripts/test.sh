@@ -11,6 +11,11 @@ if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
     libxcb-cursor0 libdbus-1-3 libxcb-icccm4 libxcb-image0 libxcb-keysyms1 libxcb-randr0 libxcb-render-util0 \
     libxcb-shape0 libxcb-xinerama0 libxcb-xfixes0 libxcb-xkb1 libfontconfig1 libxkbcommon0 >/dev/null
 fi
-python -m pip install -q torch==2.13.0           # the CPU build; install torch before the project
-python -m pip install -q -e ".[testing]"
-python -m pytest -q "$@"
+# a virtual environment (Debian and Ubuntu refuse system-wide pip installs): the active one, else .venv
+if [ -z "${VIRTUAL_ENV:-}" ] && python3 -m venv .venv; then
+  . .venv/bin/activate
+fi
+PY=$(command -v python || command -v python3)
+"$PY" -m pip install -q torch==2.13.0           # CPU build on CI (its package index); install torch first
+"$PY" -m pip install -q -e ".[testing]"
+"$PY" -m pytest -q "$@"
