@@ -5,7 +5,8 @@
 #   OUT=/somewhere sh benchmarks/gpu_check.sh
 #
 # 1. the CUDA tests (tests/test_cuda.py, tests/test_realistic.py -m cuda): CPU and CUDA agree (the
-#    network, the PSF refinement, a 720p stack within 1 grey level), half precision, training with autocast;
+#    network within 2 grey levels, the PSF refinement to the same quality, a 720p stack), half precision,
+#    training with autocast;
 # 2. benchmarks/speed.py --stacks on CUDA: ms per frame of 720p and 1080p stacks, split into network,
 #    refinement and host-device copies (the goal: a 720p frame through the default pipeline in <= 20 ms).
 # (DEVICE=cpu FRAMES=1 runs the same plumbing on a CPU, as a check.) TESTS_LIMIT and SPEED_LIMIT (seconds,

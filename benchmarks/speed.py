@@ -35,6 +35,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from napari_deblurgan import deblur, load_model
 from napari_deblurgan.gan.model.device import bf16_supported
 from napari_deblurgan.gan.model.generator import ResnetGenerator, preset
+from napari_deblurgan.gan.restoration.options import default_overlap
 
 PEAK_CASE = """
 import json, sys, time, numpy as np, torch
@@ -218,7 +219,8 @@ def main() -> None:
     for label, mode in (("before", unfused), ("after", contextlib.nullcontext)):
         with mode():
             whole = timed(lambda: deblur(image, default, tile_size=None, refine=False))
-            for tile, overlap in ((512, 96), (768, 96)):  # tiles of 1024 px: one frame, as whole
+            for tile in (512, 768):  # tiles of 1024 px: one frame, as whole
+                overlap = default_overlap(tile)
                 t = timed(
                     lambda tile=tile, overlap=overlap: deblur(
                         image, default, tile_size=tile, tile_overlap=overlap, refine=False
