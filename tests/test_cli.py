@@ -350,6 +350,16 @@ def test_organize_gopro_links_pairs_with_scene_prefixes(tmp_path: Path, capsys) 
     assert "holds train/ and test/ scenes" in capsys.readouterr().err and not (tmp_path / "mixed").exists()
 
 
+def test_train_help_shows_the_defaults_of_train_config(capsys) -> None:
+    from napari_deblurgan.cli import TRAIN_FLAG_DEFAULTS
+    from napari_deblurgan.gan.training.train import TrainConfig
+
+    assert {k: getattr(TrainConfig(), k) for k in TRAIN_FLAG_DEFAULTS} == TRAIN_FLAG_DEFAULTS
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    assert "(default 1000)" in " ".join(capsys.readouterr().out.split())
+
+
 def test_train_resume_and_export(tmp_path: Path, capsys) -> None:
     sharp = tmp_path / "sharp"
     sharp.mkdir()

@@ -532,6 +532,20 @@ def _lineage(args: argparse.Namespace) -> None:
     print(f"Model: {model} (the {which} of stage {lineage.ship_stage} at step {step}, float16)")
 
 
+#: TrainConfig's defaults of the flags `train --help` shows (here so that help needs no torch; a test checks them)
+TRAIN_FLAG_DEFAULTS: dict[str, Any] = {
+    "preset": "paper",
+    "steps": 1000,
+    "batch_size": 1,
+    "crop": 256,
+    "lr": 1e-4,
+    "content_loss": "charbonnier",
+    "adv_weight": 1.0,
+    "seed": 0,
+    "ema": 0.0,
+}
+
+
 def _add_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "train",
@@ -552,16 +566,28 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         "repeatable. VALUE: true/false, a number, a word, null (no file), or JSON for objects and lists. "
         "An option given twice (by its flag and --set) is an error",
     )
-    p.add_argument("--preset", help="generator preset: paper or fast")
-    p.add_argument("--steps", type=int)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--crop", type=int)
-    p.add_argument("--lr", type=float)
-    p.add_argument("--content-loss", help="l1, mse, charbonnier, charbonnier+fft, perceptual, l1+perceptual")
-    p.add_argument("--adv-weight", type=float, help="weight of the adversarial term (0: content only)")
+    d = TRAIN_FLAG_DEFAULTS
+    p.add_argument("--preset", help=f"generator preset: paper or fast (default {d['preset']})")
+    p.add_argument("--steps", type=int, help=f"steps to train to (default {d['steps']})")
+    p.add_argument("--batch-size", type=int, help=f"crops per step (default {d['batch_size']})")
+    p.add_argument("--crop", type=int, help=f"crop side in pixels (default {d['crop']})")
+    p.add_argument("--lr", type=float, help=f"generator learning rate (default {d['lr']:g})")
+    p.add_argument(
+        "--content-loss",
+        help=f"l1, mse, charbonnier, charbonnier+fft, perceptual, l1+perceptual (default {d['content_loss']})",
+    )
+    p.add_argument(
+        "--adv-weight",
+        type=float,
+        help=f"weight of the adversarial term (0: content only; default {d['adv_weight']:g})",
+    )
     p.add_argument("--vgg-weights", help="ImageNet VGG19 weights file (torchvision format) for the perceptual loss")
-    p.add_argument("--seed", type=int)
-    p.add_argument("--ema", type=float, help="decay of the weight average that is validated and exported (e.g. 0.999)")
+    p.add_argument("--seed", type=int, help=f"random seed of the run (default {d['seed']})")
+    p.add_argument(
+        "--ema",
+        type=float,
+        help=f"decay of the weight average that is validated and exported (e.g. 0.999; default {d['ema']:g}: off)",
+    )
     p.add_argument("--init", help="model file (.safetensors) to start the generator from, e.g. a previous stage")
     p.add_argument("--device", default="auto")
     p.add_argument(
