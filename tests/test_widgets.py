@@ -343,6 +343,21 @@ def test_napari_aborting_a_deblur_stops_its_helper_thread(make_napari_viewer, qt
     assert "big deblurred" not in viewer.layers
 
 
+def test_closing_the_deblur_panel_cancels_its_job(make_napari_viewer, qtbot, tiny_model_path) -> None:
+    viewer = make_napari_viewer()
+    viewer.add_image(np.random.default_rng(4).random((40, 512, 512)).astype(np.float32), name="big")
+    widget = deblur_widget(viewer, tiny_model_path)
+    widget._tile.value = 64
+    widget._frames.value = "whole stack"
+    progress: list[tuple[int, int]] = []
+    widget._run.clicked.emit()
+    widget.worker.yielded.connect(progress.append)
+    qtbot.waitUntil(lambda: len(progress) >= 3, timeout=TIMEOUT)
+    viewer.window.remove_dock_widget(widget.native)  # the panel's close button
+    qtbot.waitUntil(lambda: not widget.worker.is_running, timeout=15_000)  # the stack takes minutes
+    assert widget._cancel.is_set() and "big deblurred" not in viewer.layers
+
+
 def test_the_activity_dock_bar_is_shown_a_few_times_a_second(make_napari_viewer, qtbot, monkeypatch) -> None:
     """napari's bar processes pending Qt events when set: set at every step it re-entered the step handler
     (RecursionError with fast steps). 1,000 steps at once show once, and closing shows the last count."""

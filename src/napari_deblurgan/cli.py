@@ -612,7 +612,11 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         help="train a model's lineage (a recipe of stages, e.g. recipes/default.json), resuming where it stopped",
     )
     p.add_argument("recipe", help="lineage recipe: a base of training options and stages that override it")
-    p.add_argument("--out", default="runs/default-model", help="folder of the stages' runs and the final model")
+    p.add_argument(
+        "--out",
+        default="runs/default-model",
+        help="folder of the stages' runs and the final model (default runs/default-model)",
+    )
     p.add_argument(
         "--stage", help="train this stage and those it starts from (default: the ship stage; then export the model)"
     )
