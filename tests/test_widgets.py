@@ -319,20 +319,25 @@ def test_cancel_stops_at_the_next_tile_and_ui_stays_responsive(make_napari_viewe
     assert not [p for p in napari_progress._all_instances if p.desc == "deblurring big"]  # closed
 
 
-def test_napari_aborting_a_deblur_stops_its_helper_thread(make_napari_viewer, qtbot, tiny_model_path) -> None:
-    """napari aborts every worker when its window closes (``worker.quit``, not our Cancel button): the
-    thread that deblurs must stop too, not run the whole stack on."""
-    import threading
-
-    viewer = make_napari_viewer()
+def _deblurring_a_long_stack(viewer: Any, qtbot: Any, model: Path) -> tuple[Any, DeblurWidget]:
+    """A deblur of 40 frames of 512^2 in tiles of 64 (minutes), started and three steps in."""
     viewer.add_image(np.random.default_rng(4).random((40, 512, 512)).astype(np.float32), name="big")
-    widget = deblur_widget(viewer, tiny_model_path)
+    widget = deblur_widget(viewer, model)
     widget._tile.value = 64
     widget._frames.value = "whole stack"
     progress: list[tuple[int, int]] = []
     widget._run.clicked.emit()
     widget.worker.yielded.connect(progress.append)
     qtbot.waitUntil(lambda: len(progress) >= 3, timeout=TIMEOUT)
+    return viewer, widget
+
+
+def test_napari_aborting_a_deblur_stops_its_helper_thread(make_napari_viewer, qtbot, tiny_model_path) -> None:
+    """napari aborts every worker when its window closes (``worker.quit``, not our Cancel button): the
+    thread that deblurs must stop too, not run the whole stack on."""
+    import threading
+
+    viewer, widget = _deblurring_a_long_stack(make_napari_viewer(), qtbot, tiny_model_path)
 
     def helpers() -> list[threading.Thread]:
         return [t for t in threading.enumerate() if t.name == "napari-deblurgan-deblur"]
@@ -344,15 +349,7 @@ def test_napari_aborting_a_deblur_stops_its_helper_thread(make_napari_viewer, qt
 
 
 def test_closing_the_deblur_panel_cancels_its_job(make_napari_viewer, qtbot, tiny_model_path) -> None:
-    viewer = make_napari_viewer()
-    viewer.add_image(np.random.default_rng(4).random((40, 512, 512)).astype(np.float32), name="big")
-    widget = deblur_widget(viewer, tiny_model_path)
-    widget._tile.value = 64
-    widget._frames.value = "whole stack"
-    progress: list[tuple[int, int]] = []
-    widget._run.clicked.emit()
-    widget.worker.yielded.connect(progress.append)
-    qtbot.waitUntil(lambda: len(progress) >= 3, timeout=TIMEOUT)
+    viewer, widget = _deblurring_a_long_stack(make_napari_viewer(), qtbot, tiny_model_path)
     viewer.window.remove_dock_widget(widget.native)  # the panel's close button
     qtbot.waitUntil(lambda: not widget.worker.is_running, timeout=15_000)  # the stack takes minutes
     assert widget._cancel.is_set() and "big deblurred" not in viewer.layers
