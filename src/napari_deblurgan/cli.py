@@ -143,7 +143,8 @@ def _deblur(args: argparse.Namespace) -> None:
     ):
         for src, dst in zip(files, outputs):
             remove_stale_temp_files(dst)  # left by a run killed while writing it
-            header, image = probe(src), read_image(src)
+            header = probe(src)  # again: the file may have changed since the plan
+            image = read_image(src, header=header)
             bar.set_description(src.name)
 
             def steps(done: int, total: int) -> None:  # tiles, then the PSF refinement

@@ -149,15 +149,16 @@ def probe(path: str | Path, single: bool = False) -> ImageHeader:
     return header
 
 
-def read_image(path: str | Path, single: bool = False) -> NDArray:
+def read_image(path: str | Path, single: bool = False, header: ImageHeader | None = None) -> NDArray:
     """Read an image file as (H, W) or (H, W, C), keeping its dtype (8- and 16-bit stay as they are);
     a file of several images (animated PNG or GIF, multi-page TIFF) as their stack, frames first.
 
     The format is the one the bytes hold, not the one the name says. JPEGs, PNGs and TIFFs are turned
     upright by their EXIF or TIFF orientation and CMYK JPEGs converted to RGB, as photo viewers show them;
-    1-bit images become uint8 0/255. The header is checked first: :func:`probe`, to which ``single`` is passed.
+    1-bit images become uint8 0/255. The header is checked first: :func:`probe`, to which ``single`` is passed
+    (``header``: what :func:`probe` just gave for this file, not read again).
     """
-    return _read(Path(path), probe(path, single))
+    return _read(Path(path), header if header is not None else probe(path, single))
 
 
 def _read(path: Path, header: ImageHeader) -> NDArray:
